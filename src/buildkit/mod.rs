@@ -1,0 +1,1 @@
+//! buildkit (in progress)

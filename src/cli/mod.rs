@@ -1,0 +1,100 @@
+//! Command line: clap derive, one file per subcommand. Each subcommand parses its flags,
+//! calls the library, and writes *data only* to stdout (the plan, LLB bytes, JSON);
+//! everything for humans (progress, warnings, errors) goes to stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Hint;
+
+pub mod build;
+pub mod frontend;
+pub mod llb;
+pub mod plan;
+pub mod probe;
+pub mod resolve;
+
+/// Reproducible PyTorch/CUDA images on BuildKit.
+#[derive(Debug, Parser)]
+#[command(name = "torchkit", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Report this host's NVIDIA driver and GPUs.
+    Probe(probe::Args),
+    /// Pick the base image for a torch/CUDA/driver/GPU combination and explain why.
+    Resolve(resolve::Args),
+    /// Print the resolved build plan: steps, cache rules, image config.
+    Plan(plan::Args),
+    /// Write the LLB Definition to stdout (for `buildctl build`).
+    Llb(llb::Args),
+    /// Build the image on BuildKit.
+    Build(Box<build::Args>),
+    /// Run as a BuildKit gateway frontend (LLBBridge over stdin/stdout).
+    #[command(hide = true)]
+    Frontend(frontend::Args),
+}
+
+/// An error that carries a fix, printed as `hint:` after the message.
+#[derive(Debug)]
+pub struct Hinted {
+    message: String,
+    hint: Option<String>,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Hinted {}
+
+/// Wrap a typed error so its hint survives the trip through `anyhow`.
+pub fn hinted<E: std::fmt::Display + Hint>(e: E) -> anyhow::Error {
+    anyhow::Error::new(Hinted {
+        message: e.to_string(),
+        hint: e.hint(),
+    })
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Probe(a) => probe::run(a),
+        Command::Resolve(a) => resolve::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Llb(a) => llb::run(a),
+        Command::Build(a) => build::run(*a),
+        Command::Frontend(a) => frontend::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Print an error chain and its hints to stderr, in cargo's style.
+pub fn report(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    for cause in e.chain() {
+        if let Some(h) = cause.downcast_ref::<Hinted>().and_then(|h| h.hint.as_deref()) {
+            for line in h.lines() {
+                eprintln!("hint: {line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! torchkit: a BuildKit frontend and build driver for reproducible PyTorch/CUDA images.
+//!
+//! # Map
+//!
+//! ```text
+//! torchkit.toml ─spec─▶ Spec ─┐
+//! host ─probe─▶ Target ───────┼─resolve (matrix)─▶ Resolution ─plan::compile─▶ (LLB Definition, image config)
+//!                             │                                          │
+//!              ┌──────────────┴───────────────┬──────────────────────────┴──────────┐
+//!         buildkit (driver: Control API      frontend (LLBBridge over          cli `llb`
+//!         + session + progress)              stdin/stdout)                      (bytes on stdout)
+//! ```
+//!
+//! **Pure core** — no IO, no tokio, no clock, no randomness; inputs are data, output is bytes:
+//! - [`spec`]: `torchkit.toml` → validated [`spec::Spec`], errors with `file:line:col` and hints;
+//! - [`matrix`]: the CUDA ⇄ driver ⇄ torch ⇄ GPU tables, each citing its source;
+//! - [`resolve`]: request + matrix → [`resolve::Resolution`] (base image, CUDA, why);
+//! - [`plan`]: spec + resolution → ordered steps with cache rules, and [`plan::compile`],
+//!   the one function the driver and the frontend share;
+//! - [`llb`]: an immutable BuildKit LLB builder with deterministic marshalling.
+//!
+//! **Edges** — all IO lives here (behind the default `io` feature):
+//! - `probe`: host facts (`nvidia-smi`, `/proc/driver/nvidia/version`); its parsers are pure;
+//! - `buildkit`: transports (unix, tcp+TLS, dockerd `/grpc`), Control client, session, progress;
+//! - `frontend`: the `# syntax=` gateway frontend over stdio;
+//! - `cli`: clap commands, one file each.
+//!
+//! **Dependency rule**: `llb → proto`; `resolve → {spec, matrix}`; `plan → {spec, resolve, llb}`;
+//! `buildkit → proto`; `frontend → {plan, buildkit}`; `cli → everything`. No core module uses
+//! `buildkit`, `frontend`, `probe`, `cli`, tokio, tonic, `std::fs`, `std::net`, `std::process`
+//! or `std::env`; `tests/layering.rs` enforces this.
+
+pub mod error;
+pub mod proto;
+
+pub mod llb;
+pub mod matrix;
+pub mod plan;
+pub mod resolve;
+pub mod spec;
+
+pub mod probe;
+
+#[cfg(feature = "io")]
+pub mod buildkit;
+#[cfg(feature = "io")]
+pub mod cli;
+#[cfg(feature = "io")]
+pub mod frontend;

@@ -1,0 +1,1 @@
+//! llb (in progress)
