@@ -1,0 +1,1 @@
+//! Session services hosted for the daemon (in progress).
