@@ -1,1 +1,688 @@
-//! plan (in progress)
+//! Plan and compile: spec + resolution → ordered steps with cache rules → LLB + image config.
+//!
+//! [`compile`] is the one function the driver (`torchkit build`), the gateway frontend and
+//! `torchkit llb` share. It is pure: base-image metadata (digest, config) comes in through
+//! [`CompileOptions::base`], already resolved by the caller (ResolveImageConfig in the
+//! driver and the frontend); a build token, when the profile needs one, is supplied by the
+//! caller too. Same inputs, same bytes.
+//!
+//! # Layer order and cache policy
+//!
+//! Stable first, volatile last: `base` → `apt` → `pip` → `requirements` → `user` → `copy`.
+//! Cache policy is graph structure (see docs/caching.md):
+//! - an **epoch** node (`[cache] epoch`) is a tiny file op on scratch that the dependency
+//!   steps mount read-only: change the epoch and exactly those steps re-run;
+//! - a **bust** node carries a per-build token and is mounted by each busted exec step
+//!   (`test` profile: the dependency steps; `[cache] bust`; `--no-cache`). It re-runs the
+//!   step *without* `ignore_cache`, which in BuildKit would also wipe the step's download
+//!   cache mounts;
+//! - `release` sets `ignore_cache` on every op, uses no cache mounts and needs a pinned base.
+
+mod image_config;
+mod lower;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::Hint;
+use crate::llb::{pb, LlbError};
+use crate::resolve::Resolution;
+use crate::spec::{Profile, Spec, Span, DEPENDENCY_STEPS, STEPS};
+
+pub use image_config::image_config;
+
+/// Base image metadata resolved by the caller (ResolveImageConfig or a registry).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BaseMeta {
+    /// `sha256:…` of the manifest to pin to.
+    pub digest: Option<String>,
+    /// The base image's config JSON (the OCI image config), to inherit env, labels, history.
+    pub config: Option<serde_json::Value>,
+}
+
+/// Which steps `--no-cache` / `--no-cache-filter` re-run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NoCache {
+    /// Reuse what the profile allows.
+    #[default]
+    Off,
+    /// Re-run every step.
+    All,
+    /// Re-run these steps.
+    Steps(Vec<String>),
+}
+
+/// Inputs of [`compile`] besides the spec and the resolution.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// Overrides `[cache] profile`.
+    pub profile: Option<Profile>,
+    /// Resolved base metadata.
+    pub base: BaseMeta,
+    /// A value unique to this build, mixed into the bust node. Needed when any step is
+    /// busted (test profile, `[cache] bust`, `--no-cache`); callers pass a random string.
+    pub build_token: Option<String>,
+    /// Session id for the context local (`local.session`); None lets BuildKit match any.
+    pub session_id: Option<String>,
+    /// `.dockerignore` patterns of the context, as `local.excludepatterns`.
+    pub context_excludes: Vec<String>,
+    /// Pass the CA bundle secret (`torchkit-ca`) to the steps that download.
+    pub ca_bundle: bool,
+    /// `--no-cache` / `--no-cache-filter`.
+    pub no_cache: NoCache,
+    /// Labels added by the caller (`--label`, frontend `label:*`); they override the spec.
+    pub labels: BTreeMap<String, String>,
+    /// `SOURCE_DATE_EPOCH`: exported to the steps and used as the image's `created`.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// The output of [`compile`].
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The readable plan.
+    pub plan: Plan,
+    /// The LLB graph.
+    pub definition: pb::Definition,
+    /// The OCI image config JSON to export with the result (`containerimage.config`).
+    pub image_config: Vec<u8>,
+}
+
+/// Why compilation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Release builds must be pinned.
+    #[error("the release profile needs a base pinned by digest, and {image} is not pinned")]
+    ReleaseUnpinned {
+        /// The unpinned base.
+        image: String,
+    },
+    /// A busted step needs a token from the caller.
+    #[error("steps {steps:?} must re-run but no build token was given")]
+    MissingBuildToken {
+        /// The busted steps.
+        steps: Vec<String>,
+    },
+    /// `--no-cache-filter` named an unknown step.
+    #[error("unknown step `{0}` in --no-cache-filter")]
+    UnknownStep(String),
+    /// The base config could not be used.
+    #[error("base image config: {0}")]
+    BaseConfig(String),
+    /// The LLB builder refused the graph.
+    #[error(transparent)]
+    Llb(#[from] LlbError),
+}
+
+impl Hint for CompileError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::ReleaseUnpinned { .. } => Some(
+                "build through a daemon (it pins the base with ResolveImageConfig), set [base] digest, or run `torchkit lock`"
+                    .into(),
+            ),
+            Self::MissingBuildToken { .. } => {
+                Some("this is a bug in the caller: pass CompileOptions::build_token".into())
+            }
+            Self::UnknownStep(s) => Some(match crate::spec::did_you_mean(s, STEPS) {
+                Some(x) => format!("did you mean `{x}`? steps are: {}", STEPS.join(", ")),
+                None => format!("steps are: {}", STEPS.join(", ")),
+            }),
+            Self::BaseConfig(_) => None,
+            Self::Llb(e) => e.hint(),
+        }
+    }
+}
+
+/// The resolved, ordered build: what `torchkit plan` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The spec file.
+    pub spec: String,
+    /// The cache profile in force.
+    pub profile: Profile,
+    /// Target platform.
+    pub platform: String,
+    /// The base image.
+    pub base: BasePlan,
+    /// What the resolver chose.
+    pub resolution: Resolution,
+    /// The epoch node, when `[cache] epoch` is set.
+    pub epoch: Option<String>,
+    /// Steps that take the per-build bust node (re-run on every build, caches kept).
+    pub busted: Vec<String>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// The runtime config of the image.
+    pub image: ImagePlan,
+}
+
+/// The base image of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BasePlan {
+    /// Normalized reference, with the mirror applied.
+    pub reference: String,
+    /// Pinned digest, if known.
+    pub digest: Option<String>,
+}
+
+impl BasePlan {
+    /// `name@sha256:…` when pinned, else the name.
+    pub fn pinned_reference(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("{}@{d}", self.reference),
+            None => self.reference.clone(),
+        }
+    }
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// The step name (`apt`, `pip`, …).
+    pub name: &'static str,
+    /// The progress title.
+    pub title: String,
+    /// How the step runs.
+    pub run: Run,
+    /// Whether and why the step re-runs.
+    pub cache: CacheRule,
+    /// Download caches mounted while the step runs.
+    pub cache_mounts: Vec<CacheMount>,
+    /// Secrets mounted while the step runs (ids only).
+    pub secrets: Vec<String>,
+    /// The spec key the step comes from (`python.packages`).
+    pub origin: &'static str,
+    /// Where that key is in the spec.
+    pub span: Span,
+}
+
+/// How a step runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Run {
+    /// Pull the base image.
+    Image {
+        /// Reference as pulled.
+        reference: String,
+    },
+    /// A command.
+    Exec {
+        /// argv.
+        args: Vec<String>,
+        /// Step-only env (beyond the image env).
+        env: Vec<(String, String)>,
+        /// Runs as.
+        user: String,
+        /// Working directory.
+        cwd: String,
+    },
+    /// Context copies.
+    Copy {
+        /// (src in the context, dest in the image).
+        copies: Vec<(String, String)>,
+        /// `uid:gid` of the copied files.
+        owner: String,
+    },
+}
+
+/// Whether a step's cache may be reused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "rule")]
+pub enum CacheRule {
+    /// Reused while its inputs are unchanged.
+    Reuse,
+    /// Reused until `[cache] epoch` changes.
+    Epoch,
+    /// Re-runs every build through the bust node; download caches survive.
+    Bust {
+        /// Why: `test profile`, `[cache] bust`, `--no-cache`.
+        reason: String,
+    },
+    /// Re-runs every build with `ignore_cache` (release; non-exec steps when busted).
+    IgnoreCache {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A download cache mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheMount {
+    /// Mount point.
+    pub dest: String,
+    /// Cache id, namespaced by CUDA variant.
+    pub id: String,
+}
+
+/// The runtime configuration the image gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImagePlan {
+    /// USER.
+    pub user: String,
+    /// WORKDIR.
+    pub workdir: String,
+    /// Env added on top of the base image's.
+    pub env: BTreeMap<String, String>,
+    /// Labels (torchkit's, the spec's, the caller's).
+    pub labels: BTreeMap<String, String>,
+    /// ENTRYPOINT, if set.
+    pub entrypoint: Option<Vec<String>>,
+    /// CMD, if set.
+    pub cmd: Option<Vec<String>>,
+}
+
+/// The id of the CA bundle secret passed to downloading steps.
+pub const CA_SECRET_ID: &str = "torchkit-ca";
+/// Where the CA bundle secret is mounted.
+pub const CA_SECRET_PATH: &str = "/run/secrets/torchkit-ca";
+/// Apt download cache mount point (kept outside /var/cache/apt so that the images'
+/// `docker-clean` hook does not empty it).
+pub const APT_CACHE_DIR: &str = "/var/cache/torchkit/apt";
+/// Pip download cache mount point.
+pub const PIP_CACHE_DIR: &str = "/root/.cache/pip";
+/// Env used when the base config is not known (the `pytorch/pytorch` images' PATH).
+pub const DEFAULT_PATH: &str =
+    "/opt/conda/bin:/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Build the plan (no LLB yet).
+pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan, CompileError> {
+    let profile = opts.profile.unwrap_or(spec.cache.profile);
+    let base = base_plan(spec, res, opts)?;
+    if profile == Profile::Release && base.digest.is_none() {
+        return Err(CompileError::ReleaseUnpinned {
+            image: base.reference,
+        });
+    }
+
+    // Which steps re-run, and why.
+    let mut busted: BTreeMap<&'static str, String> = BTreeMap::new();
+    if profile == Profile::Test {
+        for s in DEPENDENCY_STEPS {
+            busted.insert(s, "test profile".into());
+        }
+    }
+    for s in &spec.cache.bust {
+        let name = step_name(s).ok_or_else(|| CompileError::UnknownStep(s.clone()))?;
+        busted.insert(name, "[cache] bust".into());
+    }
+    match &opts.no_cache {
+        NoCache::Off => {}
+        NoCache::All => {
+            for s in STEPS {
+                busted.insert(s, "--no-cache".into());
+            }
+        }
+        NoCache::Steps(list) => {
+            for s in list {
+                let name = step_name(s).ok_or_else(|| CompileError::UnknownStep(s.clone()))?;
+                busted.insert(name, "--no-cache-filter".into());
+            }
+        }
+    }
+
+    let cuda_ns = res
+        .cuda
+        .as_deref()
+        .map_or("cpu".to_string(), |c| format!("cu{}", c.replace('.', "")));
+    let cache_mounts = profile != Profile::Release;
+    let user = &spec.image.user;
+    let owner = format!("{}:{}", user.uid, user.uid);
+
+    let mut steps: Vec<Step> = vec![];
+    let mut push = |name: &'static str, summary: String, run: Run, mounts: Vec<CacheMount>, secrets: Vec<String>, origin: &'static str| {
+        let is_exec = matches!(run, Run::Exec { .. });
+        let cache = if profile == Profile::Release {
+            CacheRule::IgnoreCache {
+                reason: "release profile".into(),
+            }
+        } else if let Some(why) = busted.get(name) {
+            if is_exec {
+                CacheRule::Bust { reason: why.clone() }
+            } else {
+                CacheRule::IgnoreCache { reason: why.clone() }
+            }
+        } else if spec.cache.epoch.is_some() && DEPENDENCY_STEPS.contains(&name) {
+            CacheRule::Epoch
+        } else {
+            CacheRule::Reuse
+        };
+        steps.push(Step {
+            name,
+            title: summary,
+            run,
+            cache,
+            cache_mounts: mounts,
+            secrets,
+            origin,
+            span: spec.span_of(origin),
+        });
+    };
+    let ca_secret = || if opts.ca_bundle { vec![CA_SECRET_ID.to_string()] } else { vec![] };
+
+    push(
+        "base",
+        format!("base {}", base.pinned_reference()),
+        Run::Image {
+            reference: base.pinned_reference(),
+        },
+        vec![],
+        vec![],
+        if spec.base.image.is_some() { "base.image" } else { "torch.version" },
+    );
+
+    if !spec.system.apt.is_empty() {
+        let mut mounts = vec![];
+        if cache_mounts {
+            mounts.push(CacheMount {
+                dest: APT_CACHE_DIR.into(),
+                id: format!("torchkit/apt/{cuda_ns}"),
+            });
+        }
+        push(
+            "apt",
+            format!("apt-get install {}", spec.system.apt.join(" ")),
+            Run::Exec {
+                args: apt_command(&spec.system.apt, cache_mounts, opts.ca_bundle),
+                env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
+                user: "root".into(),
+                cwd: "/".into(),
+            },
+            mounts,
+            ca_secret(),
+            "system.apt",
+        );
+    }
+
+    let pip_mounts = || {
+        if cache_mounts {
+            vec![CacheMount {
+                dest: PIP_CACHE_DIR.into(),
+                id: format!("torchkit/pip/{cuda_ns}"),
+            }]
+        } else {
+            vec![]
+        }
+    };
+    if !spec.python.packages.is_empty() {
+        let mut args = pip_prefix(spec, cache_mounts);
+        args.extend(spec.python.packages.iter().cloned());
+        push(
+            "pip",
+            format!("pip install {}", spec.python.packages.join(" ")),
+            Run::Exec {
+                args,
+                env: pip_env(opts),
+                user: "root".into(),
+                cwd: "/".into(),
+            },
+            pip_mounts(),
+            ca_secret(),
+            "python.packages",
+        );
+    }
+    if let Some(req) = &spec.python.requirements {
+        let mut args = pip_prefix(spec, cache_mounts);
+        args.extend(["-r".into(), REQUIREMENTS_MOUNT.into()]);
+        push(
+            "requirements",
+            format!("pip install -r {req}"),
+            Run::Exec {
+                args,
+                env: pip_env(opts),
+                user: "root".into(),
+                cwd: "/".into(),
+            },
+            pip_mounts(),
+            ca_secret(),
+            "python.requirements",
+        );
+    }
+
+    let user_summary = if user.is_root() {
+        format!("workdir {}", spec.image.workdir)
+    } else {
+        format!("user {} (uid {}), workdir {}", user.name, user.uid, spec.image.workdir)
+    };
+    push(
+        "user",
+        user_summary,
+        Run::Exec {
+            args: user_command(&user.name, user.uid, &spec.image.workdir),
+            env: vec![],
+            user: "root".into(),
+            cwd: "/".into(),
+        },
+        vec![],
+        vec![],
+        if spec.locations.contains_key("image.user") { "image.user" } else { "image" },
+    );
+
+    if !spec.image.copy.is_empty() {
+        let copies: Vec<(String, String)> = spec
+            .image
+            .copy
+            .iter()
+            .map(|c| (c.src.clone(), c.dest.clone()))
+            .collect();
+        push(
+            "copy",
+            format!(
+                "copy {}",
+                copies.iter().map(|(s, d)| format!("{s} → {d}")).collect::<Vec<_>>().join(", ")
+            ),
+            Run::Copy {
+                copies,
+                owner: owner.clone(),
+            },
+            vec![],
+            vec![],
+            "image.copy",
+        );
+    }
+
+    // Titles as progress shows them: "[torchkit 2/5] apt: apt-get install git".
+    let n = steps.len();
+    for (i, s) in steps.iter_mut().enumerate() {
+        s.title = format!("[torchkit {}/{n}] {}: {}", i + 1, s.name, s.title);
+        // Busted steps are marked where users look: the progress line.
+        match &s.cache {
+            CacheRule::Bust { reason } | CacheRule::IgnoreCache { reason } => {
+                s.title.push_str(&format!(" (re-run: {reason})"));
+            }
+            CacheRule::Reuse | CacheRule::Epoch => {}
+        }
+    }
+
+    // Only steps that exist and take the bust node are listed.
+    let busted_list: Vec<String> = steps
+        .iter()
+        .filter(|s| matches!(s.cache, CacheRule::Bust { .. }))
+        .map(|s| s.name.to_string())
+        .collect();
+    if !busted_list.is_empty() && opts.build_token.is_none() {
+        return Err(CompileError::MissingBuildToken { steps: busted_list });
+    }
+
+    let image = image_plan(spec, res, &base, profile, opts);
+    Ok(Plan {
+        spec: spec.filename.clone(),
+        profile,
+        platform: "linux/amd64".into(),
+        base,
+        resolution: res.clone(),
+        epoch: spec.cache.epoch.clone(),
+        busted: busted_list,
+        steps,
+        image,
+    })
+}
+
+/// Compile spec + resolution to LLB and the image config. See the module docs.
+pub fn compile(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Compiled, CompileError> {
+    let plan = plan(spec, res, opts)?;
+    let definition = lower::lower(spec, &plan, opts)?;
+    let image_config = image_config(&plan, opts)?;
+    Ok(Compiled {
+        plan,
+        definition,
+        image_config,
+    })
+}
+
+/// Where the requirements file is mounted (read-only, from the context) for its step.
+pub const REQUIREMENTS_MOUNT: &str = "/run/torchkit/requirements.txt";
+/// Where the pip constraints (torch and companions pinned) are mounted.
+pub const CONSTRAINTS_MOUNT: &str = "/run/torchkit/constraints.txt";
+
+fn step_name(s: &str) -> Option<&'static str> {
+    STEPS.iter().copied().find(|x| *x == s)
+}
+
+fn base_plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<BasePlan, CompileError> {
+    let name = match &spec.base.image {
+        Some(i) => i.clone(),
+        None => res.image.full(),
+    };
+    let mut reference = crate::llb::normalize_image_ref(&name)?;
+    // A pinned reference is split back into name and digest.
+    let mut digest = None;
+    if let Some((n, d)) = reference.clone().split_once('@') {
+        reference = n.to_string();
+        digest = Some(d.to_string());
+    }
+    if let Some(m) = &spec.base.mirror {
+        if let Some(rest) = reference.strip_prefix("docker.io/") {
+            reference = format!("{m}/{rest}");
+        }
+    }
+    let digest = spec.base.digest.clone().or(digest).or_else(|| opts.base.digest.clone());
+    Ok(BasePlan { reference, digest })
+}
+
+fn apt_command(pkgs: &[String], keep: bool, ca: bool) -> Vec<String> {
+    let mut opts = String::new();
+    if keep {
+        opts.push_str(&format!(
+            " -o Dir::Cache::Archives={APT_CACHE_DIR}/archives -o APT::Keep-Downloaded-Packages=true"
+        ));
+    }
+    if ca {
+        opts.push_str(&format!(" -o Acquire::https::CAInfo={CA_SECRET_PATH}"));
+    }
+    let mkdir = if keep {
+        format!("mkdir -p {APT_CACHE_DIR}/archives/partial; ")
+    } else {
+        String::new()
+    };
+    // Package names were validated by the spec (letters, digits, + - . = ~ :), so they
+    // are safe to join into the shell line.
+    let script = format!(
+        "set -eu; {mkdir}apt-get{opts} update; apt-get{opts} install -y --no-install-recommends {}; rm -rf /var/lib/apt/lists/*",
+        pkgs.join(" ")
+    );
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+fn pip_prefix(spec: &Spec, cache: bool) -> Vec<String> {
+    let mut a: Vec<String> = ["python", "-m", "pip", "install"].map(String::from).to_vec();
+    if !cache {
+        a.push("--no-cache-dir".into());
+    }
+    a.extend(["-c".into(), CONSTRAINTS_MOUNT.into()]);
+    if let Some(u) = &spec.python.index_url {
+        a.extend(["--index-url".into(), u.clone()]);
+    }
+    for u in &spec.python.extra_index_urls {
+        a.extend(["--extra-index-url".into(), u.clone()]);
+    }
+    a
+}
+
+fn pip_env(opts: &CompileOptions) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into()),
+        ("PIP_NO_INPUT".into(), "1".into()),
+        ("PIP_ROOT_USER_ACTION".into(), "ignore".into()),
+    ];
+    if opts.ca_bundle {
+        env.push(("PIP_CERT".into(), CA_SECRET_PATH.into()));
+        env.push(("SSL_CERT_FILE".into(), CA_SECRET_PATH.into()));
+    }
+    env
+}
+
+fn user_command(name: &str, uid: u32, workdir: &str) -> Vec<String> {
+    let script = if uid == 0 {
+        format!("set -eu; mkdir -p '{workdir}'")
+    } else {
+        // Debian/Ubuntu have groupadd/useradd; busybox-based images have addgroup/adduser.
+        // A uid or name already taken by someone else is an error, not a silent reuse.
+        format!(
+            "set -eu; \
+             if getent passwd {name} >/dev/null; then \
+               [ \"$(id -u {name})\" = {uid} ] || {{ echo \"torchkit: user {name} exists with another uid\" >&2; exit 1; }}; \
+             elif getent passwd {uid} >/dev/null; then \
+               echo \"torchkit: uid {uid} is taken by $(getent passwd {uid} | cut -d: -f1); set [image] uid\" >&2; exit 1; \
+             else \
+               getent group {uid} >/dev/null || groupadd -g {uid} {name} 2>/dev/null || addgroup -g {uid} {name}; \
+               useradd -m -u {uid} -g {uid} -s /bin/sh {name} 2>/dev/null || adduser -D -u {uid} -G {name} -s /bin/sh {name}; \
+             fi; \
+             mkdir -p '{workdir}'; chown {uid}:{uid} '{workdir}'"
+        )
+    };
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+fn image_plan(spec: &Spec, res: &Resolution, base: &BasePlan, profile: Profile, opts: &CompileOptions) -> ImagePlan {
+    let mut env = BTreeMap::new();
+    env.insert("NVIDIA_VISIBLE_DEVICES".to_string(), "all".to_string());
+    env.insert("NVIDIA_DRIVER_CAPABILITIES".to_string(), "compute,utility".to_string());
+    for (k, v) in &spec.image.env {
+        env.insert(k.clone(), v.clone());
+    }
+    let mut labels = BTreeMap::new();
+    let mut l = |k: &str, v: String| {
+        labels.insert(k.to_string(), v);
+    };
+    l("org.opencontainers.image.base.name", base.reference.clone());
+    if let Some(d) = &base.digest {
+        l("org.opencontainers.image.base.digest", d.clone());
+        l("torchkit.base.digest", d.clone());
+    }
+    l(
+        "org.opencontainers.image.description",
+        format!(
+            "PyTorch {} ({}) built by torchkit",
+            res.torch,
+            res.cuda.as_deref().map_or("CPU".to_string(), |c| format!("CUDA {c}"))
+        ),
+    );
+    l("torchkit.torch", res.torch.clone());
+    l("torchkit.torchvision", res.torchvision.clone());
+    l("torchkit.torchaudio", res.torchaudio.clone());
+    l("torchkit.cuda", res.cuda.clone().unwrap_or_else(|| "cpu".into()));
+    if let Some(c) = &res.cudnn {
+        l("torchkit.cudnn", c.clone());
+    }
+    if let Some(d) = &res.min_driver {
+        l("torchkit.min-driver", d.clone());
+    }
+    l("torchkit.python", res.python.clone());
+    l("torchkit.profile", profile.to_string());
+    l("torchkit.base", base.reference.clone());
+    for (k, v) in spec.image.labels.iter().chain(opts.labels.iter()) {
+        labels.insert(k.clone(), v.clone());
+    }
+    ImagePlan {
+        user: spec.image.user.name.clone(),
+        workdir: spec.image.workdir.clone(),
+        env,
+        labels,
+        entrypoint: spec.image.entrypoint.clone(),
+        cmd: spec.image.cmd.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+//! Plan → LLB. Every step becomes one op, named with its progress title and located at the
+//! spec key it comes from, so BuildKit errors point at `torchkit.toml` lines.
+
+use std::sync::Arc;
+
+use crate::llb::{
+    self, pb, CopyOpts, Exec, FileAction, Mount, Owner, Platform, Range, Sharing, SourceInfo,
+    SourceLocation, State,
+};
+use crate::spec::{Span, Spec, DEPENDENCY_STEPS};
+
+use super::{
+    CacheRule, CompileError, CompileOptions, Plan, Run, Step, CA_SECRET_ID, CA_SECRET_PATH,
+    CONSTRAINTS_MOUNT, DEFAULT_PATH, REQUIREMENTS_MOUNT,
+};
+
+/// Where the epoch node is mounted in dependency steps.
+pub const EPOCH_MOUNT: &str = "/run/torchkit/epoch";
+/// Where the bust node is mounted in busted steps.
+pub const BUST_MOUNT: &str = "/run/torchkit/bust";
+
+fn location(src: &Arc<SourceInfo>, span: Span) -> SourceLocation {
+    SourceLocation::new(
+        src,
+        [Range {
+            start_line: span.line as i32,
+            start_char: span.col as i32 - 1,
+            end_line: span.end_line as i32,
+            end_char: span.end_col as i32 - 1,
+        }],
+    )
+}
+
+/// The env the base image defines (`config.Env`), or the pytorch images' PATH.
+pub(super) fn base_env(opts: &CompileOptions) -> Vec<(String, String)> {
+    let from_config: Option<Vec<(String, String)>> = opts
+        .base
+        .config
+        .as_ref()
+        .and_then(|c| c.pointer("/config/Env"))
+        .and_then(|e| e.as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| v.as_str())
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        });
+    from_config.unwrap_or_else(|| vec![("PATH".into(), DEFAULT_PATH.into())])
+}
+
+pub(super) fn lower(
+    spec: &Spec,
+    plan: &Plan,
+    opts: &CompileOptions,
+) -> Result<pb::Definition, CompileError> {
+    let src = SourceInfo::new(&spec.filename, spec.text.as_bytes(), "toml");
+    let platform = Platform::linux_amd64();
+    let res = &plan.resolution;
+
+    // Small named nodes the steps mount read-only; their content is part of each
+    // consumer's cache key.
+    let constraints = {
+        let mut text = format!("torch=={}\n", res.torch);
+        text.push_str(&format!("torchvision=={}\n", res.torchvision));
+        text.push_str(&format!("torchaudio=={}\n", res.torchaudio));
+        llb::scratch().file(
+            FileAction::mkfile("/constraints.txt", 0o644, text, None).custom_name(format!(
+                "[torchkit] constraints: torch=={} torchvision=={} torchaudio=={}",
+                res.torch, res.torchvision, res.torchaudio
+            )),
+        )
+    };
+    let epoch = spec.cache.epoch.as_ref().map(|e| {
+        llb::scratch().file(
+            FileAction::mkfile("/epoch", 0o644, e.as_bytes().to_vec(), None)
+                .custom_name(format!("[torchkit] epoch {e}"))
+                .source_location(location(&src, spec.span_of("cache.epoch"))),
+        )
+    });
+    let bust = match (&opts.build_token, plan.busted.is_empty()) {
+        (Some(token), false) => Some(
+            llb::scratch().file(
+                FileAction::mkfile("/bust", 0o644, token.as_bytes().to_vec(), None)
+                    .custom_name(format!("[torchkit] bust: {}", plan.busted.join(", "))),
+            ),
+        ),
+        _ => None,
+    };
+    let needs_context = spec.python.requirements.is_some() || !spec.image.copy.is_empty();
+    let context = needs_context.then(|| {
+        let mut l = llb::local("context")
+            .shared_key_hint("context")
+            .custom_name("[torchkit] context");
+        if let Some(id) = &opts.session_id {
+            l = l.session_id(id);
+        }
+        if !opts.context_excludes.is_empty() {
+            l = l.exclude_patterns(&opts.context_excludes);
+        }
+        State::from(l)
+    });
+
+    let mut state: Option<State> = None;
+    for step in &plan.steps {
+        let loc = location(&src, step.span);
+        let ignore = matches!(step.cache, CacheRule::IgnoreCache { .. });
+        state = Some(match &step.run {
+            Run::Image { .. } => {
+                let s: State = llb::image(&plan.base.reference)
+                    .digest(plan.base.digest.as_deref())
+                    .platform(platform.clone())
+                    .custom_name(&step.title)
+                    .ignore_cache(ignore)
+                    .source_location(loc)
+                    .into();
+                let mut s = s.add_envs(base_env(opts));
+                for (k, v) in &spec.image.env {
+                    s = s.add_env(k, v);
+                }
+                s
+            }
+            Run::Exec { args, env, user, cwd } => {
+                let cur = state.as_ref().expect("base comes first");
+                let mut e = Exec::new(args)
+                    .cwd(cwd)
+                    .user(user)
+                    .custom_name(&step.title)
+                    .ignore_cache(ignore)
+                    .source_location(loc);
+                for (k, v) in env {
+                    e = e.env(k, v);
+                }
+                if let Some(t) = opts.source_date_epoch {
+                    e = e.env("SOURCE_DATE_EPOCH", &t.to_string());
+                }
+                e = mounts(
+                    e,
+                    step,
+                    &constraints,
+                    epoch.as_ref(),
+                    bust.as_ref(),
+                    context.as_ref(),
+                    spec.python.requirements.as_deref(),
+                );
+                cur.run(e).root()
+            }
+            Run::Copy { copies, .. } => {
+                let cur = state.as_ref().expect("base comes first");
+                let ctx = context.as_ref().expect("copies need the context");
+                let uid = spec.image.user.uid;
+                let opts = CopyOpts {
+                    owner: Some(Owner::ids(uid, uid)),
+                    follow_symlinks: true,
+                    dir_copy_contents: true,
+                    create_dest_path: true,
+                    allow_wildcard: true,
+                    ..CopyOpts::default()
+                };
+                let mut action: Option<FileAction> = None;
+                for (s, d) in copies {
+                    let from = format!("/{s}");
+                    action = Some(match action {
+                        None => FileAction::copy(ctx, &from, d, opts.clone()),
+                        Some(a) => a.and_copy(ctx, &from, d, opts.clone()),
+                    });
+                }
+                let action = action
+                    .expect("a copy step has copies")
+                    .custom_name(&step.title)
+                    .ignore_cache(ignore)
+                    .source_location(loc);
+                cur.file(action)
+            }
+        });
+    }
+    let state = state.expect("the plan has a base step");
+    Ok(llb::marshal(&state)?)
+}
+
+fn mounts(
+    mut e: Exec,
+    step: &Step,
+    constraints: &State,
+    epoch: Option<&State>,
+    bust: Option<&State>,
+    context: Option<&State>,
+    requirements: Option<&str>,
+) -> Exec {
+    for m in &step.cache_mounts {
+        e = e.mount(Mount::cache(&m.dest, &m.id, Sharing::Locked));
+    }
+    if step.secrets.iter().any(|s| s == CA_SECRET_ID) {
+        e = e.mount(Mount::secret(CA_SECRET_PATH, CA_SECRET_ID));
+    }
+    let dependency = DEPENDENCY_STEPS.contains(&step.name);
+    if dependency {
+        e = e.mount(Mount::bind(CONSTRAINTS_MOUNT, constraints, "/constraints.txt", true));
+        if let Some(ep) = epoch {
+            e = e.mount(Mount::bind(EPOCH_MOUNT, ep, "/epoch", true));
+        }
+    }
+    if let (CacheRule::Bust { .. }, Some(b)) = (&step.cache, bust) {
+        e = e.mount(Mount::bind(BUST_MOUNT, b, "/bust", true));
+    }
+    if let (Some(ctx), Some(path)) = (context, requirements) {
+        if step.name == "requirements" {
+            e = e.mount(Mount::bind(REQUIREMENTS_MOUNT, ctx, &format!("/{path}"), true));
+        }
+    }
+    e
+}

@@ -1,0 +1,180 @@
+use super::*;
+
+const FULL: &str = r#"# syntax=localhost:5000/torchkit/frontend:dev
+[torch]
+version = "2.8.0"
+cuda = "12.8"
+flavor = "devel"
+
+[target]
+driver = "570.86.15"
+gpus = ["9.0", "H100"]
+
+[python]
+packages = ["numpy==2.1.0", "transformers[torch]>=4.40; python_version>='3.9'"]
+requirements = "./requirements.txt"
+index_url = "https://pypi.org/simple"
+
+[system]
+apt = ["git", "libgl1=1.6.0-1"]
+
+[image]
+workdir = "/srv"
+user = "ml"
+uid = 1234
+env = { HF_HOME = "/cache/hf" }
+labels = { "org.example.team" = "vision" }
+entrypoint = ["python"]
+cmd = ["train.py"]
+copy = ["src/", { src = "conf/prod.yaml", dest = "/etc/app.yaml" }]
+
+[cache]
+profile = "test"
+bust = ["pip", "pip"]
+epoch = "2026-11"
+
+[base]
+digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+mirror = "mirror.example.com/hub/"
+"#;
+
+fn err(text: &str) -> SpecError {
+    parse(text, "torchkit.toml").expect_err("should fail")
+}
+
+#[test]
+fn full_spec_parses_with_syntax_line() {
+    let s = parse(FULL, "torchkit.toml").unwrap();
+    assert_eq!(s.torch.version, "2.8.0");
+    assert_eq!(s.torch.cuda, CudaRequest::Version("12.8".into()));
+    assert_eq!(s.torch.flavor, Flavor::Devel);
+    assert_eq!(s.target.gpus, vec!["9.0", "H100"]);
+    assert_eq!(s.python.requirements.as_deref(), Some("requirements.txt"));
+    assert_eq!(s.image.user, User { name: "ml".into(), uid: 1234 });
+    assert_eq!(
+        s.image.copy,
+        vec![
+            Copy { src: "src/".into(), dest: "/srv/src".into() },
+            Copy { src: "conf/prod.yaml".into(), dest: "/etc/app.yaml".into() },
+        ]
+    );
+    assert_eq!(s.cache.profile, Profile::Test);
+    assert_eq!(s.cache.bust, vec!["pip"], "duplicates collapse");
+    assert_eq!(s.base.mirror.as_deref(), Some("mirror.example.com/hub"));
+    assert_eq!(s.span_of("torch.version").line, 3);
+    assert_eq!(s.span_of("python.packages").line, 12);
+}
+
+#[test]
+fn minimal_spec_gets_defaults() {
+    let s = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
+    assert_eq!(s.torch.cuda, CudaRequest::Auto);
+    assert_eq!(s.image.workdir, "/workspace");
+    assert_eq!(s.image.user, User { name: "app".into(), uid: 1000 });
+    assert_eq!(s.cache.profile, Profile::Dev);
+    assert!(s.python.packages.is_empty());
+}
+
+#[test]
+fn root_user_has_uid_zero() {
+    let s = parse("[torch]\nversion = \"2.8.0\"\n[image]\nuser = \"root\"\n", "t").unwrap();
+    assert!(s.image.user.is_root());
+}
+
+#[test]
+fn unknown_key_names_line_column_and_suggestion() {
+    let e = err("[torch]\nverison = \"2.8.0\"\n");
+    assert_eq!((e.span.line, e.span.col), (2, 1));
+    assert_eq!(e.message, "unknown key `verison` in [torch]");
+    assert_eq!(e.help.as_deref(), Some("did you mean `version`?"));
+    assert_eq!(e.to_string(), "torchkit.toml:2:1: unknown key `verison` in [torch]");
+    let r = e.render();
+    assert!(r.contains("--> torchkit.toml:2:1"), "{r}");
+    assert!(r.contains("2 | verison = \"2.8.0\""), "{r}");
+    assert!(r.contains("  | ^^^^^^^"), "{r}");
+}
+
+#[test]
+fn unknown_table_lists_known_ones() {
+    let e = err("[torch]\nversion = \"2.8.0\"\n[pythn]\npackages = []\n");
+    assert_eq!(e.span.line, 3);
+    assert_eq!(e.help.as_deref(), Some("did you mean `python`?"));
+    let e = err("[torch]\nversion = \"2.8.0\"\n[zzz]\n");
+    assert!(e.help.unwrap().contains("`torch`"));
+}
+
+#[test]
+fn wrong_type_is_located() {
+    let e = err("[torch]\nversion = 2.8\n");
+    assert_eq!(e.span.line, 2);
+    assert!(e.message.starts_with("wrong type"), "{}", e.message);
+}
+
+#[test]
+fn malformed_toml_is_located() {
+    let e = err("[torch\nversion = \"2.8.0\"\n");
+    assert_eq!(e.span.line, 1);
+    assert!(e.message.starts_with("invalid TOML"), "{}", e.message);
+}
+
+#[test]
+fn bad_values_have_hints() {
+    let cases: &[(&str, u32, &str)] = &[
+        ("[torch]\nversion = \"2.8.0+cu128\"\n", 2, "CUDA goes in `cuda`"),
+        ("[torch]\nversion = \"2.8.0\"\ncuda = \"cu128\"\n", 3, "\"12.8\""),
+        ("[torch]\nversion = \"2.8.0\"\nflavor = \"runtme\"\n", 3, "\"runtime\""),
+        ("[torch]\nversion = \"2.8.0\"\n[target]\ndriver = \"latest\"\n", 4, "nvidia-smi"),
+        ("[torch]\nversion = \"2.8.0\"\n[target]\ngpus = [\"90\"]\n", 4, "MAJOR.MINOR"),
+        ("[torch]\nversion = \"2.8.0\"\n[python]\npackages = [\"--index-url x\"]\n", 4, "PEP 508"),
+        ("[torch]\nversion = \"2.8.0\"\n[python]\nrequirements = \"../r.txt\"\n", 4, "build context"),
+        ("[torch]\nversion = \"2.8.0\"\n[python]\nindex_url = \"pypi.org\"\n", 4, "https://"),
+        ("[torch]\nversion = \"2.8.0\"\n[system]\napt = [\"Git; rm -rf /\"]\n", 4, "apt package"),
+        ("[torch]\nversion = \"2.8.0\"\n[image]\nworkdir = \"app\"\n", 4, "absolute"),
+        ("[torch]\nversion = \"2.8.0\"\n[image]\nuid = 0\n", 4, "root"),
+        ("[torch]\nversion = \"2.8.0\"\n[image]\nenv = { \"1X\" = \"y\" }\n", 4, "letters"),
+        ("[torch]\nversion = \"2.8.0\"\n[cache]\nprofile = \"relase\"\n", 4, "\"release\""),
+        ("[torch]\nversion = \"2.8.0\"\n[cache]\nbust = [\"pipp\"]\n", 4, "\"pip\""),
+        ("[torch]\nversion = \"2.8.0\"\n[base]\ndigest = \"sha256:abc\"\n", 4, "64"),
+        ("[torch]\nversion = \"2.8.0\"\n[base]\nimage = \"https://x/y\"\n", 4, "no scheme"),
+    ];
+    for (text, line, hint) in cases {
+        let e = err(text);
+        assert_eq!(e.span.line, *line, "{text}: {e}");
+        let h = e.help.clone().unwrap_or_default();
+        assert!(h.contains(hint), "{text}: hint {h:?} lacks {hint:?}");
+    }
+}
+
+#[test]
+fn missing_torch_is_an_error() {
+    let e = err("[python]\npackages = []\n");
+    assert!(e.message.contains("[torch]"));
+    let e = err("[torch]\ncuda = \"12.8\"\n");
+    assert!(e.message.contains("version"));
+}
+
+#[test]
+fn requirement_checker() {
+    for ok in ["numpy", "numpy==2.1.0", "a.b-c_d>=1,<2", "x[y,z]~=1.0", "pkg @ https://e.org/p.whl", "six; python_version<'4'"] {
+        assert!(check_requirement(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "-e .", "==1.0", "numpy 1.0", "a\nb"] {
+        assert!(check_requirement(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn error_after_parse_points_at_key() {
+    let s = parse(FULL, "torchkit.toml").unwrap();
+    let e = s.error_at("torch.cuda", "no such build", None);
+    assert_eq!((e.span.line, e.span.col), (4, 8));
+    assert_eq!(e.source_line, "cuda = \"12.8\"");
+}
+
+#[test]
+fn spans_count_characters_not_bytes() {
+    let e = err("# ünïcödé\n[torch]\nversion = \"2.8.0\"\nfoo = 1\n");
+    assert_eq!((e.span.line, e.span.col), (4, 1));
+    let e = err("[torch]\nversion = \"2.8.0\"\n[image]\nenv = { \"é\" = \"y\" }\n");
+    assert_eq!(e.span.col, 9);
+}

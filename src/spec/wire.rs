@@ -1,0 +1,112 @@
+//! The TOML layout of `torchkit.toml`, exactly as written: serde structs with
+//! `deny_unknown_fields` and spans. This is the only place that knows key names;
+//! [`super::Spec`] is the validated meaning built from it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+pub(super) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SpecWire {
+    pub torch: Option<S<TorchWire>>,
+    pub target: Option<S<TargetWire>>,
+    pub python: Option<S<PythonWire>>,
+    pub system: Option<S<SystemWire>>,
+    pub image: Option<S<ImageWire>>,
+    pub cache: Option<S<CacheWire>>,
+    pub base: Option<S<BaseWire>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TorchWire {
+    pub version: Option<S<String>>,
+    pub cuda: Option<S<String>>,
+    pub flavor: Option<S<String>>,
+    pub torchvision: Option<S<String>>,
+    pub torchaudio: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TargetWire {
+    pub driver: Option<S<String>>,
+    pub gpus: Option<S<Vec<S<String>>>>,
+    pub detect: Option<S<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PythonWire {
+    pub packages: Option<S<Vec<S<String>>>>,
+    pub requirements: Option<S<String>>,
+    pub index_url: Option<S<String>>,
+    pub extra_index_urls: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SystemWire {
+    pub apt: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImageWire {
+    pub workdir: Option<S<String>>,
+    pub user: Option<S<String>>,
+    pub uid: Option<S<i64>>,
+    pub env: Option<S<BTreeMap<S<String>, S<String>>>>,
+    pub labels: Option<S<BTreeMap<S<String>, S<String>>>>,
+    pub entrypoint: Option<S<Vec<String>>>,
+    pub cmd: Option<S<Vec<String>>>,
+    pub copy: Option<S<Vec<S<CopyWire>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum CopyWire {
+    /// `"src/"`: copied to the same relative path under the workdir.
+    Path(String),
+    /// `{ src = "src/", dest = "/workspace/src" }`.
+    Table(CopyTableWire),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CopyTableWire {
+    pub src: String,
+    pub dest: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CacheWire {
+    pub profile: Option<S<String>>,
+    pub bust: Option<S<Vec<S<String>>>>,
+    pub epoch: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BaseWire {
+    pub image: Option<S<String>>,
+    pub digest: Option<S<String>>,
+    pub mirror: Option<S<String>>,
+}
+
+/// Every key the schema knows, per table, for "did you mean" hints.
+pub(super) const KEYS: &[(&str, &[&str])] = &[
+    ("", &["torch", "target", "python", "system", "image", "cache", "base"]),
+    ("torch", &["version", "cuda", "flavor", "torchvision", "torchaudio"]),
+    ("target", &["driver", "gpus", "detect"]),
+    ("python", &["packages", "requirements", "index_url", "extra_index_urls"]),
+    ("system", &["apt"]),
+    ("image", &["workdir", "user", "uid", "env", "labels", "entrypoint", "cmd", "copy"]),
+    ("cache", &["profile", "bust", "epoch"]),
+    ("base", &["image", "digest", "mirror"]),
+];
