@@ -1,4 +1,18 @@
-//! BuildKit client edge: transports, the Control API, the session, progress and exporters.
-//! All network IO of the driver lives here. (In progress.)
+//! BuildKit client edge: all network IO of the driver lives here.
+//!
+//! - [`transport`]: daemon addresses (`unix://`, `tcp://` + TLS, `docker://` through
+//!   dockerd's `/grpc` upgrade) and the byte streams under gRPC;
+//! - [`client`]: the Control API ([`Client`]), the gateway API ([`Bridge`], also used by the
+//!   `# syntax=` frontend over stdio) and whole builds in in-client gateway mode;
+//! - [`session`]: the services the daemon calls back during a build (owned separately);
+//! - [`progress`]: `Control.Status` rendered like buildctl (`plain`, `tty`, `rawjson`, `quiet`);
+//! - [`output`]: `--output`, `--tag`, cache and `--secret` flag parsing.
 
+pub mod client;
+pub mod output;
+pub mod progress;
 pub mod session;
+pub mod transport;
+
+pub use client::{Bridge, BuildError, BuildOptions, BuildOutput, Client, ClientError};
+pub use transport::{Address, ConnectOptions, TlsOptions, TransportError};

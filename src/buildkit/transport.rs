@@ -1,0 +1,998 @@
+//! How the driver reaches a BuildKit daemon: address parsing (as `buildctl --addr`), the
+//! default-address search, and the byte streams under gRPC.
+//!
+//! Three kinds of connection, all handed to tonic through
+//! [`Endpoint::connect_with_connector`]:
+//!
+//! - `unix:///path`: a standalone buildkitd socket, HTTP/2 with prior knowledge;
+//! - `tcp://host:port`: plain, or TLS with buildctl's `--tlscacert`, `--tlscert`, `--tlskey`
+//!   and `--tlsservername` (TLS is done here with tokio-rustls and the ring provider, so that
+//!   every failure can name the file or server name at fault);
+//! - `docker://[/path/to/docker.sock]`: dockerd's embedded BuildKit. The connector sends
+//!   `POST /grpc` with `Upgrade: h2c`, reads the `101 Switching Protocols` head up to its
+//!   blank line, and hands the raw stream to HTTP/2 (moby `grpc_routes.go`). If the daemon
+//!   refuses the upgrade, it falls back to plain gRPC on the socket, which Docker 29+ serves
+//!   (`buildkit-protocol.md` §5).
+//!
+//! Every tonic client built on a [`Channel`] from here must raise its message limits to
+//! [`MAX_MESSAGE_SIZE`] (BuildKit allows 16 MiB both ways).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::Hint;
+
+/// BuildKit's gRPC message limit, both directions (`buildkit-protocol.md` §3).
+pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
+
+/// The standalone buildkitd default, as in buildctl (`appdefaults.Address`).
+pub const DEFAULT_BUILDKITD_SOCKET: &str = "/run/buildkit/buildkitd.sock";
+
+/// Docker's default API socket.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// How long one dial (socket open, upgrade, TLS handshake) may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a BuildKit daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// `unix:///path`: a buildkitd socket speaking gRPC directly.
+    Unix(PathBuf),
+    /// `tcp://host:port`: buildkitd on TCP, optionally with TLS ([`TlsOptions`]).
+    Tcp {
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// `docker://[/path]`: dockerd's embedded BuildKit behind the Docker API socket
+    /// (`/grpc` upgrade). Without a path, `/var/run/docker.sock`.
+    Docker(PathBuf),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "unix://{}", p.display()),
+            Address::Tcp { host, port } if host.contains(':') => {
+                write!(f, "tcp://[{host}]:{port}")
+            }
+            Address::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+            Address::Docker(p) => write!(f, "docker://{}", p.display()),
+        }
+    }
+}
+
+impl FromStr for Address {
+    type Err = TransportError;
+
+    /// Parses `unix:///path`, `tcp://host:port` or `docker://[/path]`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &str| TransportError::InvalidAddress {
+            addr: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Err(bad(
+                "expected `unix:///path`, `tcp://host:port` or `docker://[/path/to/docker.sock]`",
+            ));
+        };
+        match scheme {
+            "unix" => {
+                if rest.is_empty() {
+                    return Err(bad("the socket path is empty"));
+                }
+                if !rest.starts_with('/') {
+                    return Err(bad(
+                        "the socket path must be absolute (`unix:///run/buildkit/buildkitd.sock`, three slashes)",
+                    ));
+                }
+                Ok(Address::Unix(PathBuf::from(rest)))
+            }
+            "docker" => {
+                if rest.is_empty() {
+                    Ok(Address::Docker(PathBuf::from(DEFAULT_DOCKER_SOCKET)))
+                } else if rest.starts_with('/') {
+                    Ok(Address::Docker(PathBuf::from(rest)))
+                } else {
+                    Err(bad(
+                        "after `docker://` give nothing or an absolute Docker socket path, e.g. `docker:///var/run/docker.sock`",
+                    ))
+                }
+            }
+            "tcp" => {
+                let rest = rest.trim_end_matches('/');
+                let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+                    let (h, p) = v6
+                        .split_once("]:")
+                        .ok_or_else(|| bad("expected `tcp://[ipv6]:port`"))?;
+                    (h, p)
+                } else {
+                    rest.rsplit_once(':')
+                        .ok_or_else(|| bad("missing `:port` (e.g. `tcp://127.0.0.1:1234`)"))?
+                };
+                if host.is_empty() {
+                    return Err(bad("missing host"));
+                }
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| bad("the port must be a number from 1 to 65535"))?;
+                if port == 0 {
+                    return Err(bad("the port must be a number from 1 to 65535"));
+                }
+                Ok(Address::Tcp {
+                    host: host.to_string(),
+                    port,
+                })
+            }
+            "docker-container" | "kube-pod" | "podman-container" | "nerdctl-container"
+            | "ssh" | "npipe" => Err(bad(&format!(
+                "the `{scheme}://` scheme is not supported by torchkit; use `unix://`, `tcp://` or `docker://`"
+            ))),
+            _ => Err(bad(&format!(
+                "unknown scheme `{scheme}`; expected `unix`, `tcp` or `docker`"
+            ))),
+        }
+    }
+}
+
+/// Where the default address came from, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressSource {
+    /// `--addr`.
+    Flag,
+    /// `BUILDKIT_HOST`.
+    BuildkitHost,
+    /// `DOCKER_HOST` (a `unix://` Docker socket).
+    DockerHost,
+    /// `/var/run/docker.sock` exists.
+    DockerSocket,
+    /// Nothing configured: buildkitd's default socket.
+    Default,
+}
+
+impl Address {
+    /// Picks the daemon address like buildctl plus Docker: `flag`, else `BUILDKIT_HOST`,
+    /// else `DOCKER_HOST` when it is a `unix://` socket (reached through the `/grpc`
+    /// upgrade), else `/var/run/docker.sock` if it exists, else
+    /// `unix:///run/buildkit/buildkitd.sock`.
+    ///
+    /// `env` and `exists` are injected so the search is testable.
+    pub fn resolve(
+        flag: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+        exists: impl Fn(&Path) -> bool,
+    ) -> Result<(Address, AddressSource), TransportError> {
+        if let Some(a) = flag.filter(|s| !s.is_empty()) {
+            return Ok((a.parse()?, AddressSource::Flag));
+        }
+        if let Some(a) = env("BUILDKIT_HOST").filter(|s| !s.is_empty()) {
+            return Ok((a.parse()?, AddressSource::BuildkitHost));
+        }
+        if let Some(d) = env("DOCKER_HOST").filter(|s| !s.is_empty()) {
+            if let Some(path) = d.strip_prefix("unix://").filter(|p| p.starts_with('/')) {
+                return Ok((
+                    Address::Docker(PathBuf::from(path)),
+                    AddressSource::DockerHost,
+                ));
+            }
+        }
+        if exists(Path::new(DEFAULT_DOCKER_SOCKET)) {
+            return Ok((
+                Address::Docker(PathBuf::from(DEFAULT_DOCKER_SOCKET)),
+                AddressSource::DockerSocket,
+            ));
+        }
+        Ok((
+            Address::Unix(PathBuf::from(DEFAULT_BUILDKITD_SOCKET)),
+            AddressSource::Default,
+        ))
+    }
+
+    /// [`Address::resolve`] with the process environment and file system.
+    pub fn from_env(flag: Option<&str>) -> Result<(Address, AddressSource), TransportError> {
+        Address::resolve(flag, |k| std::env::var(k).ok(), |p| p.exists())
+    }
+}
+
+/// buildctl's TLS options. TLS is used for `tcp://` when any of them is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// `--tlscacert`: PEM CA bundle that signs the server certificate. Without it the
+    /// system bundle (`SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`) is used.
+    pub ca_cert: Option<PathBuf>,
+    /// `--tlscert`: client certificate (PEM) for mutual TLS; needs `key`.
+    pub cert: Option<PathBuf>,
+    /// `--tlskey`: client private key (PEM) for mutual TLS; needs `cert`.
+    pub key: Option<PathBuf>,
+    /// `--tlsservername`: the name to verify the server certificate against (default: the host).
+    pub server_name: Option<String>,
+}
+
+impl TlsOptions {
+    /// Whether any option is set, i.e. whether TLS is wanted.
+    pub fn is_enabled(&self) -> bool {
+        self.ca_cert.is_some()
+            || self.cert.is_some()
+            || self.key.is_some()
+            || self.server_name.is_some()
+    }
+
+    /// Loads the files into a rustls client config (ring provider, ALPN `h2`).
+    pub fn load(&self) -> Result<rustls::ClientConfig, TransportError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let ca_path = match &self.ca_cert {
+            Some(p) => p.clone(),
+            None => std::env::var_os("SSL_CERT_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt")),
+        };
+        let ca_flag = if self.ca_cert.is_some() {
+            "--tlscacert"
+        } else {
+            "the system CA bundle"
+        };
+        let cas = read_certs(&ca_path, ca_flag)?;
+        let (added, _) = roots.add_parsable_certificates(cas);
+        if added == 0 {
+            return Err(TransportError::TlsFile {
+                path: ca_path,
+                what: ca_flag,
+                reason: "no usable CA certificate in it".into(),
+            });
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TransportError::TlsConfig(e.to_string()))?
+            .with_root_certificates(roots);
+        let mut config = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let chain = read_certs(cert, "--tlscert")?;
+                if chain.is_empty() {
+                    return Err(TransportError::TlsFile {
+                        path: cert.clone(),
+                        what: "--tlscert",
+                        reason: "no PEM certificate in it".into(),
+                    });
+                }
+                let key_der = read_key(key)?;
+                builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    TransportError::TlsFile {
+                        path: key.clone(),
+                        what: "--tlskey",
+                        reason: format!("does not match --tlscert: {e}"),
+                    }
+                })?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(TransportError::TlsConfig(
+                    "--tlscert and --tlskey must be given together (mutual TLS)".into(),
+                ))
+            }
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+}
+
+fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, TransportError> {
+    std::fs::read(path).map_err(|e| TransportError::TlsFile {
+        path: path.to_path_buf(),
+        what,
+        reason: e.to_string(),
+    })
+}
+
+fn read_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TransportError> {
+    let data = read_pem(path, what)?;
+    rustls_pemfile::certs(&mut data.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TransportError::TlsFile {
+            path: path.to_path_buf(),
+            what,
+            reason: format!("not a PEM certificate file: {e}"),
+        })
+}
+
+fn read_key(path: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, TransportError> {
+    let data = read_pem(path, "--tlskey")?;
+    match rustls_pemfile::private_key(&mut data.as_slice()) {
+        Ok(Some(k)) => Ok(k),
+        Ok(None) => Err(TransportError::TlsFile {
+            path: path.to_path_buf(),
+            what: "--tlskey",
+            reason: "no PEM private key (PKCS#8, PKCS#1 or SEC1) in it".into(),
+        }),
+        Err(e) => Err(TransportError::TlsFile {
+            path: path.to_path_buf(),
+            what: "--tlskey",
+            reason: format!("not a PEM key file: {e}"),
+        }),
+    }
+}
+
+/// Everything needed to reach a daemon.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `--addr`; `None` means [`Address::from_env`].
+    pub addr: Option<String>,
+    /// TLS for `tcp://`.
+    pub tls: TlsOptions,
+}
+
+/// Why the daemon could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The address does not parse.
+    #[error("invalid BuildKit address `{addr}`: {reason}")]
+    InvalidAddress {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No socket file, or nobody accepting on it.
+    #[error("no BuildKit daemon is listening at {addr} ({source})")]
+    NotListening {
+        /// The address dialled.
+        addr: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The socket exists but this user may not open it.
+    #[error("permission denied opening {addr}")]
+    PermissionDenied {
+        /// The address dialled.
+        addr: String,
+        /// The socket path, for the hint.
+        path: Option<PathBuf>,
+    },
+    /// Any other IO failure while dialling.
+    #[error("cannot connect to {addr}: {source}")]
+    Io {
+        /// The address dialled.
+        addr: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The dial did not finish in time.
+    #[error("connecting to {addr} timed out after {secs}s")]
+    Timeout {
+        /// The address dialled.
+        addr: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The Docker socket answered the `/grpc` upgrade with something unexpected, and
+    /// plain gRPC on it failed as well.
+    #[error("{addr} did not switch to gRPC: `POST /grpc` answered `{status}`")]
+    UpgradeRefused {
+        /// The address dialled.
+        addr: String,
+        /// The HTTP status line received.
+        status: String,
+    },
+    /// A TLS file is missing or malformed.
+    #[error("TLS: cannot use {what} file {path}: {reason}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// Which option it came from (`--tlscacert`, …).
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// TLS options that do not fit together.
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+    /// The TLS handshake failed (unknown CA, wrong server name, rejected client cert…).
+    #[error("TLS handshake with {addr} failed (server name `{server_name}`, CA {ca}): {source}")]
+    TlsHandshake {
+        /// The address dialled.
+        addr: String,
+        /// The name the certificate was checked against.
+        server_name: String,
+        /// The CA file used.
+        ca: String,
+        /// rustls' error.
+        source: io::Error,
+    },
+    /// HTTP/2 or gRPC setup failed after the stream was open.
+    #[error("gRPC connection to {addr} failed: {message}")]
+    Grpc {
+        /// The address dialled.
+        addr: String,
+        /// tonic's error chain, flattened.
+        message: String,
+    },
+}
+
+impl Hint for TransportError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            TransportError::InvalidAddress { .. } => Some(
+                "set --addr or BUILDKIT_HOST to `unix:///run/buildkit/buildkitd.sock`, `tcp://host:1234` or `docker://` (dockerd's BuildKit)".into(),
+            ),
+            TransportError::NotListening { .. } | TransportError::Timeout { .. } => Some(
+                "start one with `scripts/test-env.sh up`, or set BUILDKIT_HOST (or --addr) to a running BuildKit (`docker://` for dockerd)".into(),
+            ),
+            TransportError::PermissionDenied { path, .. } => Some(match path {
+                Some(p) => format!(
+                    "add your user to the group that owns {} (usually `docker`: `sudo usermod -aG docker $USER`, then log in again), or run as root",
+                    p.display()
+                ),
+                None => "check that this user may connect to the daemon".into(),
+            }),
+            TransportError::Io { .. } => {
+                Some("check that the address points at a BuildKit or Docker daemon".into())
+            }
+            TransportError::UpgradeRefused { .. } => Some(
+                "this socket does not look like a Docker API with BuildKit; for a standalone buildkitd use `unix://<socket>` instead of `docker://`".into(),
+            ),
+            TransportError::TlsFile { what, .. } => Some(format!(
+                "check the file given to {what}: it must exist, be readable and hold PEM data"
+            )),
+            TransportError::TlsConfig(_) => {
+                Some("pass --tlscert and --tlskey together, or neither".into())
+            }
+            TransportError::TlsHandshake { .. } => Some(
+                "check that --tlscacert is the CA that signed the daemon's certificate and that --tlsservername matches a name in it; for mutual TLS also --tlscert/--tlskey".into(),
+            ),
+            TransportError::Grpc { .. } => Some(
+                "the daemon accepted the connection but did not speak gRPC; for dockerd use `docker://`, for buildkitd `unix://` or `tcp://`".into(),
+            ),
+        }
+    }
+}
+
+impl TransportError {
+    /// Finds a [`TransportError`] in a tonic error's source chain (the connector's own
+    /// error), or wraps the chain as [`TransportError::Grpc`].
+    pub fn from_tonic(addr: &Address, err: &tonic::transport::Error) -> TransportError {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        let mut chain = Vec::new();
+        while let Some(e) = cur {
+            if let Some(t) = e.downcast_ref::<TransportError>() {
+                return t.clone_shallow();
+            }
+            chain.push(e.to_string());
+            cur = e.source();
+        }
+        chain.dedup();
+        TransportError::Grpc {
+            addr: addr.to_string(),
+            message: chain.join(": "),
+        }
+    }
+
+    /// A copy for errors found behind a shared reference (io::Error is not Clone).
+    fn clone_shallow(&self) -> TransportError {
+        let io_copy = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            TransportError::InvalidAddress { addr, reason } => TransportError::InvalidAddress {
+                addr: addr.clone(),
+                reason: reason.clone(),
+            },
+            TransportError::NotListening { addr, source } => TransportError::NotListening {
+                addr: addr.clone(),
+                source: io_copy(source),
+            },
+            TransportError::PermissionDenied { addr, path } => TransportError::PermissionDenied {
+                addr: addr.clone(),
+                path: path.clone(),
+            },
+            TransportError::Io { addr, source } => TransportError::Io {
+                addr: addr.clone(),
+                source: io_copy(source),
+            },
+            TransportError::Timeout { addr, secs } => TransportError::Timeout {
+                addr: addr.clone(),
+                secs: *secs,
+            },
+            TransportError::UpgradeRefused { addr, status } => TransportError::UpgradeRefused {
+                addr: addr.clone(),
+                status: status.clone(),
+            },
+            TransportError::TlsFile { path, what, reason } => TransportError::TlsFile {
+                path: path.clone(),
+                what,
+                reason: reason.clone(),
+            },
+            TransportError::TlsConfig(s) => TransportError::TlsConfig(s.clone()),
+            TransportError::TlsHandshake {
+                addr,
+                server_name,
+                ca,
+                source,
+            } => TransportError::TlsHandshake {
+                addr: addr.clone(),
+                server_name: server_name.clone(),
+                ca: ca.clone(),
+                source: io_copy(source),
+            },
+            TransportError::Grpc { addr, message } => TransportError::Grpc {
+                addr: addr.clone(),
+                message: message.clone(),
+            },
+        }
+    }
+}
+
+/// Any byte stream the connector can hand to HTTP/2.
+pub trait IoStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> IoStream for T {}
+
+/// A boxed byte stream.
+pub type BoxedStream = Pin<Box<dyn IoStream>>;
+
+/// Opens byte streams to one [`Address`]; cheap to clone (tonic re-dials on reconnect).
+#[derive(Clone)]
+pub struct Dialer {
+    addr: Address,
+    tls: Option<(Arc<rustls::ClientConfig>, String, String)>,
+}
+
+impl fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dialer")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Dialer {
+    /// A dialer for `addr`; TLS options apply to `tcp://` only (an error elsewhere).
+    pub fn new(addr: Address, tls: &TlsOptions) -> Result<Dialer, TransportError> {
+        let tls = if tls.is_enabled() {
+            let Address::Tcp { host, .. } = &addr else {
+                return Err(TransportError::TlsConfig(format!(
+                    "TLS options apply to `tcp://` addresses only, not {addr}"
+                )));
+            };
+            let config = tls.load()?;
+            let server_name = tls.server_name.clone().unwrap_or_else(|| host.clone());
+            let ca = tls
+                .ca_cert
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "system bundle".into());
+            Some((Arc::new(config), server_name, ca))
+        } else {
+            None
+        };
+        Ok(Dialer { addr, tls })
+    }
+
+    /// The address this dialer reaches.
+    pub fn address(&self) -> &Address {
+        &self.addr
+    }
+
+    /// Opens one stream, ready for the HTTP/2 client preface.
+    pub async fn dial(&self) -> Result<BoxedStream, TransportError> {
+        let addr = self.addr.to_string();
+        match tokio::time::timeout(DIAL_TIMEOUT, self.dial_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout {
+                addr,
+                secs: DIAL_TIMEOUT.as_secs(),
+            }),
+        }
+    }
+
+    async fn dial_inner(&self) -> Result<BoxedStream, TransportError> {
+        match &self.addr {
+            Address::Unix(path) => Ok(Box::pin(open_unix(&self.addr, path).await?)),
+            Address::Docker(path) => {
+                let mut stream = open_unix(&self.addr, path).await?;
+                match grpc_upgrade(&mut stream).await {
+                    Ok(()) => Ok(Box::pin(stream)),
+                    Err(UpgradeFailure::Refused(status)) => {
+                        // Docker 29+ also serves gRPC straight on the API socket.
+                        drop(stream);
+                        let _ = status;
+                        Ok(Box::pin(open_unix(&self.addr, path).await?))
+                    }
+                    Err(UpgradeFailure::Io(source)) => Err(TransportError::Io {
+                        addr: self.addr.to_string(),
+                        source,
+                    }),
+                    Err(UpgradeFailure::NotHttp(status)) => Err(TransportError::UpgradeRefused {
+                        addr: self.addr.to_string(),
+                        status,
+                    }),
+                }
+            }
+            Address::Tcp { host, port } => {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| classify_io(&self.addr, None, e))?;
+                let _ = tcp.set_nodelay(true);
+                match &self.tls {
+                    None => Ok(Box::pin(tcp)),
+                    Some((config, server_name, ca)) => {
+                        let name = rustls::pki_types::ServerName::try_from(server_name.clone())
+                            .map_err(|e| {
+                                TransportError::TlsConfig(format!(
+                                    "invalid TLS server name `{server_name}`: {e}"
+                                ))
+                            })?;
+                        let tls = tokio_rustls::TlsConnector::from(config.clone())
+                            .connect(name, tcp)
+                            .await
+                            .map_err(|source| TransportError::TlsHandshake {
+                                addr: self.addr.to_string(),
+                                server_name: server_name.clone(),
+                                ca: ca.clone(),
+                                source,
+                            })?;
+                        Ok(Box::pin(tls))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A tonic channel over this dialer (eager: the first dial happens here).
+    pub async fn connect(&self) -> Result<Channel, TransportError> {
+        let dialer = self.clone();
+        let connector = tower::service_fn(move |_uri: http::Uri| {
+            let d = dialer.clone();
+            async move { d.dial().await.map(TokioIo::new) }
+        });
+        endpoint()
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| TransportError::from_tonic(&self.addr, &e))
+    }
+}
+
+/// The endpoint every channel uses: authority `localhost` like BuildKit's own clients.
+fn endpoint() -> Endpoint {
+    Endpoint::from_static("http://localhost")
+        .initial_connection_window_size(Some(MAX_MESSAGE_SIZE as u32))
+        .initial_stream_window_size(Some(4 << 20))
+}
+
+async fn open_unix(addr: &Address, path: &Path) -> Result<tokio::net::UnixStream, TransportError> {
+    tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|e| classify_io(addr, Some(path), e))
+}
+
+fn classify_io(addr: &Address, path: Option<&Path>, e: io::Error) -> TransportError {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+            TransportError::NotListening {
+                addr: addr.to_string(),
+                source: e,
+            }
+        }
+        io::ErrorKind::PermissionDenied => TransportError::PermissionDenied {
+            addr: addr.to_string(),
+            path: path.map(Path::to_path_buf),
+        },
+        _ => TransportError::Io {
+            addr: addr.to_string(),
+            source: e,
+        },
+    }
+}
+
+enum UpgradeFailure {
+    /// A well-formed HTTP answer other than 101.
+    Refused(String),
+    /// Not HTTP at all.
+    NotHttp(String),
+    Io(io::Error),
+}
+
+/// The largest response head accepted before the blank line.
+const MAX_HEAD: usize = 16 << 10;
+
+/// Performs dockerd's `/grpc` upgrade on `stream` and leaves it positioned right after the
+/// response head, so no HTTP/2 byte the daemon sends early is lost.
+async fn grpc_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+) -> Result<(), UpgradeFailure> {
+    stream
+        .write_all(
+            b"POST /grpc HTTP/1.1\r\nHost: docker\r\nUser-Agent: torchkit\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+        )
+        .await
+        .map_err(UpgradeFailure::Io)?;
+    stream.flush().await.map_err(UpgradeFailure::Io)?;
+    // Byte by byte: the head is short, and reading past it would swallow HTTP/2 frames.
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.map_err(UpgradeFailure::Io)?;
+        if n == 0 {
+            let got = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            return Err(if got.is_empty() {
+                UpgradeFailure::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the daemon closed the connection during the /grpc upgrade",
+                ))
+            } else {
+                UpgradeFailure::Refused(got)
+            });
+        }
+        head.push(byte[0]);
+        if head.len() > MAX_HEAD {
+            return Err(UpgradeFailure::NotHttp("(response head too long)".into()));
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status_line = text.lines().next().unwrap_or("").trim().to_string();
+    let mut parts = status_line.split_whitespace();
+    let proto = parts.next().unwrap_or("");
+    let code = parts.next().unwrap_or("");
+    if !proto.starts_with("HTTP/1.") {
+        return Err(UpgradeFailure::NotHttp(status_line));
+    }
+    if code == "101" {
+        Ok(())
+    } else {
+        Err(UpgradeFailure::Refused(status_line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        assert_eq!(
+            "unix:///run/buildkit/buildkitd.sock"
+                .parse::<Address>()
+                .unwrap(),
+            Address::Unix("/run/buildkit/buildkitd.sock".into())
+        );
+        assert_eq!(
+            "tcp://127.0.0.1:1234".parse::<Address>().unwrap(),
+            Address::Tcp {
+                host: "127.0.0.1".into(),
+                port: 1234
+            }
+        );
+        assert_eq!(
+            "tcp://[::1]:1234".parse::<Address>().unwrap(),
+            Address::Tcp {
+                host: "::1".into(),
+                port: 1234
+            }
+        );
+        assert_eq!(
+            "docker://".parse::<Address>().unwrap(),
+            Address::Docker("/var/run/docker.sock".into())
+        );
+        assert_eq!(
+            "docker:///tmp/d.sock".parse::<Address>().unwrap(),
+            Address::Docker("/tmp/d.sock".into())
+        );
+        for a in [
+            "unix:///x",
+            "tcp://h:1",
+            "tcp://[::1]:2",
+            "docker:///var/run/docker.sock",
+        ] {
+            assert_eq!(a.parse::<Address>().unwrap().to_string(), a);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_addresses_with_reasons() {
+        let cases = [
+            ("/run/buildkit/buildkitd.sock", "expected `unix:///path`"),
+            ("unix://run/x.sock", "must be absolute"),
+            ("unix://", "empty"),
+            ("tcp://host", "missing `:port`"),
+            ("tcp://host:http", "must be a number"),
+            ("tcp://:80", "missing host"),
+            ("tcp://host:0", "must be a number"),
+            ("docker-container://buildkitd", "not supported"),
+            ("http://x", "unknown scheme `http`"),
+            ("docker://relative", "absolute Docker socket path"),
+        ];
+        for (input, want) in cases {
+            let err = input.parse::<Address>().unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(want), "{input}: {msg}");
+            assert!(msg.contains(input), "{input}: {msg}");
+            assert!(err.hint().is_some());
+        }
+    }
+
+    #[test]
+    fn default_address_order() {
+        let none = |_: &str| None;
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let yes = |_: &Path| true;
+        let no = |_: &Path| false;
+
+        let (a, s) = Address::resolve(
+            Some("tcp://h:1"),
+            env(&[("BUILDKIT_HOST", "unix:///b")]),
+            yes,
+        )
+        .unwrap();
+        assert_eq!(
+            (a.to_string().as_str(), s),
+            ("tcp://h:1", AddressSource::Flag)
+        );
+
+        let (a, s) = Address::resolve(
+            None,
+            env(&[("BUILDKIT_HOST", "unix:///b"), ("DOCKER_HOST", "unix:///d")]),
+            yes,
+        )
+        .unwrap();
+        assert_eq!(
+            (a, s),
+            (Address::Unix("/b".into()), AddressSource::BuildkitHost)
+        );
+
+        let (a, s) = Address::resolve(None, env(&[("DOCKER_HOST", "unix:///d.sock")]), no).unwrap();
+        assert_eq!(
+            (a, s),
+            (Address::Docker("/d.sock".into()), AddressSource::DockerHost)
+        );
+
+        // A tcp DOCKER_HOST is not a socket we can upgrade: fall through.
+        let (a, s) = Address::resolve(None, env(&[("DOCKER_HOST", "tcp://h:2375")]), yes).unwrap();
+        assert_eq!(
+            (a, s),
+            (
+                Address::Docker("/var/run/docker.sock".into()),
+                AddressSource::DockerSocket
+            )
+        );
+
+        let (a, s) = Address::resolve(None, none, no).unwrap();
+        assert_eq!(
+            (a, s),
+            (
+                Address::Unix("/run/buildkit/buildkitd.sock".into()),
+                AddressSource::Default
+            )
+        );
+
+        assert!(Address::resolve(None, env(&[("BUILDKIT_HOST", "bogus")]), no).is_err());
+    }
+
+    #[test]
+    fn tls_bad_ca_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let opts = TlsOptions {
+            ca_cert: Some(missing.clone()),
+            ..Default::default()
+        };
+        let err = opts.load().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--tlscacert") && msg.contains("nope.pem"),
+            "{msg}"
+        );
+        assert!(err.hint().unwrap().contains("--tlscacert"));
+
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "hello, not a certificate\n").unwrap();
+        let opts = TlsOptions {
+            ca_cert: Some(garbage),
+            ..Default::default()
+        };
+        let msg = opts.load().unwrap_err().to_string();
+        assert!(msg.contains("no usable CA certificate"), "{msg}");
+    }
+
+    #[test]
+    fn tls_cert_without_key_is_rejected() {
+        let opts = TlsOptions {
+            ca_cert: None,
+            cert: Some("/x.pem".into()),
+            key: None,
+            server_name: None,
+        };
+        // The system bundle may be missing in a sandbox; either way the error is typed.
+        let err = opts.load().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TransportError::TlsConfig(_) | TransportError::TlsFile { .. }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_only_for_tcp() {
+        let opts = TlsOptions {
+            server_name: Some("x".into()),
+            ..Default::default()
+        };
+        let err = Dialer::new(Address::Unix("/x".into()), &opts).unwrap_err();
+        assert!(err.to_string().contains("tcp://"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn upgrade_reads_exactly_the_head() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let srv = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1024];
+            let n = server.read(&mut buf).await.unwrap();
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            server
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nPRI-EARLY")
+                .await
+                .unwrap();
+            req
+        });
+        grpc_upgrade(&mut client).await.ok().expect("upgrade");
+        let mut rest = [0u8; 9];
+        client.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"PRI-EARLY");
+        let req = srv.await.unwrap();
+        assert!(req.starts_with("POST /grpc HTTP/1.1\r\n"));
+        assert!(req.contains("Upgrade: h2c\r\n") && req.contains("Connection: Upgrade\r\n"));
+    }
+
+    #[tokio::test]
+    async fn upgrade_refusal_is_reported() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 1024];
+            let _ = server.read(&mut buf).await.unwrap();
+            server
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        match grpc_upgrade(&mut client).await {
+            Err(UpgradeFailure::Refused(s)) => assert!(s.contains("404"), "{s}"),
+            _ => panic!("expected a refusal"),
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_socket_says_nothing_listens() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = Address::Unix(dir.path().join("none.sock"));
+        let err = Dialer::new(addr, &TlsOptions::default())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransportError::NotListening { .. }), "{err}");
+        assert!(err.hint().unwrap().contains("scripts/test-env.sh up"));
+    }
+}
