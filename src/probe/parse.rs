@@ -1,6 +1,6 @@
 //! Pure parsers for what an NVIDIA host prints about itself. Text in, typed data out: no
-//! process, file or environment access here (that is the `host` module, feature `io`), so every function runs
-//! on fixtures and under the fuzzer.
+//! process, file or environment access here (that is the `host` module, feature `io`), so
+//! every function runs on fixtures and under the fuzzer.
 //!
 //! Formats (`cuda-torch-matrix.md` §4):
 //! - `nvidia-smi` banner: `| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0 |`;
