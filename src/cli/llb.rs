@@ -1,11 +1,65 @@
-//! `torchkit llb` (in progress).
+//! `torchkit llb`: write the LLB Definition to stdout, protobuf by default, so that
+//! `torchkit llb | buildctl build --local context=. --output …` works; `--format json` is a
+//! readable dump of the ops.
+#![allow(clippy::print_stdout)]
+
+use std::io::Write as _;
 use std::process::ExitCode;
+
+use crate::cli::common::{self, SpecArgs};
+use crate::llb;
+use crate::plan::{self, CompileOptions, NoCache};
 
 /// Flags of `torchkit llb`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Output format.
+    #[arg(long, default_value = "pb", value_parser = ["pb", "json"])]
+    format: String,
+    /// Re-run every step.
+    #[arg(long)]
+    no_cache: bool,
+    /// Re-run these steps (comma-separated step names).
+    #[arg(long, value_delimiter = ',')]
+    no_cache_filter: Vec<String>,
+    /// Mount the CA bundle secret `torchkit-ca` in downloading steps (pass it to buildctl
+    /// with `--secret id=torchkit-ca,src=/etc/ssl/certs/ca-certificates.crt`).
+    #[arg(long)]
+    ca_secret: bool,
+}
 
 /// Run `torchkit llb`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("torchkit llb is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let loaded = common::load(&args.spec)?;
+    let no_cache = if args.no_cache {
+        NoCache::All
+    } else if !args.no_cache_filter.is_empty() {
+        NoCache::Steps(args.no_cache_filter.clone())
+    } else {
+        NoCache::Off
+    };
+    let context_dir = loaded.path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let opts = CompileOptions {
+        profile: Some(loaded.profile),
+        build_token: Some(common::random_token()),
+        no_cache,
+        ca_bundle: args.ca_secret,
+        context_excludes: crate::cli::common::dockerignore(&context_dir)?,
+        ..CompileOptions::default()
+    };
+    let compiled =
+        plan::compile(&loaded.spec, &loaded.resolution, &opts).map_err(crate::cli::hinted)?;
+    let mut out = std::io::stdout().lock();
+    match args.format.as_str() {
+        "json" => {
+            let v = llb::dump(&compiled.definition).map_err(crate::cli::hinted)?;
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            out.write_all(b"\n")?;
+        }
+        _ => out.write_all(&llb::definition_bytes(&compiled.definition))?,
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::error::Hint;
 
 pub mod build;
+pub mod common;
 pub mod frontend;
 pub mod llb;
 pub mod plan;
@@ -55,6 +56,21 @@ impl std::fmt::Display for Hinted {
 }
 
 impl std::error::Error for Hinted {}
+
+impl Hinted {
+    /// An error with a message and an optional fix.
+    pub fn new(message: impl Into<String>, hint: Option<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint,
+        }
+    }
+}
+
+/// Print a warning to stderr, in the same style as errors.
+pub fn warn(msg: &str) {
+    eprintln!("warning: {msg}");
+}
 
 /// Wrap a typed error so its hint survives the trip through `anyhow`.
 pub fn hinted<E: std::fmt::Display + Hint>(e: E) -> anyhow::Error {

@@ -320,8 +320,8 @@ impl SpecError {
         }
     }
 
-    /// A rustc-style rendering: message, location arrow, the line and a caret underline.
-    pub fn render(&self) -> String {
+    /// The location arrow, the offending line and a caret underline (rustc style).
+    pub fn snippet(&self) -> String {
         let n = self.span.line.to_string();
         let pad = " ".repeat(n.len());
         let width = if self.span.end_line == self.span.line && self.span.end_col > self.span.col {
@@ -329,18 +329,22 @@ impl SpecError {
         } else {
             1
         };
-        let mut out = format!(
-            "{}\n{pad}--> {}:{}:{}\n{pad} |\n{n} | {}\n{pad} | {}{}",
-            self.message,
+        format!(
+            "{pad}--> {}:{}:{}\n{pad} |\n{n} | {}\n{pad} | {}{}",
             self.file,
             self.span.line,
             self.span.col,
             self.source_line,
             " ".repeat(self.span.col.saturating_sub(1) as usize),
             "^".repeat(width),
-        );
+        )
+    }
+
+    /// Message, snippet and hint, as the CLI prints them.
+    pub fn render(&self) -> String {
+        let mut out = format!("{}\n{}", self.message, self.snippet());
         if let Some(h) = &self.help {
-            out.push_str(&format!("\n{pad} = hint: {h}"));
+            out.push_str(&format!("\nhint: {h}"));
         }
         out
     }
