@@ -12,8 +12,8 @@
 //! - Decode, validate and dump a Definition as readable, stable JSON ([`dump`]).
 //!
 //! # What it may not do
-//! No IO of any kind (`std::fs`, `std::env`, `std::process`, `std::net`, tokio, tonic), no
-//! clock and no randomness, and it knows nothing about PyTorch, specs, plans or BuildKit
+//! No IO of any kind (no filesystem, environment, process or network access, no async
+//! runtime or gRPC), no clock and no randomness, and it knows nothing about PyTorch, specs, plans or BuildKit
 //! connections. It depends only on the generated [`crate::proto::pb`] messages, [`crate::error`],
 //! serde/serde_json, sha2/hex, prost and thiserror.
 //!

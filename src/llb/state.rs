@@ -44,7 +44,6 @@ macro_rules! op_meta_setters {
         impl $ty {
             /// The name BuildKit shows for this op in progress output
             /// (description key `llb.customname`).
-            #[must_use]
             pub fn custom_name(mut self, name: impl AsRef<str>) -> Self {
                 self.$($field).+.set_custom_name(name.as_ref());
                 self
@@ -52,14 +51,12 @@ macro_rules! op_meta_setters {
 
             /// Skip every cache lookup for this op and run it again. For an exec this also
             /// prunes its persistent cache mounts on the daemon; see the protocol notes.
-            #[must_use]
             pub fn ignore_cache(mut self, ignore: bool) -> Self {
                 self.$($field).+.ignore_cache = ignore;
                 self
             }
 
             /// A free-form description entry (`OpMetadata.description[key] = value`).
-            #[must_use]
             pub fn description(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
                 self.$($field).+
                     .description
@@ -69,7 +66,6 @@ macro_rules! op_meta_setters {
 
             /// Where in a source file (e.g. the spec) this op comes from; BuildKit uses it to
             /// point errors at lines. May be given more than once.
-            #[must_use]
             pub fn source_location(mut self, location: $crate::llb::SourceLocation) -> Self {
                 self.$($field).+.locations.push(location);
                 self

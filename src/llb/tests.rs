@@ -1,1 +1,73 @@
+//! Unit tests of internals: path cleaning, state immutability, dedup by identity vs content.
 
+use super::file::{clean, join_clean};
+use super::*;
+
+#[test]
+fn paths_clean_like_go() {
+    assert_eq!(clean("/a/b/../c/./d/"), "/a/c/d");
+    assert_eq!(clean("/../.."), "/");
+    assert_eq!(clean("a/../../b"), "../b");
+    assert_eq!(clean(""), ".");
+    assert_eq!(join_clean("/work", "sub/../x"), "/work/x");
+    assert_eq!(join_clean("/work", "/abs"), "/abs");
+    assert_eq!(join_clean("/", "."), "/");
+}
+
+#[test]
+fn states_are_immutable() {
+    let base: State = image("ubuntu").into();
+    let a = base.add_env("A", "1").dir("/a").user("u");
+    assert!(base.env().is_empty());
+    assert_eq!(base.get_dir(), "/");
+    assert_eq!(base.get_user(), "");
+    assert_eq!(a.get_env("A"), Some("1"));
+    // Re-adding a key moves it to the end (Go AddOrReplace).
+    let b = a.add_env("B", "2").add_env("A", "3");
+    let keys: Vec<&str> = b.env().iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["B", "A"]);
+    assert_eq!(b.del_env("A").env().len(), 1);
+    // Branching does not copy ops: both branches share the image node.
+    let r1 = base.run(Exec::new(["a"])).root();
+    let r2 = base.run(Exec::new(["b"])).root();
+    let def1 = marshal(&r1).unwrap();
+    let def2 = marshal(&r2).unwrap();
+    assert_eq!(def1.def[0], def2.def[0]);
+    assert_ne!(def1.def[1], def2.def[1]);
+}
+
+#[test]
+fn equal_ops_merge_metadata_and_locations() {
+    let src = SourceInfo::new("f", "", "");
+    let a: State = image("busybox")
+        .custom_name("one")
+        .source_location(SourceLocation::new(&src, [(1, 0, 1, 0)]))
+        .into();
+    let b: State = image("busybox")
+        .description("k", "v")
+        .source_location(SourceLocation::new(&src, [(2, 0, 2, 0)]))
+        .into();
+    let out = a.file(FileAction::copy(&b, "/x", "/y", CopyOpts::default()));
+    let def = marshal(&out).unwrap();
+    assert_eq!(def.def.len(), 3);
+    let d = digest_of(&def.def[0]);
+    let md = &def.metadata[&d];
+    assert_eq!(md.description[CUSTOM_NAME_KEY], "one");
+    assert_eq!(md.description["k"], "v");
+    let locs = &def.source.as_ref().unwrap().locations[&d].locations;
+    assert_eq!(locs.len(), 2);
+    assert_eq!(def.source.as_ref().unwrap().infos.len(), 1);
+}
+
+#[test]
+fn platform_display_and_default() {
+    assert_eq!(Platform::default(), Platform::linux_amd64());
+    assert_eq!(
+        Platform::new("linux", "arm", "v7").to_string(),
+        "linux/arm/v7"
+    );
+    let s: State = local("ctx").into();
+    assert_eq!(s.get_platform(), None);
+    let s: State = image("ubuntu").platform(Platform::linux_arm64()).into();
+    assert_eq!(s.get_platform(), Some(&Platform::linux_arm64()));
+}
