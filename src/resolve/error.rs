@@ -1,0 +1,164 @@
+//! Why a request cannot be resolved, with the nearest valid choices.
+
+use crate::error::Hint;
+
+use super::Rejected;
+
+/// A request the matrix cannot satisfy. Every message names the nearest valid choices;
+/// [`Hint::hint`] says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The torch field is not a version.
+    #[error("`{input}` is not a torch version: {why}")]
+    InvalidTorch {
+        /// As given.
+        input: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A torch version the matrix does not know.
+    #[error("unknown torch {requested}; the nearest known releases are {}", nearest.join(", "))]
+    UnknownTorch {
+        /// As given.
+        requested: String,
+        /// Known patches nearest to it, ascending.
+        nearest: Vec<String>,
+        /// Oldest known patch.
+        oldest: String,
+        /// Newest known patch.
+        newest: String,
+    },
+    /// The CUDA field is neither `auto`, `cpu` nor a version.
+    #[error("`{input}` is not a CUDA request: expected X.Y (e.g. 12.8), cuXYZ, auto or cpu")]
+    InvalidCuda {
+        /// As given.
+        input: String,
+    },
+    /// The torch release has no wheel (and no image) for the requested CUDA.
+    #[error("torch {torch} ships CUDA {}; {}", shipped.join(", "), elsewhere(requested, last_with.as_deref(), first_with.as_deref()))]
+    CudaNotShipped {
+        /// torch patch.
+        torch: String,
+        /// CUDA asked for.
+        requested: String,
+        /// CUDA variants this release ships.
+        shipped: Vec<String>,
+        /// Newest patch older than `torch` that ships `requested`.
+        last_with: Option<String>,
+        /// Oldest patch newer than `torch` that ships `requested`.
+        first_with: Option<String>,
+        /// Image of `last_with`/`first_with` with `requested`, when known.
+        other_image: Option<String>,
+        /// Shipped variant nearest to `requested`.
+        nearest_shipped: String,
+        /// How it relates to `requested` ("the lowest CUDA it ships").
+        nearest_why: String,
+    },
+    /// The driver field is not a version.
+    #[error("`{input}` is not a driver version (expected e.g. 570.124.06)")]
+    InvalidDriver {
+        /// As given.
+        input: String,
+    },
+    /// A GPU product the table does not know.
+    #[error("unknown GPU `{input}`; nearest known products: {}", nearest.join(", "))]
+    UnknownGpu {
+        /// As given.
+        input: String,
+        /// Known product names spelled most like it.
+        nearest: Vec<String>,
+    },
+    /// A GPU name that matches products with different compute capabilities.
+    #[error("GPU `{input}` is ambiguous: it matches {}", matches.join(", "))]
+    AmbiguousGpu {
+        /// As given.
+        input: String,
+        /// `"Quadro RTX (7.5)"` …
+        matches: Vec<String>,
+    },
+    /// Every candidate variant failed the driver or GPU checks.
+    #[error(
+        "no CUDA variant of torch {torch} works for {target}:{}",
+        list(rejected)
+    )]
+    NoCompatibleVariant {
+        /// torch patch.
+        torch: String,
+        /// `"driver 470.82.01 and GPU V100 (7.0)"`.
+        target: String,
+        /// Each candidate with its reason.
+        rejected: Vec<Rejected>,
+        /// Fixes, most direct first (a driver to install, another CUDA, another torch).
+        suggestions: Vec<String>,
+    },
+}
+
+fn elsewhere(requested: &str, last: Option<&str>, first: Option<&str>) -> String {
+    match (last, first) {
+        (Some(l), _) => format!("{l} is the last release with {requested}"),
+        (None, Some(f)) => format!("{f} is the first release with {requested}"),
+        (None, None) => format!("no torch release in the matrix ships CUDA {requested}"),
+    }
+}
+
+fn list(rejected: &[Rejected]) -> String {
+    rejected
+        .iter()
+        .map(|r| format!("\n  {}: {}", r.candidate, r.reason))
+        .collect()
+}
+
+impl Hint for ResolveError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ResolveError::InvalidTorch { .. } => {
+                Some("give a release such as 2.8.0 (or 2.8 for its newest patch); choose CUDA separately".into())
+            }
+            ResolveError::UnknownTorch { oldest, newest, .. } => Some(format!(
+                "the matrix covers torch {oldest} to {newest} (releases up to March 2026); pick one of those"
+            )),
+            ResolveError::InvalidCuda { .. } => Some(
+                "use `auto` to let torchkit pick, `cpu`, or a CUDA version such as 12.8".into(),
+            ),
+            ResolveError::CudaNotShipped {
+                torch,
+                requested,
+                last_with,
+                first_with,
+                other_image,
+                nearest_shipped,
+                nearest_why,
+                ..
+            } => {
+                let mut lines = Vec::new();
+                if let Some(other) = last_with.as_ref().or(first_with.as_ref()) {
+                    let img = other_image
+                        .as_ref()
+                        .map(|i| format!(" ({i})"))
+                        .unwrap_or_default();
+                    lines.push(format!("use torch {other} with CUDA {requested}{img}"));
+                }
+                lines.push(format!(
+                    "or keep torch {torch} with CUDA {nearest_shipped}, {nearest_why} (or let CUDA be auto)"
+                ));
+                Some(lines.join("\n"))
+            }
+            ResolveError::InvalidDriver { .. } => Some(
+                "give the `Driver Version` that nvidia-smi prints, e.g. 570.124.06".into(),
+            ),
+            ResolveError::UnknownGpu { .. } => Some(
+                "give a product such as H100 or RTX 4090, or the compute capability itself (e.g. 8.6, from `nvidia-smi --query-gpu=compute_cap --format=csv`)".into(),
+            ),
+            ResolveError::AmbiguousGpu { .. } => Some(
+                "give the full product name or the compute capability (e.g. 7.5)".into(),
+            ),
+            ResolveError::NoCompatibleVariant { suggestions, .. } => {
+                if suggestions.is_empty() {
+                    None
+                } else {
+                    Some(suggestions.join("\n"))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `torchkit resolve` end to end: the built binary, its stdout, stderr and exit code.
+
+use std::process::{Command, Output};
+
+fn torchkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_torchkit"))
+        .arg("resolve")
+        .args(args)
+        .output()
+        .expect("run torchkit")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn json_is_one_object_with_the_full_image_reference() {
+    let out = torchkit(&[
+        "--torch",
+        "2.8.0",
+        "--driver",
+        "550.54.14",
+        "--gpu",
+        "H200",
+        "--json",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
+    assert_eq!(
+        v["image"],
+        "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
+    );
+    assert_eq!(v["image_ref"]["repository"], "pytorch/pytorch");
+    assert_eq!(v["cuda"], "12.8");
+    assert_eq!(v["cudnn"], "9");
+    assert_eq!(v["torchvision"], "0.23.0");
+    assert_eq!(v["index_url"], "https://download.pytorch.org/whl/cu128");
+    assert_eq!(v["gpus"][0]["verdict"], "native");
+    let warnings = v["warnings"].as_array().unwrap();
+    assert!(warnings
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("minor-version compatibility")));
+    assert_eq!(v["rejected"].as_array().unwrap().len(), 2);
+    assert!(!v["reasons"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn human_report_goes_to_stdout() {
+    let out = torchkit(&[
+        "--torch",
+        "2.11.0",
+        "--driver",
+        "580.159.04",
+        "--gpu",
+        "NVIDIA H200",
+        "--flavor",
+        "devel",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("docker.io/pytorch/pytorch:2.11.0-cuda13.0-cudnn9-devel"),
+        "{s}"
+    );
+    assert!(s.contains("NVIDIA H200 (9.0): native"), "{s}");
+    for section in ["why:", "rejected:", "min driver", "index"] {
+        assert!(s.contains(section), "{section} missing:\n{s}");
+    }
+}
+
+#[test]
+fn impossible_request_exits_non_zero_with_a_hint() {
+    let out = torchkit(&["--torch", "2.8.0", "--cuda", "11.8"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout: {}",
+        text(&out.stdout)
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "error: torch 2.8.0 ships CUDA 12.6, 12.8, 12.9; 2.7.1 is the last release with 11.8"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "hint: use torch 2.7.1 with CUDA 11.8 (pytorch/pytorch:2.7.1-cuda11.8-cudnn9-runtime)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn torch_is_required_without_a_spec() {
+    let out = torchkit(&["--cuda", "12.8"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--torch"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn spec_values_are_read_and_flags_override_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("torchkit.toml");
+    std::fs::write(
+        &path,
+        "[torch]\nversion = \"2.8.0\"\ncuda = \"11.8\"\n\n[target]\ngpus = [\"V100\"]\n",
+    )
+    .unwrap();
+    let spec = path.to_str().unwrap();
+    // From the spec alone: refused, and the error points into the file.
+    let out = torchkit(&[spec]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("torchkit.toml"), "{err}");
+    assert!(err.contains("2.7.1 is the last release with 11.8"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    // A flag overrides the spec's CUDA.
+    let out = torchkit(&[spec, "--cuda", "auto", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["image"],
+        "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
+    );
+    assert_eq!(v["gpus"][0]["gpu"], "V100");
+}
