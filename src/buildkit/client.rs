@@ -22,8 +22,9 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use super::output::{CacheEntry, Exporter};
+use super::output::{CacheEntry, Destination, Exporter};
 use super::progress::{ProgressMode, Renderer};
+use super::session::ExportSink;
 use super::transport::{Address, ConnectOptions, Dialer, TransportError, MAX_MESSAGE_SIZE};
 use crate::error::Hint;
 use crate::proto::google::rpc::Status as RpcStatus;
@@ -636,6 +637,25 @@ pub trait SessionHost: Send + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send>>;
 }
 
+impl SessionHost for super::session::Attachables {
+    fn methods(&self) -> Vec<String> {
+        super::session::Attachables::methods(self)
+    }
+
+    fn serve(
+        self: Box<Self>,
+        io: DuplexStream,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send>>
+    {
+        Box::pin(async move {
+            (*self)
+                .serve(io)
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+    }
+}
+
 /// The buffer of the in-memory pipe between the session server and the Control stream.
 const SESSION_PIPE_BUFFER: usize = 1 << 20;
 /// The largest `BytesMessage` the pump sends (grpchijack uses 32 KiB reads as well).
@@ -761,6 +781,9 @@ pub struct BuildOptions {
     pub progress: ProgressMode,
     /// Cancel the build on Ctrl-C (default true).
     pub cancel_on_ctrl_c: bool,
+    /// Client-side export destinations, committed after a successful solve (see
+    /// [`BuildOptions::attach`]).
+    pub export_sinks: Vec<ExportSink>,
 }
 
 impl Default for BuildOptions {
@@ -775,7 +798,39 @@ impl Default for BuildOptions {
             shared_key: "torchkit".into(),
             progress: ProgressMode::Auto,
             cancel_on_ctrl_c: true,
+            export_sinks: Vec::new(),
         }
+    }
+}
+
+impl BuildOptions {
+    /// Attaches the session services and wires the exporters to them: exporters with
+    /// client output (`local`, `tar`, `oci`, `docker`) move to the front of
+    /// [`BuildOptions::exporters`], in their given order, so that exporter index *n* is the
+    /// *n*-th [`ExportSink`] registered with `attachables` (the daemon names the exporter by
+    /// index in `buildkit-attachable-exporter-id`). The sinks are committed when the build
+    /// succeeds and dropped (temporary output removed) when it fails.
+    pub fn attach(
+        &mut self,
+        mut attachables: super::session::Attachables,
+    ) -> Result<(), super::session::ExportError> {
+        let (mut client_side, daemon_side): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exporters)
+            .into_iter()
+            .partition(Exporter::needs_file_send);
+        for e in &client_side {
+            let dest = match &e.dest {
+                Destination::Dir(p) | Destination::File(p) => p.clone(),
+                Destination::Stdout => std::path::PathBuf::from("-"),
+                Destination::None => unreachable!("partitioned by needs_file_send"),
+            };
+            let sink = ExportSink::for_exporter(&e.kind, dest)?;
+            attachables = attachables.with_exporter(sink.clone());
+            self.export_sinks.push(sink);
+        }
+        client_side.extend(daemon_side);
+        self.exporters = client_side;
+        self.session = Some(Box::new(attachables));
+        Ok(())
     }
 }
 
@@ -827,6 +882,9 @@ pub enum BuildError {
     /// The session could not be attached or its services failed.
     #[error("the build session failed: {0}")]
     Session(String),
+    /// The build succeeded but its output could not be moved into place.
+    #[error("writing the build output failed: {0}")]
+    Export(#[from] super::session::ExportError),
     /// The build function finished without calling `Return`.
     #[error("the build function finished without calling Bridge::return_result")]
     NoReturn,
@@ -850,6 +908,7 @@ impl Hint for BuildError {
                 Some("see the progress output above for the failing step and its logs".into())
             }
             BuildError::Cancelled => Some("the daemon was told to stop the build".into()),
+            BuildError::Export(e) => e.hint(),
             _ => None,
         }
     }
@@ -1111,6 +1170,9 @@ impl Client {
             (None, None) => None,
         };
         abort_all(&session_tasks);
+        for sink in std::mem::take(&mut opts.export_sinks) {
+            sink.commit()?;
+        }
         Ok(BuildOutput {
             build_ref,
             exporter_response: solved.exporter_response,
