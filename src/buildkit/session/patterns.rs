@@ -272,6 +272,7 @@ fn compile(pattern: &str, exclusion: bool) -> Result<Pattern, PatternError> {
                 Some(&n) => {
                     tokens.push(Token::Lit(n));
                     i += 1;
+                    mt = Mt::Regexp;
                 }
                 None => tokens.push(Token::Lit('\\')),
             },
