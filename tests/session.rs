@@ -646,3 +646,117 @@ async fn secrets_found_and_missing() {
         err.message()
     );
 }
+
+/// End to end against the test environment's dockerd (BuildKit v0.13): the context goes up
+/// through FileSync/DiffCopy with `.dockerignore` excludes, and comes back through
+/// FileSend as a `local` export, committed only after the build succeeded.
+#[tokio::test]
+async fn e2e_context_roundtrip_through_docker() {
+    use torchkit::buildkit::client::{BuildOptions, Client, SolveOptions};
+    use torchkit::buildkit::output;
+    use torchkit::buildkit::progress::ProgressMode;
+    use torchkit::buildkit::transport::{Address, ConnectOptions};
+    use torchkit::llb::{self, CopyOpts, FileAction, State};
+
+    let path = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_string());
+    let client = Client::connect_to(
+        Address::Docker(path.clone().into()),
+        &ConnectOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("no dockerd at {path}: {e}; run scripts/test-env.sh up"));
+
+    let ctx = tempfile::tempdir().unwrap();
+    let r = ctx.path();
+    let ignore = "junk\n*.tmp\n!keep.tmp\n";
+    std::fs::write(r.join(".dockerignore"), ignore).unwrap();
+    std::fs::write(r.join("a.txt"), "hello").unwrap();
+    std::fs::write(r.join("run.sh"), "#!/bin/sh\n").unwrap();
+    chmod(&r.join("run.sh"), 0o755);
+    std::fs::write(r.join("x.tmp"), "no").unwrap();
+    std::fs::write(r.join("keep.tmp"), "yes").unwrap();
+    std::fs::create_dir_all(r.join("junk/deep")).unwrap();
+    std::fs::write(r.join("junk/deep/f"), "no").unwrap();
+    std::fs::create_dir_all(r.join("sub")).unwrap();
+    std::fs::write(r.join("sub/b.txt"), "b").unwrap();
+    std::os::unix::fs::symlink("../a.txt", r.join("sub/link")).unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 249) as u8).collect();
+    std::fs::write(r.join("sub/big.bin"), &big).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("result");
+    let mut opts = BuildOptions {
+        progress: ProgressMode::Quiet,
+        cancel_on_ctrl_c: false,
+        ..BuildOptions::default()
+    };
+    opts.exporters =
+        vec![output::parse_output(&format!("type=local,dest={}", dest.display())).unwrap()];
+    opts.attach(Attachables::new().with_local("context", r))
+        .unwrap();
+    let excludes = parse_dockerignore(ignore);
+    client
+        .build(opts, move |bridge| async move {
+            let src: State = llb::local("context")
+                .exclude_patterns(&excludes)
+                .shared_key_hint("context")
+                .into();
+            let copy = CopyOpts {
+                dir_copy_contents: true,
+                ..CopyOpts::default()
+            };
+            let result = llb::scratch().file(FileAction::copy(&src, "/", "/", copy));
+            let r = bridge
+                .solve(Some(llb::marshal(&result)?), SolveOptions::default())
+                .await?;
+            bridge.return_result(Some(r), BTreeMap::new()).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("build failed: {e}"));
+
+    let mut names: Vec<String> = walk_names(&dest, "");
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".dockerignore",
+            "a.txt",
+            "keep.tmp",
+            "run.sh",
+            "sub",
+            "sub/b.txt",
+            "sub/big.bin",
+            "sub/link"
+        ]
+    );
+    assert_eq!(std::fs::read(dest.join("sub/big.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"hello");
+    let mode = std::fs::metadata(dest.join("run.sh")).unwrap().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert_eq!(
+        std::fs::read_link(dest.join("sub/link")).unwrap(),
+        Path::new("../a.txt")
+    );
+    assert_eq!(leftovers(out.path()), ["result"]);
+}
+
+fn walk_names(root: &Path, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root.join(prefix)).unwrap() {
+        let e = e.unwrap();
+        let rel = if prefix.is_empty() {
+            e.file_name().to_string_lossy().into_owned()
+        } else {
+            format!("{prefix}/{}", e.file_name().to_string_lossy())
+        };
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_names(root, &rel));
+        }
+        out.push(rel);
+    }
+    out
+}
