@@ -271,3 +271,58 @@ async fn failing_build_reports_the_step() {
     let msg = err.to_string();
     assert!(msg.contains("exit code: 3"), "{msg}");
 }
+
+#[tokio::test]
+async fn ctrl_c_cancels_the_solve() {
+    // Listening for SIGINT here keeps it from killing the test process; the build listens
+    // for it as well (cancel_on_ctrl_c).
+    let mut sigint =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).unwrap();
+    let client = connect().await;
+    let mut opts = quiet_options();
+    opts.cancel_on_ctrl_c = true;
+    let pid = std::process::id().to_string();
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill -INT");
+    });
+    let started = std::time::Instant::now();
+    let unique = format!("{:?}", std::time::SystemTime::now());
+    let err = client
+        .build(opts, move |bridge| async move {
+            let base: llb::State = llb::image(BUSYBOX).into();
+            let def = llb::marshal(
+                &base
+                    .run(Exec::shell(&format!("sleep 120 # {unique}")))
+                    .root(),
+            )?;
+            let r = bridge
+                .solve(
+                    Some(def),
+                    SolveOptions {
+                        evaluate: true,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            bridge.return_result(Some(r), BTreeMap::new()).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .await
+        .unwrap_err();
+    killer.await.unwrap();
+    let _ = sigint.recv().await;
+    assert!(
+        matches!(err, torchkit::buildkit::BuildError::Cancelled),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 130);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}

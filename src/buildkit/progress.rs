@@ -289,6 +289,13 @@ impl ProgressState {
         for v in &resp.vertexes {
             self.merge_vertex(v, &mut out);
         }
+        // Completions go last, after the statuses and logs that arrived with them.
+        let mut finished = Vec::new();
+        for v in &resp.vertexes {
+            if !finished.contains(&v.digest) {
+                finished.push(v.digest.clone());
+            }
+        }
         for s in &resp.statuses {
             let complete = s.completed.is_some();
             if !complete || !self.statuses_done.insert(format!("{}\0{}", s.vertex, s.id)) {
@@ -348,6 +355,9 @@ impl ProgressState {
             self.warnings.push(ev.clone());
             out.push(ev);
         }
+        for d in finished {
+            self.finish_vertex(&d, &mut out);
+        }
         out
     }
 
@@ -397,10 +407,16 @@ impl ProgressState {
         if !show {
             return;
         }
-        let Some(index) = self.index_of(&v.digest, out) else {
+        self.index_of(&v.digest, out);
+    }
+
+    fn finish_vertex(&mut self, digest: &str, out: &mut Vec<Event>) {
+        let Some(vs) = self.vertices.get_mut(digest) else {
             return;
         };
-        let vs = self.vertices.get_mut(&v.digest).expect("merged above");
+        let Some(index) = vs.index else {
+            return;
+        };
         if vs.completed.is_some() && !vs.finished_reported {
             vs.finished_reported = true;
             if !vs.partial_log.is_empty() {
@@ -915,6 +931,29 @@ mod tests {
 ";
         assert_eq!(text, want);
         assert_eq!(r.state().failed().len(), 1);
+    }
+
+    #[test]
+    fn statuses_and_logs_come_before_the_completion_they_arrived_with() {
+        let mut s = ProgressState::new();
+        let evs = s.apply(&StatusResponse {
+            vertexes: vec![vx("d", "pull", Some((1, 0)), Some((2, 0)))],
+            statuses: vec![VertexStatus {
+                id: "layer".into(),
+                vertex: "d".into(),
+                current: 10,
+                total: 10,
+                started: t(1, 0),
+                completed: t(2, 0),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let lines: Vec<String> = evs.iter().flat_map(Event::plain).collect();
+        assert_eq!(
+            lines,
+            ["#1 pull", "#1 layer 10B / 10B 1.0s done", "#1 DONE 1.0s"]
+        );
     }
 
     #[test]
