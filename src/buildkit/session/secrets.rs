@@ -102,7 +102,7 @@ impl SecretsService {
                 Status::failed_precondition(format!("secret {id:?}: cannot read {}: {e}", path.display()))
             }),
             SecretSource::Env(var) => std::env::var_os(var)
-                .map(|v| std::os::unix::ffi::OsStringExt::into_vec(v))
+                .map(std::os::unix::ffi::OsStringExt::into_vec)
                 .ok_or_else(|| {
                     Status::not_found(format!(
                         "secret {id:?}: environment variable {var} is not set; export it or use --secret id={id},src=<file>"
