@@ -130,7 +130,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WalkError + '_ {
 }
 
 /// fsutil `FollowLinks`: every follow path, plus the targets of symlinks along it,
-/// becomes an include pattern. Wildcards are resolved in the last component.
+/// becomes an include pattern. Unlike upstream, wildcards in a follow path are kept as
+/// patterns but symlinks matched by them are not resolved.
 fn follow_links(root: &Path, paths: &[String]) -> Vec<String> {
     fn read_link(root: &Path, rel: &str) -> Option<String> {
         let real = root.join(rel);
