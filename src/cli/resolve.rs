@@ -174,7 +174,7 @@ fn spec_key(e: &ResolveError, from: &FromSpec) -> Option<&'static str> {
         ResolveError::InvalidTorch { .. } | ResolveError::UnknownTorch { .. } => {
             ("torch.version", from.torch)
         }
-        ResolveError::InvalidCuda { .. } | ResolveError::CudaNotShipped { .. } => {
+        ResolveError::InvalidCuda { .. } | ResolveError::CudaNotShipped(_) => {
             ("torch.cuda", from.cuda)
         }
         ResolveError::InvalidDriver { .. } => ("target.driver", from.driver),

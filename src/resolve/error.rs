@@ -35,25 +35,8 @@ pub enum ResolveError {
         input: String,
     },
     /// The torch release has no wheel (and no image) for the requested CUDA.
-    #[error("torch {torch} ships CUDA {}; {}", shipped.join(", "), elsewhere(requested, last_with.as_deref(), first_with.as_deref()))]
-    CudaNotShipped {
-        /// torch patch.
-        torch: String,
-        /// CUDA asked for.
-        requested: String,
-        /// CUDA variants this release ships.
-        shipped: Vec<String>,
-        /// Newest patch older than `torch` that ships `requested`.
-        last_with: Option<String>,
-        /// Oldest patch newer than `torch` that ships `requested`.
-        first_with: Option<String>,
-        /// Image of `last_with`/`first_with` with `requested`, when known.
-        other_image: Option<String>,
-        /// Shipped variant nearest to `requested`.
-        nearest_shipped: String,
-        /// How it relates to `requested` ("the lowest CUDA it ships").
-        nearest_why: String,
-    },
+    #[error("{0}")]
+    CudaNotShipped(Box<CudaNotShipped>),
     /// The driver field is not a version.
     #[error("`{input}` is not a driver version (expected e.g. 570.124.06)")]
     InvalidDriver {
@@ -93,6 +76,43 @@ pub enum ResolveError {
     },
 }
 
+/// Details of [`ResolveError::CudaNotShipped`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CudaNotShipped {
+    /// torch patch.
+    pub torch: String,
+    /// CUDA asked for.
+    pub requested: String,
+    /// CUDA variants this release ships.
+    pub shipped: Vec<String>,
+    /// Newest patch older than `torch` that ships `requested`.
+    pub last_with: Option<String>,
+    /// Oldest patch newer than `torch` that ships `requested`.
+    pub first_with: Option<String>,
+    /// Image of `last_with`/`first_with` with `requested`, when known.
+    pub other_image: Option<String>,
+    /// Shipped variant nearest to `requested`.
+    pub nearest_shipped: String,
+    /// How it relates to `requested` ("the lowest CUDA it ships").
+    pub nearest_why: String,
+}
+
+impl std::fmt::Display for CudaNotShipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "torch {} ships CUDA {}; {}",
+            self.torch,
+            self.shipped.join(", "),
+            elsewhere(
+                &self.requested,
+                self.last_with.as_deref(),
+                self.first_with.as_deref()
+            )
+        )
+    }
+}
+
 fn elsewhere(requested: &str, last: Option<&str>, first: Option<&str>) -> String {
     match (last, first) {
         (Some(l), _) => format!("{l} is the last release with {requested}"),
@@ -120,16 +140,17 @@ impl Hint for ResolveError {
             ResolveError::InvalidCuda { .. } => Some(
                 "use `auto` to let torchkit pick, `cpu`, or a CUDA version such as 12.8".into(),
             ),
-            ResolveError::CudaNotShipped {
-                torch,
-                requested,
-                last_with,
-                first_with,
-                other_image,
-                nearest_shipped,
-                nearest_why,
-                ..
-            } => {
+            ResolveError::CudaNotShipped(c) => {
+                let CudaNotShipped {
+                    torch,
+                    requested,
+                    last_with,
+                    first_with,
+                    other_image,
+                    nearest_shipped,
+                    nearest_why,
+                    ..
+                } = &**c;
                 let mut lines = Vec::new();
                 if let Some(other) = last_with.as_ref().or(first_with.as_ref()) {
                     let img = other_image

@@ -27,7 +27,7 @@ mod error;
 #[cfg(test)]
 mod tests;
 
-pub use error::ResolveError;
+pub use error::{CudaNotShipped, ResolveError};
 
 /// `runtime` or `devel` flavour of the `pytorch/pytorch` images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -959,7 +959,7 @@ fn cuda_not_shipped(
             .expect("validated");
         (near.clone(), "the shipped CUDA nearest to it")
     };
-    ResolveError::CudaNotShipped {
+    ResolveError::CudaNotShipped(Box::new(CudaNotShipped {
         torch: patch.to_string(),
         requested: want.to_string(),
         shipped: release
@@ -972,7 +972,7 @@ fn cuda_not_shipped(
         other_image,
         nearest_shipped: nearest_shipped.to_string(),
         nearest_why: nearest_why.to_string(),
-    }
+    }))
 }
 
 /// No candidate passed: list why, and compute fixes (a driver, another CUDA, another torch).
