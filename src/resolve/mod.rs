@@ -13,6 +13,10 @@
 //! 4. prefer strict-and-native, then PTX-JIT, then MVC; within each, the release's PyPI-default
 //!    CUDA, then the newest variant.
 //!
+//! `cuda = "cpu"`: pytorch/pytorch publishes CUDA images and its CPU-only `<torch>-runtime` tag
+//! is unverified (reference §7.1), so the release's PyPI-default CUDA image is used (a CUDA build
+//! of torch runs on CPU); `reasons` and `warnings` say so, and no driver floor applies.
+//!
 //! This module may: read the compiled-in matrix, compute, and explain. It may not: do IO
 //! (files, environment, processes, network), read a clock, use randomness, or depend on `cli`,
 //! `probe`, `buildkit` or `frontend`. Host facts arrive as plain data in [`Request`].
