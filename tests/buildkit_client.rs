@@ -326,3 +326,189 @@ async fn ctrl_c_cancels_the_solve() {
         started.elapsed()
     );
 }
+
+/// Writes a CA and a server certificate for `tk.test` / 127.0.0.1 with openssl; returns
+/// (ca.pem, server cert, server key).
+fn make_certs(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let st = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=torchkit test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=tk.test",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:tk.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// A TLS-terminating proxy in front of the Docker socket: for each TLS connection it
+/// performs the `/grpc` upgrade on a fresh socket connection and splices the two.
+async fn tls_proxy(cert: &std::path::Path, key: &std::path::Path, docker: PathBuf) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let docker = docker.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut up = tokio::net::UnixStream::connect(&docker).await.unwrap();
+                up.write_all(b"POST /grpc HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").await.unwrap();
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if up.read(&mut b).await.unwrap() == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                assert!(head.starts_with(b"HTTP/1.1 101"));
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn tls_to_a_proxied_daemon() {
+    use torchkit::buildkit::transport::TlsOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(dir.path());
+    let Address::Docker(sock) = docker_address() else {
+        unreachable!()
+    };
+    let _ = connect().await; // fails with the test-env hint when the daemon is missing
+    let port = tls_proxy(&cert, &key, sock).await;
+    let addr = Address::Tcp {
+        host: "127.0.0.1".into(),
+        port,
+    };
+
+    let good = ConnectOptions {
+        addr: None,
+        tls: TlsOptions {
+            ca_cert: Some(ca.clone()),
+            server_name: Some("tk.test".into()),
+            ..Default::default()
+        },
+    };
+    let client = Client::connect_to(addr.clone(), &good)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", e.hint()));
+    assert!(!client.list_workers().await.unwrap().is_empty());
+
+    // The wrong server name fails the handshake, and the error says which name and CA.
+    let bad_name = ConnectOptions {
+        addr: None,
+        tls: TlsOptions {
+            ca_cert: Some(ca.clone()),
+            server_name: Some("other.test".into()),
+            ..Default::default()
+        },
+    };
+    let err = Client::connect_to(addr.clone(), &bad_name)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("TLS handshake") && msg.contains("other.test") && msg.contains("ca.pem"),
+        "{msg}"
+    );
+    assert!(err.hint().unwrap().contains("--tlsservername"));
+
+    // A CA that did not sign the server certificate.
+    let other_ca = make_certs(&{
+        let d = dir.path().join("other");
+        std::fs::create_dir(&d).unwrap();
+        d
+    })
+    .0;
+    let wrong_ca = ConnectOptions {
+        addr: None,
+        tls: TlsOptions {
+            ca_cert: Some(other_ca),
+            server_name: Some("tk.test".into()),
+            ..Default::default()
+        },
+    };
+    let err = Client::connect_to(addr, &wrong_ca).await.unwrap_err();
+    assert!(err.to_string().contains("TLS handshake"), "{err}");
+}

@@ -631,27 +631,26 @@ pub trait SessionHost: Send + 'static {
 
     /// Serves the session's gRPC server on `io` (the daemon is the HTTP/2 client) until
     /// the connection ends.
-    fn serve(
-        self: Box<Self>,
-        io: DuplexStream,
-    ) -> Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send>>;
+    fn serve(self: Box<Self>, io: DuplexStream) -> SessionFuture;
 }
+
+/// Boxed error of a session server.
+pub type SessionServeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What [`SessionHost::serve`] returns.
+pub type SessionFuture = Pin<Box<dyn Future<Output = Result<(), SessionServeError>> + Send>>;
 
 impl SessionHost for super::session::Attachables {
     fn methods(&self) -> Vec<String> {
         super::session::Attachables::methods(self)
     }
 
-    fn serve(
-        self: Box<Self>,
-        io: DuplexStream,
-    ) -> Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send>>
-    {
+    fn serve(self: Box<Self>, io: DuplexStream) -> SessionFuture {
         Box::pin(async move {
             (*self)
                 .serve(io)
                 .await
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .map_err(|e| Box::new(e) as SessionServeError)
         })
     }
 }
@@ -1193,11 +1192,8 @@ async fn drain_status(
     limit: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(m)) => renderer.handle(&m),
-            Ok(None) | Err(_) => break,
-        }
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        renderer.handle(&m);
     }
 }
 

@@ -215,12 +215,13 @@ pub fn parse_output(value: &str) -> Result<Exporter, OutputError> {
             }
         }
     }
-    if kind == "image" && attrs.get("push").map(String::as_str) == Some("true") {
-        if attrs.get("name").is_none_or(|n| n.is_empty()) {
-            return Err(err(
-                "`push=true` needs `name=<registry>/<repo>:<tag>`".into()
-            ));
-        }
+    if kind == "image"
+        && attrs.get("push").map(String::as_str) == Some("true")
+        && attrs.get("name").is_none_or(|n| n.is_empty())
+    {
+        return Err(err(
+            "`push=true` needs `name=<registry>/<repo>:<tag>`".into()
+        ));
     }
     Ok(Exporter { kind, attrs, dest })
 }
