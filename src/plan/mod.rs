@@ -73,6 +73,8 @@ pub struct CompileOptions {
     pub no_cache: NoCache,
     /// Labels added by the caller (`--label`, frontend `label:*`); they override the spec.
     pub labels: BTreeMap<String, String>,
+    /// Stop after this step (frontend option `target`, `--target`), like a Dockerfile stage.
+    pub target: Option<String>,
     /// `SOURCE_DATE_EPOCH`: exported to the steps and used as the image's `created`.
     pub source_date_epoch: Option<i64>,
 }
@@ -104,8 +106,11 @@ pub enum CompileError {
         steps: Vec<String>,
     },
     /// `--no-cache-filter` named an unknown step.
-    #[error("unknown step `{0}` in --no-cache-filter")]
+    #[error("unknown step `{0}`")]
     UnknownStep(String),
+    /// The target step is valid but this spec has no such step (no apt packages, say).
+    #[error("this spec has no `{0}` step to stop at")]
+    StepNotInPlan(String),
     /// The base config could not be used.
     #[error("base image config: {0}")]
     BaseConfig(String),
@@ -128,6 +133,7 @@ impl Hint for CompileError {
                 Some(x) => format!("did you mean `{x}`? steps are: {}", STEPS.join(", ")),
                 None => format!("steps are: {}", STEPS.join(", ")),
             }),
+            Self::StepNotInPlan(_) => Some("`torchkit plan` lists the steps of this spec".into()),
             Self::BaseConfig(_) => None,
             Self::Llb(e) => e.hint(),
         }
@@ -481,6 +487,14 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         );
     }
 
+    if let Some(t) = &opts.target {
+        let name = step_name(t).ok_or_else(|| CompileError::UnknownStep(t.clone()))?;
+        match steps.iter().position(|s| s.name == name) {
+            Some(i) => steps.truncate(i + 1),
+            None => return Err(CompileError::StepNotInPlan(t.clone())),
+        }
+    }
+
     // Titles as progress shows them: "[torchkit 2/5] apt: apt-get install git".
     let n = steps.len();
     for (i, s) in steps.iter_mut().enumerate() {
@@ -571,7 +585,9 @@ fn step_name(s: &str) -> Option<&'static str> {
     STEPS.iter().copied().find(|x| *x == s)
 }
 
-fn base_plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<BasePlan, CompileError> {
+/// The base image a spec builds on: the resolved (or overridden) reference with the mirror
+/// applied, pinned by the spec's digest, else by `opts.base.digest`.
+pub fn base_plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<BasePlan, CompileError> {
     let name = match &spec.base.image {
         Some(i) => i.clone(),
         None => res.image.full(),

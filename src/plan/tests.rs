@@ -298,3 +298,14 @@ fn resolve_errors_point_at_the_spec() {
     let e2 = resolve(&req2).unwrap_err();
     assert!(locate_resolve_error(&spec, &req2, &e2).is_none());
 }
+
+#[test]
+fn target_stops_after_a_step() {
+    let c = compiled(&spec_with(""), &CompileOptions { target: Some("pip".into()), ..token() });
+    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["base", "apt", "pip"]);
+    let spec = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
+    let res = resolve(&spec.request()).unwrap();
+    let e = compile(&spec, &res, &CompileOptions { target: Some("apt".into()), ..token() }).unwrap_err();
+    assert!(matches!(e, CompileError::StepNotInPlan(_)), "{e}");
+}
