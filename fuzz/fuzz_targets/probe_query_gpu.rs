@@ -2,7 +2,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use torchkit::probe::parse::{is_driver_version, parse_query_gpu, QUERY_FIELDS, QUERY_FIELDS_NO_CC};
+use torchkit::probe::parse::{
+    is_driver_version, parse_query_gpu, QUERY_FIELDS, QUERY_FIELDS_NO_CC,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
