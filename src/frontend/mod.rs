@@ -4,6 +4,351 @@
 //!
 //! Either way it is the same code over a [`Bridge`]: pin the base with ResolveImageConfig,
 //! call the one pure [`crate::plan::compile`], Solve the Definition and Return the result
-//! with the image config. Logs go to stderr only: in frontend mode stdout is the gRPC pipe.
+//! with the image config ([`solve::build_spec`]). Logs go to stderr only: in frontend mode
+//! stdout is the gRPC pipe (the daemon writes the frontend's stderr to its own log).
+//!
+//! # The `# syntax=` frontend
+//!
+//! [`run_from_environment`] is all of `torchkit frontend`: read the options from the
+//! environment ([`options`]), connect over stdin/stdout ([`stdio`]) and [`run`]:
+//! 1. parse the options; refuse what torchkit cannot honour (`--platform linux/arm64`);
+//! 2. read the spec from the `dockerfile` local (`filename`, so `docker build -f
+//!    torchkit.toml .` works) and `.dockerignore` (`<filename>.dockerignore` beside the
+//!    spec, else the context's), as the Dockerfile frontend does;
+//! 3. parse the spec, apply the `TORCHKIT_*` build-args, resolve;
+//! 4. [`solve::build_spec`] with the frontend's options (session id, excludes, labels,
+//!    target, no-cache, CA secret, cache imports).
+//!
+//! Any failure is returned to the daemon with `Return{error}` ([`status`]): spec errors and
+//! resolver errors located in the spec carry an `errdefs.Source`, so the docker CLI prints
+//! the offending line of `torchkit.toml`.
 
+pub mod options;
 pub mod solve;
+pub mod status;
+pub mod stdio;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use crate::buildkit::client::{BridgeError, SolveOptions, REQUIRED_GATEWAY_CAPS};
+use crate::buildkit::Bridge;
+use crate::error::Hint;
+use crate::llb::{self, Differ};
+use crate::plan::{self, CompileOptions};
+use crate::proto::google::rpc::Status as RpcStatus;
+use crate::resolve::{self, Request, ResolveError};
+use crate::spec::{self, Spec, SpecError};
+
+use options::{FrontendOptions, OptionsError};
+use solve::SolveError;
+
+/// Gateway caps the frontend needs besides [`REQUIRED_GATEWAY_CAPS`].
+pub const FRONTEND_CAPS: &[&str] = &["readfile"];
+
+/// Why a frontend run failed. Every variant is also returned to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// An option torchkit refuses.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// The spec could not be read from the dockerfile local.
+    #[error("cannot read the spec `{filename}` from the build's dockerfile local: {source}")]
+    ReadSpec {
+        /// The `filename` option.
+        filename: String,
+        /// The bridge error.
+        source: BridgeError,
+    },
+    /// The spec is not UTF-8.
+    #[error("the spec `{0}` is not UTF-8 text")]
+    NotText(String),
+    /// A problem located in the spec.
+    #[error("{error}")]
+    Spec {
+        /// The located error.
+        error: SpecError,
+        /// The spec as read (for the source excerpt).
+        text: String,
+    },
+    /// A resolver error not caused by a spec value (a build-arg override, say).
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// A gateway call failed.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+    /// Compile, solve or return failed (already returned to the daemon).
+    #[error(transparent)]
+    Solve(#[from] SolveError),
+}
+
+impl Hint for FrontendError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            FrontendError::Options(e) => e.hint(),
+            FrontendError::ReadSpec { filename, .. } if filename == options::DEFAULT_FILENAME => Some(
+                "name the spec with -f, e.g. `docker build -f torchkit.toml .` (docker looks for `Dockerfile` by default)".into(),
+            ),
+            FrontendError::ReadSpec { .. } => {
+                Some("check the -f path: the spec must be inside the directory docker sends".into())
+            }
+            FrontendError::NotText(_) => None,
+            FrontendError::Spec { error, .. } => error.help.clone(),
+            FrontendError::Resolve(e) => e.hint(),
+            FrontendError::Bridge(e) => e.hint(),
+            FrontendError::Solve(e) => e.hint(),
+        }
+    }
+}
+
+impl FrontendError {
+    /// The status for `LLBBridge.Return`.
+    pub fn status(&self) -> RpcStatus {
+        match self {
+            FrontendError::Spec { error, text } => status::spec_error(error, text),
+            FrontendError::Options(e) => RpcStatus {
+                code: status::INVALID_ARGUMENT,
+                ..status::plain(&e.to_string(), e.hint().as_deref())
+            },
+            e => status::plain(&e.to_string(), e.hint().as_deref()),
+        }
+    }
+}
+
+/// Log a line to stderr, which the daemon writes to its log (never to stdout: that is the
+/// gRPC pipe).
+#[allow(clippy::print_stderr)]
+fn log(msg: &str) {
+    eprintln!("torchkit frontend: {msg}");
+}
+
+/// `torchkit frontend`: options and session from the environment, LLBBridge on
+/// stdin/stdout, one build. The exit code is 0 when the build's result was returned.
+pub fn run_from_environment() -> anyhow::Result<ExitCode> {
+    let (raw, session) = options::from_env_vars(std::env::vars());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(async move {
+        let channel = stdio::connect(stdio::Stdio::process()).await?;
+        let bridge = Bridge::new(channel, None)?;
+        anyhow::Ok(match run(&bridge, &raw, session).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log(&format!("build failed: {e}"));
+                ExitCode::FAILURE
+            }
+        })
+    });
+    // Reads of stdin sit on the blocking pool; do not wait for them.
+    rt.shutdown_background();
+    out
+}
+
+/// One build through `bridge` with the frontend options `raw` (`key` → `value`). Whatever
+/// fails is returned to the daemon (`Return{error}`) before this returns it.
+pub async fn run(
+    bridge: &Bridge,
+    raw: &BTreeMap<String, String>,
+    session_id: Option<String>,
+) -> Result<(), FrontendError> {
+    log(&format!(
+        "options: {}",
+        raw.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    let out = build(bridge, raw, session_id).await;
+    if let Err(e) = &out {
+        if !bridge.has_returned() {
+            if let Err(r) = bridge.return_error(e.status()).await {
+                log(&format!("returning the error failed: {r}"));
+            }
+        }
+    }
+    out
+}
+
+async fn build(
+    bridge: &Bridge,
+    raw: &BTreeMap<String, String>,
+    session_id: Option<String>,
+) -> Result<(), FrontendError> {
+    let opts = options::parse(raw, session_id)?;
+    let caps = bridge.ping().await?;
+    caps.require_frontend(REQUIRED_GATEWAY_CAPS)?;
+    caps.require_frontend(FRONTEND_CAPS)?;
+
+    let read = read_inputs(bridge, &opts).await?;
+    let text = read.spec;
+    let spec = spec::parse(&text, &opts.filename).map_err(|error| FrontendError::Spec {
+        error,
+        text: text.clone(),
+    })?;
+    let req = request(&spec, &opts);
+    let res =
+        resolve::resolve(&req).map_err(|e| match plan::locate_resolve_error(&spec, &req, &e) {
+            Some(error) => FrontendError::Spec {
+                error,
+                text: text.clone(),
+            },
+            None => FrontendError::Resolve(e),
+        })?;
+    let mut warnings = res.warnings.clone();
+    if spec.target.detect {
+        warnings.push("[target] detect = true has no effect in the frontend (it runs inside BuildKit, not on your host); pass --build-arg TORCHKIT_DRIVER=… and TORCHKIT_GPU=… instead".into());
+    }
+    for w in &warnings {
+        log(&format!("warning: {w}"));
+        if caps.has_frontend("gateway.warnings") {
+            if let Err(e) = bridge.warn(&read.vertex, w, &[], None).await {
+                log(&format!("Warn failed: {e}"));
+            }
+        }
+    }
+
+    let compile = CompileOptions {
+        profile: opts.profile,
+        build_token: Some(random_token()),
+        session_id: opts.session_id.clone(),
+        context_excludes: read.excludes,
+        ca_bundle: opts.ca_bundle,
+        no_cache: opts.no_cache.clone(),
+        labels: opts.labels.clone(),
+        target: opts.target.clone(),
+        source_date_epoch: opts.source_date_epoch,
+        ..CompileOptions::default()
+    };
+    let solve = SolveOptions {
+        cache_imports: opts.cache_imports.clone(),
+        ..SolveOptions::default()
+    };
+    let compiled = solve::build_spec(bridge, &spec, &res, compile, solve).await?;
+    log(&format!(
+        "returned {} steps on {}",
+        compiled.plan.steps.len(),
+        compiled.plan.base.pinned_reference()
+    ));
+    Ok(())
+}
+
+/// The spec's resolver request with the `TORCHKIT_*` build-arg overrides applied.
+pub fn request(spec: &Spec, opts: &FrontendOptions) -> Request {
+    let mut req = spec.request();
+    if let Some(c) = &opts.cuda {
+        req.cuda = c.clone();
+    }
+    if let Some(d) = &opts.driver {
+        req.driver = Some(d.clone());
+    }
+    if !opts.gpus.is_empty() {
+        req.gpus = opts.gpus.clone();
+    }
+    req
+}
+
+/// What the frontend reads before compiling.
+struct Inputs {
+    /// The spec text.
+    spec: String,
+    /// `.dockerignore` patterns of the context.
+    excludes: Vec<String>,
+    /// The vertex (op digest) of the spec's local, for warnings.
+    vertex: String,
+}
+
+/// Solve a local restricted to `follow` and return its ref and the digest of its op.
+async fn solve_local(
+    bridge: &Bridge,
+    local: llb::Local,
+) -> Result<(crate::proto::moby::buildkit::v1::frontend::Ref, String), FrontendError> {
+    let def = local
+        .into_state()
+        .marshal()
+        .map_err(|e| FrontendError::Solve(SolveError::Compile(plan::CompileError::Llb(e))))?;
+    let vertex = def
+        .def
+        .first()
+        .map(|op| llb::digest_of(op))
+        .unwrap_or_default();
+    let r = bridge.solve(Some(def), SolveOptions::default()).await?;
+    Ok((r, vertex))
+}
+
+async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, FrontendError> {
+    let ignore_beside = format!("{}.dockerignore", opts.filename);
+    let mut local = llb::local(&opts.dockerfile_key)
+        .follow_paths([opts.filename.as_str(), ignore_beside.as_str()])
+        .shared_key_hint(&opts.dockerfile_key)
+        .differ(Differ::None)
+        .custom_name(format!(
+            "[internal] load build definition from {}",
+            opts.filename
+        ));
+    if let Some(s) = &opts.session_id {
+        local = local.session_id(s);
+    }
+    let (r, vertex) = solve_local(bridge, local).await?;
+    let bytes = bridge
+        .read_file(&r, &opts.filename, None)
+        .await
+        .map_err(|source| FrontendError::ReadSpec {
+            filename: opts.filename.clone(),
+            source,
+        })?;
+    let spec =
+        String::from_utf8(bytes).map_err(|_| FrontendError::NotText(opts.filename.clone()))?;
+
+    // `.dockerignore`: `<filename>.dockerignore` beside the spec wins over the context's.
+    let ignore = match bridge.read_file(&r, &ignore_beside, None).await {
+        Ok(b) => Some(b),
+        Err(_) => {
+            let mut ctx = llb::local(&opts.context_key)
+                .follow_paths([".dockerignore"])
+                .shared_key_hint(&format!("{}-dockerignore", opts.context_key))
+                .differ(Differ::None)
+                .custom_name("[internal] load .dockerignore");
+            if let Some(s) = &opts.session_id {
+                ctx = ctx.session_id(s);
+            }
+            let (cr, _) = solve_local(bridge, ctx).await?;
+            bridge.read_file(&cr, ".dockerignore", None).await.ok()
+        }
+    };
+    let excludes = ignore
+        .map(|b| dockerignore_patterns(&String::from_utf8_lossy(&b)))
+        .unwrap_or_default();
+    Ok(Inputs {
+        spec,
+        excludes,
+        vertex,
+    })
+}
+
+/// `.dockerignore` patterns in the order written, comments and blank lines dropped.
+pub fn dockerignore_patterns(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+/// A random hex token for the bust node of re-run steps (unique per build).
+fn random_token() -> String {
+    let mut b = [0u8; 16];
+    // The token only has to differ between builds; if the OS has no entropy left, the
+    // process id and time still do.
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = (t ^ u128::from(std::process::id())).to_le_bytes();
+    }
+    hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests;

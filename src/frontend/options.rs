@@ -1,0 +1,477 @@
+//! What the daemon tells a `# syntax=` frontend: the environment it runs in and the
+//! frontend options of the build, parsed into [`FrontendOptions`].
+//!
+//! Every environment variable and option key the frontend reads is named here, once
+//! (`buildkit-protocol.md` §2; BuildKit `frontend/dockerui/config.go`). Options torchkit
+//! does not know are ignored, as the Dockerfile frontend does; options it knows but cannot
+//! honour (`platform=linux/arm64`, a renamed context) are refused with a message that says
+//! what to do instead.
+
+use std::collections::BTreeMap;
+
+use crate::buildkit::output::CacheEntry;
+use crate::error::Hint;
+use crate::plan::NoCache;
+use crate::resolve::CudaRequest;
+use crate::spec::{did_you_mean, Profile, STEPS};
+
+/// `BUILDKIT_FRONTEND_OPT_<i>`: one `key=value` frontend option each, `i` = 0, 1, …
+pub const ENV_FRONTEND_OPT_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
+/// `BUILDKIT_SESSION_ID`: the client session that serves the locals.
+pub const ENV_SESSION_ID: &str = "BUILDKIT_SESSION_ID";
+
+/// The spec's file name inside the `dockerfile` local (`docker build -f`).
+pub const OPT_FILENAME: &str = "filename";
+/// Renames the local that carries the spec.
+pub const OPT_DOCKERFILE_KEY: &str = "dockerfilekey";
+/// Renames the build context local.
+pub const OPT_CONTEXT_KEY: &str = "contextkey";
+/// `--target`: stop after this step.
+pub const OPT_TARGET: &str = "target";
+/// `--no-cache` (empty value) and `--no-cache-filter` (a comma list).
+pub const OPT_NO_CACHE: &str = "no-cache";
+/// `--platform`, a comma list.
+pub const OPT_PLATFORM: &str = "platform";
+/// `--cache-from`, as JSON `[{Type, Attrs}]`.
+pub const OPT_CACHE_IMPORTS: &str = "cache-imports";
+/// Set on subrequests (`--call outline`, `--print`), which torchkit does not answer.
+pub const OPT_REQUEST_ID: &str = "requestid";
+/// Prefix of `--build-arg` options.
+pub const OPT_BUILD_ARG: &str = "build-arg:";
+/// Prefix of `--label` options.
+pub const OPT_LABEL: &str = "label:";
+
+/// `--build-arg TORCHKIT_DRIVER=570.124.06`: overrides `[target] driver`.
+pub const ARG_DRIVER: &str = "TORCHKIT_DRIVER";
+/// `--build-arg TORCHKIT_GPU=H100,8.9`: overrides `[target] gpus`.
+pub const ARG_GPU: &str = "TORCHKIT_GPU";
+/// `--build-arg TORCHKIT_CUDA=12.8|auto|cpu`: overrides `[torch] cuda`.
+pub const ARG_CUDA: &str = "TORCHKIT_CUDA";
+/// `--build-arg TORCHKIT_PROFILE=dev|test|release`: overrides `[cache] profile`.
+pub const ARG_PROFILE: &str = "TORCHKIT_PROFILE";
+/// `--build-arg TORCHKIT_CA_SECRET=1`: mount the secret `torchkit-ca` (a CA bundle, passed
+/// with `--secret id=torchkit-ca,src=…`) into the steps that download.
+pub const ARG_CA_SECRET: &str = "TORCHKIT_CA_SECRET";
+/// `--build-arg SOURCE_DATE_EPOCH=…`: the image's `created` time, as for Dockerfiles.
+pub const ARG_SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// The names the Dockerfile frontend uses for the two locals.
+pub const DEFAULT_DOCKERFILE_KEY: &str = "dockerfile";
+/// See [`DEFAULT_DOCKERFILE_KEY`].
+pub const DEFAULT_CONTEXT_KEY: &str = "context";
+/// `filename` when the client sends none.
+pub const DEFAULT_FILENAME: &str = "Dockerfile";
+
+/// The only platform torchkit builds (the `pytorch/pytorch` images are amd64-only).
+pub const PLATFORM: &str = "linux/amd64";
+
+/// A frontend option torchkit refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    /// `--platform` other than linux/amd64.
+    #[error("torchkit builds only for linux/amd64, and this build asks for platform `{0}`")]
+    Platform(String),
+    /// `cache-imports` is not the JSON list BuildKit clients send.
+    #[error("invalid frontend option cache-imports: {0}")]
+    CacheImports(String),
+    /// An override build-arg has a bad value.
+    #[error("invalid --build-arg {arg}={value}: {why}")]
+    BuildArg {
+        /// The build-arg name.
+        arg: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// `--target` or `--no-cache-filter` names no torchkit step.
+    #[error("{option} names `{step}`, which is not a torchkit step")]
+    UnknownStep {
+        /// `--target` or `--no-cache-filter`.
+        option: &'static str,
+        /// The name given.
+        step: String,
+    },
+    /// A renamed build context (`contextkey`); the compiled graph reads `context`.
+    #[error("torchkit reads the build context from the local named `context`, and this build renames it to `{0}`")]
+    ContextKey(String),
+    /// A subrequest (`--call outline`, `--print`, `--check`).
+    #[error("the torchkit frontend does not answer the subrequest `{0}`")]
+    Subrequest(String),
+}
+
+impl Hint for OptionsError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            OptionsError::Platform(_) => Some(
+                "drop --platform (or pass --platform linux/amd64); PyTorch CUDA images exist only for amd64".into(),
+            ),
+            OptionsError::CacheImports(_) => {
+                Some("pass caches with --cache-from type=registry,ref=…".into())
+            }
+            OptionsError::BuildArg { arg, .. } => Some(match *arg {
+                ARG_PROFILE => "profiles are dev, test and release".into(),
+                ARG_CA_SECRET => "use TORCHKIT_CA_SECRET=1 (or 0)".into(),
+                ARG_SOURCE_DATE_EPOCH => "SOURCE_DATE_EPOCH is seconds since 1970 (`date +%s`)".into(),
+                ARG_CUDA => "use a CUDA version such as 12.8, `auto` or `cpu`".into(),
+                _ => "see docs/spec.md".into(),
+            }),
+            OptionsError::UnknownStep { step, .. } => Some(match did_you_mean(step, STEPS) {
+                Some(s) => format!("did you mean `{s}`? steps are: {}", STEPS.join(", ")),
+                None => format!("steps are: {}", STEPS.join(", ")),
+            }),
+            OptionsError::ContextKey(_) => {
+                Some("build without renaming the context (no `contextkey` option)".into())
+            }
+            OptionsError::Subrequest(_) => {
+                Some("run the build without --call/--print/--check".into())
+            }
+        }
+    }
+}
+
+/// The parsed options of one frontend run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendOptions {
+    /// The spec's name in the dockerfile local.
+    pub filename: String,
+    /// The local carrying the spec.
+    pub dockerfile_key: String,
+    /// The local carrying the build context.
+    pub context_key: String,
+    /// The session serving the locals (`BUILDKIT_SESSION_ID`).
+    pub session_id: Option<String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--no-cache` / `--no-cache-filter`.
+    pub no_cache: NoCache,
+    /// `--label`s.
+    pub labels: BTreeMap<String, String>,
+    /// `--cache-from`.
+    pub cache_imports: Vec<CacheEntry>,
+    /// `TORCHKIT_DRIVER`.
+    pub driver: Option<String>,
+    /// `TORCHKIT_GPU`.
+    pub gpus: Vec<String>,
+    /// `TORCHKIT_CUDA`.
+    pub cuda: Option<CudaRequest>,
+    /// `TORCHKIT_PROFILE`.
+    pub profile: Option<Profile>,
+    /// `TORCHKIT_CA_SECRET`.
+    pub ca_bundle: bool,
+    /// `SOURCE_DATE_EPOCH`.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// The frontend options in the environment (`BUILDKIT_FRONTEND_OPT_<i>`, in index order;
+/// a later duplicate key wins) and the session id.
+pub fn from_env_vars(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> (BTreeMap<String, String>, Option<String>) {
+    let mut indexed: Vec<(u64, String)> = Vec::new();
+    let mut session = None;
+    for (k, v) in vars {
+        if k == ENV_SESSION_ID {
+            session = Some(v).filter(|s| !s.is_empty());
+        } else if let Some(i) = k.strip_prefix(ENV_FRONTEND_OPT_PREFIX) {
+            if let Ok(i) = i.parse::<u64>() {
+                indexed.push((i, v));
+            }
+        }
+    }
+    indexed.sort_by_key(|(i, _)| *i);
+    let opts = indexed
+        .into_iter()
+        .map(|(_, kv)| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv, String::new()),
+        })
+        .collect();
+    (opts, session)
+}
+
+fn step(option: &'static str, s: &str) -> Result<String, OptionsError> {
+    let s = s.trim();
+    if STEPS.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(OptionsError::UnknownStep {
+            option,
+            step: s.to_string(),
+        })
+    }
+}
+
+fn is_amd64(p: &str) -> bool {
+    let p = p.trim().to_ascii_lowercase();
+    matches!(
+        p.as_str(),
+        "linux/amd64" | "linux/x86_64" | "linux/amd64/v1" | "amd64" | "x86_64"
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct CacheImportJson {
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "Attrs", default)]
+    attrs: BTreeMap<String, String>,
+}
+
+/// Parse the options of one build.
+pub fn parse(
+    opts: &BTreeMap<String, String>,
+    session_id: Option<String>,
+) -> Result<FrontendOptions, OptionsError> {
+    if let Some(id) = opts.get(OPT_REQUEST_ID).filter(|v| !v.is_empty()) {
+        return Err(OptionsError::Subrequest(id.clone()));
+    }
+    if let Some(p) = opts.get(OPT_PLATFORM) {
+        for one in p.split(',').filter(|s| !s.trim().is_empty()) {
+            if !is_amd64(one) {
+                return Err(OptionsError::Platform(one.trim().to_string()));
+            }
+        }
+    }
+    let nonempty = |k: &str| opts.get(k).filter(|v| !v.is_empty()).cloned();
+    let context_key = nonempty(OPT_CONTEXT_KEY).unwrap_or_else(|| DEFAULT_CONTEXT_KEY.into());
+    if context_key != DEFAULT_CONTEXT_KEY {
+        return Err(OptionsError::ContextKey(context_key));
+    }
+    let target = match nonempty(OPT_TARGET) {
+        Some(t) => Some(step("--target", &t)?),
+        None => None,
+    };
+    let no_cache = match opts.get(OPT_NO_CACHE) {
+        None => NoCache::Off,
+        Some(v) if v.trim().is_empty() => NoCache::All,
+        Some(v) => NoCache::Steps(
+            v.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| step("--no-cache-filter", s))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let labels = opts
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(OPT_LABEL)?.to_string(), v.clone())))
+        .collect();
+    let cache_imports = match nonempty(OPT_CACHE_IMPORTS) {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str::<Vec<CacheImportJson>>(&json)
+            .map_err(|e| OptionsError::CacheImports(e.to_string()))?
+            .into_iter()
+            .map(|c| CacheEntry {
+                kind: c.kind,
+                attrs: c.attrs,
+            })
+            .collect(),
+    };
+
+    let arg = |name: &str| {
+        opts.get(&format!("{OPT_BUILD_ARG}{name}"))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let bad = |arg: &'static str, value: &str, why: &str| OptionsError::BuildArg {
+        arg,
+        value: value.to_string(),
+        why: why.to_string(),
+    };
+    let cuda = match arg(ARG_CUDA) {
+        None => None,
+        Some(c) => Some(match c.as_str() {
+            "auto" => CudaRequest::Auto,
+            "cpu" => CudaRequest::Cpu,
+            v => {
+                let v = v.trim_start_matches("cu");
+                if v.is_empty() || !v.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                    return Err(bad(ARG_CUDA, &c, "not a CUDA version"));
+                }
+                CudaRequest::Version(v.to_string())
+            }
+        }),
+    };
+    let profile = match arg(ARG_PROFILE) {
+        None => None,
+        Some(p) => Some(Profile::parse(&p).ok_or_else(|| bad(ARG_PROFILE, &p, "unknown profile"))?),
+    };
+    let gpus = arg(ARG_GPU)
+        .map(|g| {
+            g.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let ca_bundle = match arg(ARG_CA_SECRET).as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(v) => return Err(bad(ARG_CA_SECRET, v, "expected 1 or 0")),
+    };
+    let source_date_epoch = match arg(ARG_SOURCE_DATE_EPOCH) {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .map_err(|_| bad(ARG_SOURCE_DATE_EPOCH, &v, "not an integer"))?,
+        ),
+    };
+
+    Ok(FrontendOptions {
+        filename: nonempty(OPT_FILENAME).unwrap_or_else(|| DEFAULT_FILENAME.into()),
+        dockerfile_key: nonempty(OPT_DOCKERFILE_KEY)
+            .unwrap_or_else(|| DEFAULT_DOCKERFILE_KEY.into()),
+        context_key,
+        session_id,
+        target,
+        no_cache,
+        labels,
+        cache_imports,
+        driver: arg(ARG_DRIVER),
+        gpus,
+        cuda,
+        profile,
+        ca_bundle,
+        source_date_epoch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_vars_in_index_order_and_session() {
+        let vars = vec![
+            ("BUILDKIT_FRONTEND_OPT_10".into(), "label:b=2".into()),
+            (
+                "BUILDKIT_FRONTEND_OPT_2".into(),
+                "filename=torchkit.toml".into(),
+            ),
+            ("BUILDKIT_FRONTEND_OPT_0".into(), "no-cache".into()),
+            ("BUILDKIT_FRONTEND_OPT_X".into(), "ignored=1".into()),
+            ("BUILDKIT_SESSION_ID".into(), "s1".into()),
+            ("PATH".into(), "/bin".into()),
+        ];
+        let (o, s) = from_env_vars(vars);
+        assert_eq!(s.as_deref(), Some("s1"));
+        assert_eq!(
+            o,
+            opts(&[
+                ("no-cache", ""),
+                ("filename", "torchkit.toml"),
+                ("label:b", "2")
+            ])
+        );
+    }
+
+    #[test]
+    fn defaults_as_the_dockerfile_frontend() {
+        let o = parse(&BTreeMap::new(), None).unwrap();
+        assert_eq!(o.filename, "Dockerfile");
+        assert_eq!(o.dockerfile_key, "dockerfile");
+        assert_eq!(o.context_key, "context");
+        assert_eq!(o.no_cache, NoCache::Off);
+        assert!(o.target.is_none() && o.labels.is_empty() && o.cache_imports.is_empty());
+        assert!(!o.ca_bundle);
+    }
+
+    #[test]
+    fn unknown_options_are_ignored() {
+        let o = parse(
+            &opts(&[
+                ("image-resolve-mode", "default"),
+                ("cmdline", "localhost:5000/torchkit/frontend:dev"),
+                ("source", "localhost:5000/torchkit/frontend:dev"),
+                ("add-hosts", ""),
+                ("build-arg:BUILDKIT_SYNTAX", "x"),
+                ("attest:provenance", "mode=min"),
+            ]),
+            Some("sess".into()),
+        )
+        .unwrap();
+        assert_eq!(o.session_id.as_deref(), Some("sess"));
+    }
+
+    #[test]
+    fn overrides_labels_target_no_cache() {
+        let o = parse(
+            &opts(&[
+                ("filename", "torchkit.toml"),
+                ("build-arg:TORCHKIT_DRIVER", "570.124.06"),
+                ("build-arg:TORCHKIT_GPU", "H100, 8.9"),
+                ("build-arg:TORCHKIT_CUDA", "cu12.8"),
+                ("build-arg:TORCHKIT_PROFILE", "test"),
+                ("build-arg:TORCHKIT_CA_SECRET", "1"),
+                ("build-arg:SOURCE_DATE_EPOCH", "1700000000"),
+                ("label:org.example.a", "1"),
+                ("target", "user"),
+                ("no-cache", "pip,requirements"),
+                ("platform", "linux/amd64"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(o.filename, "torchkit.toml");
+        assert_eq!(o.driver.as_deref(), Some("570.124.06"));
+        assert_eq!(o.gpus, vec!["H100", "8.9"]);
+        assert_eq!(o.cuda, Some(CudaRequest::Version("12.8".into())));
+        assert_eq!(o.profile, Some(Profile::Test));
+        assert!(o.ca_bundle);
+        assert_eq!(o.source_date_epoch, Some(1_700_000_000));
+        assert_eq!(o.labels.get("org.example.a").map(String::as_str), Some("1"));
+        assert_eq!(o.target.as_deref(), Some("user"));
+        assert_eq!(
+            o.no_cache,
+            NoCache::Steps(vec!["pip".into(), "requirements".into()])
+        );
+        let all = parse(&opts(&[("no-cache", "")]), None).unwrap();
+        assert_eq!(all.no_cache, NoCache::All);
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        let e = parse(&opts(&[("platform", "linux/amd64,linux/arm64")]), None).unwrap_err();
+        assert_eq!(e, OptionsError::Platform("linux/arm64".into()));
+        assert!(e.to_string().contains("only for linux/amd64"));
+        assert!(e.hint().unwrap().contains("--platform"));
+
+        let e = parse(&opts(&[("target", "pipp")]), None).unwrap_err();
+        assert!(e.hint().unwrap().contains("did you mean `pip`?"), "{e:?}");
+        let e = parse(&opts(&[("no-cache", "pip,nope")]), None).unwrap_err();
+        assert!(matches!(e, OptionsError::UnknownStep { ref step, .. } if step == "nope"));
+        let e = parse(&opts(&[("build-arg:TORCHKIT_PROFILE", "prod")]), None).unwrap_err();
+        assert!(e.to_string().contains("TORCHKIT_PROFILE=prod"));
+        let e = parse(&opts(&[("contextkey", "ctx2")]), None).unwrap_err();
+        assert!(matches!(e, OptionsError::ContextKey(_)));
+        let e = parse(&opts(&[("requestid", "frontend.outline")]), None).unwrap_err();
+        assert!(matches!(e, OptionsError::Subrequest(_)));
+    }
+
+    #[test]
+    fn cache_imports_json() {
+        let o = parse(
+            &opts(&[(
+                "cache-imports",
+                r#"[{"Type":"registry","Attrs":{"ref":"localhost:5000/app:cache"}}]"#,
+            )]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(o.cache_imports.len(), 1);
+        assert_eq!(o.cache_imports[0].kind, "registry");
+        assert_eq!(o.cache_imports[0].attrs["ref"], "localhost:5000/app:cache");
+        assert!(matches!(
+            parse(&opts(&[("cache-imports", "{")]), None),
+            Err(OptionsError::CacheImports(_))
+        ));
+    }
+}

@@ -1,0 +1,414 @@
+//! The frontend against an in-process fake LLBBridge over an in-memory pipe, through the
+//! same [`stdio`] transport the real frontend uses on stdin/stdout.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use prost::Message as _;
+use tonic::{Request, Response, Status};
+
+use super::*;
+use crate::proto::moby::buildkit::v1::apicaps::ApiCap;
+use crate::proto::moby::buildkit::v1::frontend as gw;
+use crate::proto::moby::buildkit::v1::frontend::llb_bridge_server::{LlbBridge, LlbBridgeServer};
+use crate::proto::pb;
+
+const SPEC: &str = "# syntax=localhost:5000/torchkit/frontend:dev\n[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n\n[image]\nuser = \"root\"\ncmd = [\"python\"]\ncopy = [\"src/\"]\n";
+
+#[derive(Default)]
+struct Seen {
+    /// Source identifiers and attrs of every solved definition's first source op.
+    solves: Vec<(String, BTreeMap<String, String>, pb::Definition)>,
+    returned: Option<gw::ReturnRequest>,
+    warnings: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Fake {
+    /// `(ref id, path)` → contents.
+    files: Arc<BTreeMap<(String, String), Vec<u8>>>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+fn first_source(def: &pb::Definition) -> (String, BTreeMap<String, String>) {
+    for bytes in &def.def {
+        let op = pb::Op::decode(bytes.as_slice()).expect("op");
+        if let Some(pb::op::Op::Source(s)) = op.op {
+            if s.identifier.starts_with("local://") {
+                return (s.identifier, s.attrs);
+            }
+        }
+    }
+    ("build".into(), BTreeMap::new())
+}
+
+#[tonic::async_trait]
+impl LlbBridge for Fake {
+    async fn resolve_image_config(
+        &self,
+        req: Request<gw::ResolveImageConfigRequest>,
+    ) -> Result<Response<gw::ResolveImageConfigResponse>, Status> {
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        Ok(Response::new(gw::ResolveImageConfigResponse {
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            config: serde_json::to_vec(&config).unwrap(),
+            r#ref: req.into_inner().r#ref,
+        }))
+    }
+
+    async fn solve(
+        &self,
+        req: Request<gw::SolveRequest>,
+    ) -> Result<Response<gw::SolveResponse>, Status> {
+        let def = req.into_inner().definition.unwrap_or_default();
+        let (id, attrs) = first_source(&def);
+        let only_source = !def.def.iter().any(|b| {
+            matches!(
+                pb::Op::decode(b.as_slice()).map(|o| o.op),
+                Ok(Some(pb::op::Op::Exec(_))) | Ok(Some(pb::op::Op::File(_)))
+            )
+        });
+        let ref_id = if only_source {
+            id.trim_start_matches("local://").to_string()
+        } else {
+            "build".into()
+        };
+        self.seen
+            .lock()
+            .unwrap()
+            .solves
+            .push((id, attrs, def.clone()));
+        Ok(Response::new(gw::SolveResponse {
+            r#ref: String::new(),
+            result: Some(gw::Result {
+                result: Some(gw::result::Result::Ref(gw::Ref {
+                    id: ref_id,
+                    def: Some(def),
+                })),
+                metadata: BTreeMap::new(),
+            }),
+        }))
+    }
+
+    async fn read_file(
+        &self,
+        req: Request<gw::ReadFileRequest>,
+    ) -> Result<Response<gw::ReadFileResponse>, Status> {
+        let r = req.into_inner();
+        match self.files.get(&(r.r#ref.clone(), r.file_path.clone())) {
+            Some(d) => Ok(Response::new(gw::ReadFileResponse { data: d.clone() })),
+            None => Err(Status::unknown(format!(
+                "open {}: no such file or directory",
+                r.file_path
+            ))),
+        }
+    }
+
+    async fn read_dir(
+        &self,
+        _: Request<gw::ReadDirRequest>,
+    ) -> Result<Response<gw::ReadDirResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn stat_file(
+        &self,
+        _: Request<gw::StatFileRequest>,
+    ) -> Result<Response<gw::StatFileResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn ping(
+        &self,
+        _: Request<gw::PingRequest>,
+    ) -> Result<Response<gw::PongResponse>, Status> {
+        let cap = |id: &str| ApiCap {
+            id: id.into(),
+            enabled: true,
+            ..Default::default()
+        };
+        Ok(Response::new(gw::PongResponse {
+            frontend_api_caps: [
+                "solve.base",
+                "return",
+                "proto.refarray",
+                "readfile",
+                "gateway.warnings",
+            ]
+            .into_iter()
+            .map(cap)
+            .collect(),
+            llb_caps: vec![],
+            workers: vec![],
+        }))
+    }
+
+    async fn r#return(
+        &self,
+        req: Request<gw::ReturnRequest>,
+    ) -> Result<Response<gw::ReturnResponse>, Status> {
+        self.seen.lock().unwrap().returned = Some(req.into_inner());
+        Ok(Response::new(gw::ReturnResponse {}))
+    }
+
+    async fn inputs(
+        &self,
+        _: Request<gw::InputsRequest>,
+    ) -> Result<Response<gw::InputsResponse>, Status> {
+        Ok(Response::new(gw::InputsResponse::default()))
+    }
+
+    async fn warn(
+        &self,
+        req: Request<gw::WarnRequest>,
+    ) -> Result<Response<gw::WarnResponse>, Status> {
+        let w = String::from_utf8_lossy(&req.into_inner().short).into_owned();
+        self.seen.lock().unwrap().warnings.push(w);
+        Ok(Response::new(gw::WarnResponse {}))
+    }
+}
+
+/// Run the frontend against a fake serving `files` (`(local name, path)` → text) with
+/// the frontend options `opts`.
+async fn run_fake(
+    files: &[(&str, &str, &str)],
+    opts: &[(&str, &str)],
+) -> (Result<(), FrontendError>, Seen) {
+    let fake = Fake {
+        files: Arc::new(
+            files
+                .iter()
+                .map(|(r, p, d)| ((r.to_string(), p.to_string()), d.as_bytes().to_vec()))
+                .collect(),
+        ),
+        seen: Arc::new(Mutex::new(Seen::default())),
+    };
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(LlbBridgeServer::new(fake.clone()))
+            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io))),
+    );
+    let (r, w) = tokio::io::split(client_io);
+    let channel = stdio::connect(stdio::Stdio::new(r, w))
+        .await
+        .expect("connect");
+    let bridge = Bridge::new(channel, None).unwrap();
+    let raw: BTreeMap<String, String> = opts
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let out = run(&bridge, &raw, Some("sess-1".into())).await;
+    server.abort();
+    let seen = std::mem::take(&mut *fake.seen.lock().unwrap());
+    (out, seen)
+}
+
+#[tokio::test]
+async fn builds_the_spec_from_the_dockerfile_local() {
+    let (out, seen) = run_fake(
+        &[
+            ("dockerfile", "torchkit.toml", SPEC),
+            ("context", ".dockerignore", "# c\n*.pyc\n\n.git\n"),
+        ],
+        &[
+            ("filename", "torchkit.toml"),
+            ("label:org.example.x", "1"),
+            ("image-resolve-mode", "default"),
+        ],
+    )
+    .await;
+    out.expect("build");
+    // dockerfile local, context .dockerignore local, the build.
+    assert_eq!(
+        seen.solves.len(),
+        3,
+        "{:?}",
+        seen.solves.iter().map(|s| &s.0).collect::<Vec<_>>()
+    );
+    let (id, attrs, _) = &seen.solves[0];
+    assert_eq!(id, "local://dockerfile");
+    assert_eq!(attrs["local.session"], "sess-1");
+    assert_eq!(attrs["local.sharedkeyhint"], "dockerfile");
+    assert_eq!(
+        attrs["local.followpaths"],
+        r#"["torchkit.toml","torchkit.toml.dockerignore"]"#
+    );
+    assert_eq!(attrs["local.differ"], "none");
+    assert_eq!(seen.solves[1].0, "local://context");
+    assert_eq!(
+        seen.solves[1].1["local.followpaths"],
+        r#"[".dockerignore"]"#
+    );
+    // The build's context local carries the session and the .dockerignore patterns.
+    let (id, attrs, def) = &seen.solves[2];
+    assert_eq!(id, "local://context");
+    assert_eq!(attrs["local.session"], "sess-1");
+    assert_eq!(attrs["local.excludepatterns"], r#"["*.pyc",".git"]"#);
+    assert!(llb::validate(def).is_ok());
+    let ret = seen.returned.expect("returned");
+    assert!(ret.error.is_none());
+    let result = ret.result.unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&result.metadata["containerimage.config"]).unwrap();
+    assert_eq!(config["config"]["Labels"]["org.example.x"], "1");
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["python"]));
+    assert!(config["config"]["Labels"]["torchkit.base.digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:abab"));
+}
+
+#[tokio::test]
+async fn dockerignore_beside_the_spec_wins() {
+    let (out, seen) = run_fake(
+        &[
+            ("dockerfile", "torchkit.toml", SPEC),
+            ("dockerfile", "torchkit.toml.dockerignore", "secret/\n"),
+            ("context", ".dockerignore", "*.pyc\n"),
+        ],
+        &[("filename", "torchkit.toml")],
+    )
+    .await;
+    out.expect("build");
+    assert_eq!(seen.solves.len(), 2);
+    assert_eq!(seen.solves[1].1["local.excludepatterns"], r#"["secret/"]"#);
+}
+
+#[tokio::test]
+async fn a_bad_spec_returns_its_line_as_an_errdefs_source() {
+    let bad = "# syntax=x\n[torch]\nversion = \"2.8.0\"\n[image]\nusr = \"root\"\n";
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", bad)],
+        &[("filename", "torchkit.toml")],
+    )
+    .await;
+    assert!(matches!(out, Err(FrontendError::Spec { .. })), "{out:?}");
+    let err = seen.returned.unwrap().error.unwrap();
+    assert!(
+        err.message
+            .starts_with("torchkit.toml:5:1: unknown key `usr` in [image]"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("hint: did you mean `user`?"));
+    assert_eq!(err.details[0].type_url, status::SOURCE_DETAIL_TYPE_URL);
+    let v: serde_json::Value = serde_json::from_slice(&err.details[0].value).unwrap();
+    assert_eq!(v["ranges"][0]["start"]["line"], 5);
+    // Nothing but the spec and .dockerignore locals was solved.
+    assert!(seen
+        .solves
+        .iter()
+        .all(|(id, _, d)| id.starts_with("local://") && d.def.len() == 2));
+}
+
+#[tokio::test]
+async fn a_resolver_error_from_the_spec_points_at_its_key() {
+    let bad = "[torch]\nversion = \"2.8.0\"\ncuda = \"9.9\"\n";
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", bad)],
+        &[("filename", "torchkit.toml")],
+    )
+    .await;
+    assert!(matches!(out, Err(FrontendError::Spec { .. })), "{out:?}");
+    let err = seen.returned.unwrap().error.unwrap();
+    assert!(
+        err.message.starts_with("torchkit.toml:3:"),
+        "{}",
+        err.message
+    );
+    let v: serde_json::Value = serde_json::from_slice(&err.details[0].value).unwrap();
+    assert_eq!(v["ranges"][0]["start"]["line"], 3);
+}
+
+#[tokio::test]
+async fn an_override_error_is_not_blamed_on_the_spec() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", SPEC)],
+        &[
+            ("filename", "torchkit.toml"),
+            ("build-arg:TORCHKIT_CUDA", "9.9"),
+        ],
+    )
+    .await;
+    assert!(matches!(out, Err(FrontendError::Resolve(_))), "{out:?}");
+    let err = seen.returned.unwrap().error.unwrap();
+    assert!(err.details.is_empty());
+}
+
+#[tokio::test]
+async fn arm64_is_refused_before_anything_is_solved() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", SPEC)],
+        &[("filename", "torchkit.toml"), ("platform", "linux/arm64")],
+    )
+    .await;
+    assert!(
+        matches!(out, Err(FrontendError::Options(OptionsError::Platform(_)))),
+        "{out:?}"
+    );
+    assert!(seen.solves.is_empty());
+    let err = seen.returned.unwrap().error.unwrap();
+    assert_eq!(err.code, status::INVALID_ARGUMENT);
+    assert!(
+        err.message.contains("only for linux/amd64"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("hint: drop --platform"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn a_missing_spec_says_to_pass_dash_f() {
+    let (out, seen) = run_fake(&[("dockerfile", "torchkit.toml", SPEC)], &[]).await;
+    assert!(
+        matches!(out, Err(FrontendError::ReadSpec { .. })),
+        "{out:?}"
+    );
+    let err = seen.returned.unwrap().error.unwrap();
+    assert!(
+        err.message.contains("cannot read the spec `Dockerfile`"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("docker build -f torchkit.toml ."),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn target_and_no_cache_reach_the_graph() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", SPEC)],
+        &[
+            ("filename", "torchkit.toml"),
+            ("target", "user"),
+            ("no-cache", ""),
+        ],
+    )
+    .await;
+    out.expect("build");
+    let (_, _, def) = seen.solves.last().unwrap();
+    let dump = llb::dump(def).unwrap().to_string();
+    // Stopped after `user`: no context copy in the graph.
+    assert!(!dump.contains("local://context"), "{dump}");
+    assert!(dump.contains("[torchkit] bust"), "{dump}");
+}
+
+#[test]
+fn dockerignore_patterns_drop_comments_and_blanks() {
+    assert_eq!(
+        dockerignore_patterns("# x\n\n a/ \n!a/keep\n"),
+        vec!["a/", "!a/keep"]
+    );
+}
