@@ -1,11 +1,625 @@
-//! `torchkit build` (in progress).
+//! `torchkit build`: build the spec's image on a BuildKit daemon, with buildctl/buildx flags.
+//!
+//! Two layers, as in ripgrep's `LowArgs` → `HiArgs`: [`prepare`] turns the flags into
+//! options (spec, resolution, exporters, secrets, compile options) with no network IO, and
+//! [`build`] is the one async call that connects, attaches the session and runs the build.
+//!
+//! - **Driver mode** (default): in-client gateway. `Control.Solve{Frontend: ""}` and, on the
+//!   same connection, [`crate::frontend::solve::build_spec`] — the same routine the
+//!   `# syntax=` frontend runs — pins the base, compiles, solves and returns the image config.
+//! - **Frontend mode** (`--frontend IMAGE`): `gateway.v0` with `source=IMAGE`, like
+//!   `buildctl build --frontend gateway.v0 --opt source=IMAGE --local context=.
+//!   --local dockerfile=.`. The frontend gets `filename=<spec file name>` and these options,
+//!   named as a Dockerfile build would name them (so `docker buildx build --build-arg …`
+//!   means the same):
+//!
+//!   | option | from |
+//!   |---|---|
+//!   | `target` | `--target` |
+//!   | `no-cache` | `--no-cache` (empty value) / `--no-cache-filter` (comma list) |
+//!   | `label:<k>` | `--label k=v` |
+//!   | `cache-imports` | `--import-cache`, JSON `[{"Type":…,"Attrs":{…}}]` as buildctl sends it |
+//!   | `build-arg:SOURCE_DATE_EPOCH` | the environment (also sent in driver mode: the daemon stamps exporters with it) |
+//!   | `build-arg:TORCHKIT_PROFILE`, `…_CUDA`, `…_FLAVOR`, `…_DRIVER`, `…_GPU` | `--profile`, `--cuda`, `--flavor`, `--driver`/`--detect`, `--gpu`/`--detect` |
+//!   | `build-arg:TORCHKIT_CA_BUNDLE=1` | `--ca-bundle` (the secret `torchkit-ca` is in the session) |
+//!
+//! The session always carries the locals `context` (the context directory, `.dockerignore`
+//! applied) and `dockerfile` (the spec's directory), the `--secret`s, the CA bundle secret,
+//! registry credentials and the client-side exporters.
+//!
+//! stdout carries only the image digest (`containerimage.digest`), when the exporter returns
+//! one; progress, warnings and errors go to stderr.
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::buildkit::client::{GatewayFrontend, SolveOptions, IMAGE_DIGEST_KEY};
+use crate::buildkit::output::{self, CacheDirection, CacheEntry};
+use crate::buildkit::progress::ProgressMode;
+use crate::buildkit::session::{parse_secret_spec, Attachables, SecretSource};
+use crate::buildkit::{BuildError, BuildOptions, Client, ConnectOptions, TlsOptions};
+use crate::cli::common::{self, Loaded, SpecArgs};
+use crate::cli::{hinted, Hinted};
+use crate::error::Hint;
+use crate::frontend::solve::{build_spec, SolveError};
+use crate::plan::{CompileOptions, NoCache, CA_SECRET_ID};
 
 /// Flags of `torchkit build`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The build context directory (default: the spec's directory).
+    #[arg(long, value_name = "DIR")]
+    context: Option<PathBuf>,
+    /// BuildKit address: `unix:///path`, `tcp://host:port` or `docker://[/path]` (dockerd's
+    /// BuildKit). Default: BUILDKIT_HOST, else DOCKER_HOST, else /var/run/docker.sock.
+    #[arg(long, env = "BUILDKIT_HOST", value_name = "ADDR")]
+    addr: Option<String>,
+    /// CA certificate (PEM) that signed the daemon's TLS certificate (`tcp://`).
+    #[arg(long, value_name = "FILE")]
+    tlscacert: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    tlscert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    tlskey: Option<PathBuf>,
+    /// Server name to verify the daemon's certificate against.
+    #[arg(long, value_name = "NAME")]
+    tlsservername: Option<String>,
+    /// Output (repeatable): `type=image,name=…[,push=true]`, `type=docker|oci|tar,dest=FILE`,
+    /// `type=local,dest=DIR`, `DIR`, or `-` (tar to stdout).
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Image name (repeatable): shorthand for `--output type=image,name=NAME`, which also
+    /// stores the image in dockerd's image store.
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    tags: Vec<String>,
+    /// Push the image outputs (adds `push=true` to them, as buildx does).
+    #[arg(long)]
+    push: bool,
+    /// Progress output: auto, tty, plain, rawjson or quiet.
+    #[arg(
+        long,
+        env = "BUILDKIT_PROGRESS",
+        default_value = "auto",
+        value_name = "MODE"
+    )]
+    progress: ProgressMode,
+    /// Build secret (repeatable): `id=ID,src=FILE` or `id=ID,env=VAR`.
+    #[arg(long = "secret", value_name = "SPEC")]
+    secrets: Vec<String>,
+    /// CA bundle for downloads inside the build (apt, pip), passed as the secret
+    /// `torchkit-ca`; it is mounted only while those steps run and never lands in a layer.
+    #[arg(long, value_name = "FILE")]
+    ca_bundle: Option<PathBuf>,
+    /// Cache source (repeatable): `type=registry,ref=…`, `type=local,src=DIR`, …
+    #[arg(long = "import-cache", value_name = "SPEC")]
+    import_cache: Vec<String>,
+    /// Cache destination (repeatable): `type=registry,ref=…,mode=max`, `type=inline`, …
+    #[arg(long = "export-cache", value_name = "SPEC")]
+    export_cache: Vec<String>,
+    /// Re-run every step.
+    #[arg(long)]
+    no_cache: bool,
+    /// Re-run these steps (comma-separated step names: apt, pip, requirements, user, copy, …).
+    #[arg(long, value_delimiter = ',', value_name = "STEPS")]
+    no_cache_filter: Vec<String>,
+    /// Image label (repeatable), `KEY=VALUE`; overrides the spec's labels.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Stop after this step.
+    #[arg(long, value_name = "STEP")]
+    target: Option<String>,
+    /// Write the exporters' response (digests, descriptor) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
+    /// Build through this frontend image (`gateway.v0`), as a `# syntax=` line would.
+    #[arg(long, value_name = "IMAGE")]
+    frontend: Option<String>,
+}
+
+/// Everything a build needs, derived from the flags without touching the network.
+struct Prepared {
+    loaded: Loaded,
+    connect: ConnectOptions,
+    options: BuildOptions,
+    attachables: Attachables,
+    compile: CompileOptions,
+    cache_imports: Vec<CacheEntry>,
+    frontend: Option<GatewayFrontend>,
+    metadata_file: Option<PathBuf>,
+}
 
 /// Run `torchkit build`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("torchkit build is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    let prepared = prepare(args, epoch.as_deref())?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let result = rt.block_on(build(prepared));
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(Failed::Cancelled(e)) => {
+            crate::cli::report(&e);
+            Ok(ExitCode::from(130))
+        }
+        Err(Failed::Error(e)) => Err(e),
+    }
+}
+
+enum Failed {
+    /// Ctrl-C: exit 130.
+    Cancelled(anyhow::Error),
+    Error(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failed {
+    fn from(e: anyhow::Error) -> Self {
+        Failed::Error(e)
+    }
+}
+
+fn flag_error(message: String, hint: &str) -> anyhow::Error {
+    anyhow::Error::new(Hinted::new(message, Some(hint.to_string())))
+}
+
+/// Flags → options. Reads the spec, `.dockerignore` and checks local files; no network.
+fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepared> {
+    let loaded = common::load(&args.spec)?;
+    let spec_dir = match loaded.path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let context = args.context.clone().unwrap_or_else(|| spec_dir.clone());
+    if !context.is_dir() {
+        return Err(flag_error(
+            format!("the build context {} is not a directory", context.display()),
+            "pass --context DIR, or leave it out to use the spec's directory",
+        ));
+    }
+    let context_excludes = common::dockerignore(&context)?;
+
+    // Outputs.
+    let mut exporters = output::exporters(&args.outputs, &args.tags).map_err(hinted)?;
+    if args.push {
+        let mut any = false;
+        for e in exporters.iter_mut().filter(|e| e.kind == "image") {
+            e.attrs.insert("push".into(), "true".into());
+            any = true;
+        }
+        if !any {
+            return Err(flag_error(
+                "--push needs an image to push".into(),
+                "add --tag REGISTRY/REPO:TAG (or --output type=image,name=REGISTRY/REPO:TAG)",
+            ));
+        }
+    }
+    if exporters.is_empty() {
+        crate::cli::warn(
+            "No output specified: the result stays in the build cache only. \
+             Use --tag NAME to store the image (and `docker run` it), --push to push it, \
+             or --output type=docker|oci|tar|local,dest=… to write it here",
+        );
+    }
+    let cache_imports = args
+        .import_cache
+        .iter()
+        .map(|c| output::parse_cache(c, CacheDirection::Import))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(hinted)?;
+    let cache_exports = args
+        .export_cache
+        .iter()
+        .map(|c| output::parse_cache(c, CacheDirection::Export))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(hinted)?;
+
+    // Session: locals and secrets, checked now so a typo fails before the daemon is asked.
+    let mut attachables = Attachables::new()
+        .with_local("context", &context)
+        .with_local("dockerfile", &spec_dir);
+    let mut secret_ids = Vec::new();
+    for s in &args.secrets {
+        let (id, source) = parse_secret_spec(s).map_err(hinted)?;
+        check_secret(&id, &source)?;
+        secret_ids.push(id.clone());
+        attachables = attachables.with_secret(id, source);
+    }
+    if let Some(ca) = &args.ca_bundle {
+        if secret_ids.iter().any(|i| i == CA_SECRET_ID) {
+            return Err(flag_error(
+                format!("--ca-bundle and --secret id={CA_SECRET_ID} both set the CA bundle"),
+                "keep one of them",
+            ));
+        }
+        let source = SecretSource::File(ca.clone());
+        check_secret(CA_SECRET_ID, &source).map_err(|_| {
+            flag_error(
+                format!("--ca-bundle {}: cannot read the file", ca.display()),
+                "pass a readable PEM bundle, e.g. --ca-bundle /etc/ssl/certs/ca-certificates.crt",
+            )
+        })?;
+        attachables = attachables.with_secret(CA_SECRET_ID, source);
+    }
+
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let Some((k, v)) = l.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(flag_error(
+                format!("invalid --label `{l}`: expected KEY=VALUE"),
+                "for example --label org.opencontainers.image.version=1.0",
+            ));
+        };
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let source_date_epoch = match source_date_epoch.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            s.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    flag_error(
+                        format!("SOURCE_DATE_EPOCH={s} is not a number of seconds since 1970"),
+                        "set it to a Unix time, e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
+                    )
+                })?,
+        ),
+    };
+    let no_cache = if args.no_cache {
+        NoCache::All
+    } else if !args.no_cache_filter.is_empty() {
+        NoCache::Steps(args.no_cache_filter.clone())
+    } else {
+        NoCache::Off
+    };
+
+    let mut frontend_attrs = BTreeMap::new();
+    if let Some(e) = source_date_epoch {
+        frontend_attrs.insert("build-arg:SOURCE_DATE_EPOCH".to_string(), e.to_string());
+    }
+    let frontend = args.frontend.as_ref().map(|source| GatewayFrontend {
+        source: source.clone(),
+        attrs: frontend_options(&args, &loaded, &labels, &no_cache, &cache_imports),
+    });
+
+    let options = BuildOptions {
+        exporters,
+        cache_imports: cache_imports.clone(),
+        cache_exports,
+        frontend_attrs,
+        shared_key: shared_key(&context),
+        progress: args.progress,
+        cancel_on_ctrl_c: true,
+        ..BuildOptions::default()
+    };
+    let compile = CompileOptions {
+        profile: Some(loaded.profile),
+        build_token: Some(common::random_token()),
+        context_excludes,
+        ca_bundle: args.ca_bundle.is_some(),
+        no_cache,
+        labels,
+        target: args.target.clone(),
+        source_date_epoch,
+        ..CompileOptions::default()
+    };
+    Ok(Prepared {
+        loaded,
+        connect: ConnectOptions {
+            addr: args.addr.clone(),
+            tls: TlsOptions {
+                ca_cert: args.tlscacert.clone(),
+                cert: args.tlscert.clone(),
+                key: args.tlskey.clone(),
+                server_name: args.tlsservername.clone(),
+            },
+        },
+        options,
+        attachables,
+        compile,
+        cache_imports,
+        frontend,
+        metadata_file: args.metadata_file.clone(),
+    })
+}
+
+/// A secret must be readable now; the daemon would only ask for it mid-build.
+fn check_secret(id: &str, source: &SecretSource) -> anyhow::Result<()> {
+    match source {
+        SecretSource::File(p) => match std::fs::File::open(p).and_then(|f| f.metadata()) {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err(flag_error(
+                format!("secret `{id}`: {} is not a regular file", p.display()),
+                "point src= at a file",
+            )),
+            Err(e) => Err(flag_error(
+                format!("secret `{id}`: cannot read {}: {e}", p.display()),
+                &format!("check the path in --secret id={id},src=<file>"),
+            )),
+        },
+        SecretSource::Env(var) => {
+            if std::env::var_os(var).is_some() {
+                Ok(())
+            } else {
+                Err(flag_error(
+                    format!("secret `{id}`: the environment variable {var} is not set"),
+                    &format!("export {var}, or use --secret id={id},src=<file>"),
+                ))
+            }
+        }
+    }
+}
+
+/// The frontend options of `--frontend` mode (see the module docs).
+fn frontend_options(
+    args: &Args,
+    loaded: &Loaded,
+    labels: &BTreeMap<String, String>,
+    no_cache: &NoCache,
+    cache_imports: &[CacheEntry],
+) -> BTreeMap<String, String> {
+    let mut o = BTreeMap::new();
+    let filename = loaded.path.file_name().map_or_else(
+        || "torchkit.toml".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    o.insert("filename".to_string(), filename);
+    if let Some(t) = &args.target {
+        o.insert("target".into(), t.clone());
+    }
+    match no_cache {
+        NoCache::Off => {}
+        NoCache::All => {
+            o.insert("no-cache".into(), String::new());
+        }
+        NoCache::Steps(s) => {
+            o.insert("no-cache".into(), s.join(","));
+        }
+    }
+    for (k, v) in labels {
+        o.insert(format!("label:{k}"), v.clone());
+    }
+    if !cache_imports.is_empty() {
+        let list: Vec<serde_json::Value> = cache_imports
+            .iter()
+            .map(|c| serde_json::json!({"Type": c.kind, "Attrs": c.attrs}))
+            .collect();
+        o.insert(
+            "cache-imports".into(),
+            serde_json::Value::Array(list).to_string(),
+        );
+    }
+    let mut arg = |k: &str, v: String| {
+        o.insert(format!("build-arg:{k}"), v);
+    };
+    if let Some(p) = &args.spec.profile {
+        arg("TORCHKIT_PROFILE", p.clone());
+    }
+    if let Some(c) = &args.spec.cuda {
+        arg("TORCHKIT_CUDA", c.clone());
+    }
+    if let Some(f) = &args.spec.flavor {
+        arg("TORCHKIT_FLAVOR", f.clone());
+    }
+    // Driver and GPUs after --detect: the frontend cannot probe this host.
+    if loaded.request.driver != loaded.spec.target.driver {
+        if let Some(d) = &loaded.request.driver {
+            arg("TORCHKIT_DRIVER", d.clone());
+        }
+    }
+    if loaded.request.gpus != loaded.spec.target.gpus && !loaded.request.gpus.is_empty() {
+        arg("TORCHKIT_GPU", loaded.request.gpus.join(","));
+    }
+    if args.ca_bundle.is_some() {
+        arg("TORCHKIT_CA_BUNDLE", "1".into());
+    }
+    o
+}
+
+/// buildx keys incremental context transfer by directory; so do we.
+fn shared_key(context: &Path) -> String {
+    use sha2::Digest as _;
+    let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+    let digest = sha2::Sha256::digest(abs.as_os_str().as_encoded_bytes());
+    format!("torchkit-{}", &hex::encode(digest)[..16])
+}
+
+/// Connect, attach the session, build, print the digest, write the metadata file.
+async fn build(p: Prepared) -> Result<(), Failed> {
+    let Prepared {
+        loaded,
+        connect,
+        mut options,
+        attachables,
+        compile,
+        cache_imports,
+        frontend,
+        metadata_file,
+    } = p;
+    let client = Client::connect(&connect)
+        .await
+        .map_err(|e| build_error(BuildError::from(e), None))?;
+    let addr = client.address().to_string();
+    if options.exporters.iter().any(|e| e.kind == "image") && is_dockerd(&client).await {
+        // As buildx's docker driver does: dockerd's `moby` exporter stores the image under
+        // its normalised name in Docker's image store (so `docker run` finds it) and still
+        // pushes with push=true; plain `image` would leave it invisible to Docker.
+        for e in options.exporters.iter_mut().filter(|e| e.kind == "image") {
+            e.kind = "moby".into();
+        }
+    }
+    options.attach(attachables).map_err(hinted)?;
+
+    let result = match frontend {
+        Some(f) => client
+            .build_frontend(options, f)
+            .await
+            .map(|o| (o.build_ref, o.exporter_response)),
+        None => {
+            let Loaded {
+                spec, resolution, ..
+            } = loaded;
+            let solve = SolveOptions {
+                cache_imports,
+                ..SolveOptions::default()
+            };
+            client
+                .build(options, move |bridge| async move {
+                    build_spec(&bridge, &spec, &resolution, compile, solve).await
+                })
+                .await
+                .map(|o| (o.build_ref, o.exporter_response))
+        }
+    };
+    let (build_ref, response) = match result {
+        Ok(r) => r,
+        Err(e @ BuildError::Cancelled) => return Err(Failed::Cancelled(build_error(e, None))),
+        Err(e) => return Err(Failed::Error(build_error(e, Some(&addr)))),
+    };
+
+    if let Some(path) = &metadata_file {
+        write_metadata(path, &build_ref, &response)?;
+    }
+    if let Some(digest) = response.get(IMAGE_DIGEST_KEY) {
+        println!("{digest}");
+    }
+    Ok(())
+}
+
+/// Whether the daemon is dockerd's embedded BuildKit: its workers carry moby's own labels
+/// (`org.mobyproject.buildkit.worker.moby.host-gateway-ip`), which buildkitd's do not.
+async fn is_dockerd(client: &Client) -> bool {
+    client.list_workers().await.is_ok_and(|ws| {
+        ws.iter().any(|w| {
+            w.labels
+                .keys()
+                .any(|k| k.starts_with("org.mobyproject.buildkit.worker.moby."))
+        })
+    })
+}
+
+/// A build error with its hint, and a clearer message when the daemon went away.
+fn build_error(e: BuildError, addr: Option<&str>) -> anyhow::Error {
+    let code = match &e {
+        BuildError::Solve { code, .. } => Some(*code),
+        BuildError::Bridge(crate::buildkit::client::BridgeError::Rpc { status, .. }) => {
+            Some(status.code())
+        }
+        BuildError::Function(f) => match f.downcast_ref::<SolveError>() {
+            Some(SolveError::Bridge(crate::buildkit::client::BridgeError::Rpc {
+                status, ..
+            })) => Some(status.code()),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let (Some(addr), Some(tonic::Code::Unavailable | tonic::Code::Cancelled)) = (addr, code) {
+        return anyhow::Error::new(Hinted::new(
+            format!("lost the connection to the BuildKit daemon at {addr} during the build: {e}"),
+            Some(format!(
+                "check that the daemon at {addr} is still running (`scripts/test-env.sh up` starts the test one), then build again; nothing was written"
+            )),
+        ));
+    }
+    if let BuildError::Function(f) = &e {
+        if let Some(s) = f.downcast_ref::<SolveError>() {
+            return anyhow::Error::new(Hinted::new(format!("build failed: {s}"), s.hint()));
+        }
+    }
+    hinted(e)
+}
+
+/// The exporter response as buildx writes `--metadata-file`: values that are JSON (or
+/// base64 of JSON, like `containerimage.descriptor`) are embedded, others kept as text.
+fn metadata_json(build_ref: &str, response: &BTreeMap<String, String>) -> serde_json::Value {
+    use base64::Engine as _;
+    let mut m = serde_json::Map::new();
+    for (k, v) in response {
+        let embedded = serde_json::from_str::<serde_json::Value>(v)
+            .ok()
+            .or_else(|| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            })
+            .filter(|j| j.is_object() || j.is_array());
+        m.insert(
+            k.clone(),
+            embedded.unwrap_or_else(|| serde_json::Value::String(v.clone())),
+        );
+    }
+    m.insert(
+        "torchkit.build.ref".into(),
+        serde_json::Value::String(build_ref.to_string()),
+    );
+    serde_json::Value::Object(m)
+}
+
+/// Writes the metadata file atomically (a temporary file renamed into place).
+fn write_metadata(
+    path: &Path,
+    build_ref: &str,
+    response: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let json = metadata_json(build_ref, response);
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".torchkit-metadata-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write --metadata-file {}", path.display()))?;
+    serde_json::to_writer_pretty(&mut tmp, &json)?;
+    tmp.write_all(b"\n")?;
+    tmp.persist(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write --metadata-file {}: {}",
+            path.display(),
+            e.error
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_embeds_json_and_base64_json() {
+        use base64::Engine as _;
+        let desc = base64::engine::general_purpose::STANDARD
+            .encode(br#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1}"#);
+        let resp = BTreeMap::from([
+            (
+                "containerimage.digest".to_string(),
+                "sha256:abc".to_string(),
+            ),
+            ("containerimage.descriptor".to_string(), desc),
+            ("image.name".to_string(), "a:1,b:2".to_string()),
+        ]);
+        let j = metadata_json("ref1", &resp);
+        assert_eq!(j["containerimage.digest"], "sha256:abc");
+        assert_eq!(j["containerimage.descriptor"]["size"], 1);
+        assert_eq!(j["image.name"], "a:1,b:2");
+        assert_eq!(j["torchkit.build.ref"], "ref1");
+    }
+
+    #[test]
+    fn shared_key_is_stable_per_directory() {
+        let a = shared_key(Path::new("."));
+        assert_eq!(a, shared_key(Path::new(".")));
+        assert_ne!(a, shared_key(Path::new("/")));
+    }
 }
