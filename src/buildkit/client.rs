@@ -890,6 +890,15 @@ pub enum BuildError {
     /// Ctrl-C.
     #[error("build cancelled (Ctrl-C)")]
     Cancelled,
+    /// A vertex failed: its name as progress shows it (a step title such as
+    /// `[torchkit 3/6] pip: pip install …`), and the error of the build.
+    #[error("`{step}` failed: {error}")]
+    Step {
+        /// The failing vertex's name.
+        step: String,
+        /// What the solve or the build function reported.
+        error: Box<BuildError>,
+    },
 }
 
 impl Hint for BuildError {
@@ -908,6 +917,7 @@ impl Hint for BuildError {
             }
             BuildError::Cancelled => Some("the daemon was told to stop the build".into()),
             BuildError::Export(e) => e.hint(),
+            BuildError::Step { error, .. } => error.hint(),
             _ => None,
         }
     }
@@ -918,6 +928,7 @@ impl BuildError {
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Cancelled => 130,
+            BuildError::Step { error, .. } => error.exit_code(),
             _ => 1,
         }
     }
@@ -1144,12 +1155,20 @@ impl Client {
             Err(status) => {
                 abort_all(&session_tasks);
                 // The function's own error explains more than "failed to solve".
-                if let Some(Err(e)) = side_result {
-                    return Err(e);
-                }
-                return Err(BuildError::Solve {
-                    message: status.message().to_string(),
-                    code: status.code(),
+                let err = match side_result {
+                    Some(Err(e)) => e,
+                    _ => BuildError::Solve {
+                        message: status.message().to_string(),
+                        code: status.code(),
+                    },
+                };
+                // Name the vertex that failed, as progress showed it.
+                return Err(match failed_vertex(renderer.state()) {
+                    Some(step) => BuildError::Step {
+                        step,
+                        error: Box::new(err),
+                    },
+                    None => err,
                 });
             }
         };
@@ -1178,6 +1197,17 @@ impl Client {
             value,
         })
     }
+}
+
+/// The first failed vertex (by `#N`) whose error is its own, not the cancellation that
+/// follows another vertex's failure.
+fn failed_vertex(state: &super::progress::ProgressState) -> Option<String> {
+    state
+        .failed()
+        .into_iter()
+        .filter(|(_, name, error)| !name.is_empty() && !error.contains("context canceled"))
+        .min_by_key(|(index, _, _)| index.unwrap_or(usize::MAX))
+        .map(|(_, name, _)| name)
 }
 
 fn abort_all(tasks: &[tokio::task::JoinHandle<()>]) {
@@ -1262,6 +1292,41 @@ mod tests {
         assert!(caps.has_frontend("solve.base"));
         assert!(!caps.has_llb("mergeop"));
         assert!(err.hint().is_some());
+    }
+
+    #[test]
+    fn the_failing_step_is_the_first_error_that_is_not_a_cancellation() {
+        use prost_types::Timestamp;
+        let v = |digest: &str, name: &str, error: &str| control::Vertex {
+            digest: digest.into(),
+            name: name.into(),
+            started: Some(Timestamp::default()),
+            completed: Some(Timestamp::default()),
+            error: error.into(),
+            ..Default::default()
+        };
+        let mut state = super::super::progress::ProgressState::new();
+        state.apply(&control::StatusResponse {
+            vertexes: vec![
+                v("sha256:a", "[torchkit 1/3] base", ""),
+                v(
+                    "sha256:b",
+                    "[torchkit 2/3] pip: pip install nope",
+                    "exit code: 1",
+                ),
+                v("sha256:c", "[torchkit] context", "context canceled"),
+            ],
+            ..Default::default()
+        });
+        assert_eq!(
+            failed_vertex(&state).as_deref(),
+            Some("[torchkit 2/3] pip: pip install nope")
+        );
+        let e = BuildError::Step {
+            step: "s".into(),
+            error: Box::new(BuildError::Cancelled),
+        };
+        assert_eq!(e.exit_code(), 130);
     }
 
     #[tokio::test]
