@@ -508,33 +508,44 @@ async fn is_dockerd(client: &Client) -> bool {
 
 /// A build error with its hint, and a clearer message when the daemon went away.
 fn build_error(e: BuildError, addr: Option<&str>) -> anyhow::Error {
+    use crate::buildkit::client::BridgeError;
+    let (step, e) = match e {
+        BuildError::Step { step, error } => (Some(step), *error),
+        e => (None, e),
+    };
     let code = match &e {
         BuildError::Solve { code, .. } => Some(*code),
-        BuildError::Bridge(crate::buildkit::client::BridgeError::Rpc { status, .. }) => {
-            Some(status.code())
-        }
+        BuildError::Bridge(BridgeError::Rpc { status, .. }) => Some(status.code()),
         BuildError::Function(f) => match f.downcast_ref::<SolveError>() {
-            Some(SolveError::Bridge(crate::buildkit::client::BridgeError::Rpc {
-                status, ..
-            })) => Some(status.code()),
+            Some(SolveError::Bridge(BridgeError::Rpc { status, .. })) => Some(status.code()),
             _ => None,
         },
         _ => None,
     };
+    let at = step.map(|s| format!(" at `{s}`")).unwrap_or_default();
     if let (Some(addr), Some(tonic::Code::Unavailable | tonic::Code::Cancelled)) = (addr, code) {
         return anyhow::Error::new(Hinted::new(
-            format!("lost the connection to the BuildKit daemon at {addr} during the build: {e}"),
+            format!("lost the connection to the BuildKit daemon at {addr} during the build{at}: {e}"),
             Some(format!(
-                "check that the daemon at {addr} is still running (`scripts/test-env.sh up` starts the test one), then build again; nothing was written"
+                "check that the daemon at {addr} is still running (`scripts/test-env.sh up` starts the test one), then build again; no output was written"
             )),
         ));
     }
-    if let BuildError::Function(f) = &e {
-        if let Some(s) = f.downcast_ref::<SolveError>() {
-            return anyhow::Error::new(Hinted::new(format!("build failed: {s}"), s.hint()));
-        }
-    }
-    hinted(e)
+    let (message, hint) = match &e {
+        BuildError::Function(f) => match f.downcast_ref::<SolveError>() {
+            Some(s) => (s.to_string(), s.hint()),
+            None => (f.to_string(), None),
+        },
+        BuildError::Solve { message, .. } => (message.clone(), e.hint()),
+        BuildError::Bridge(b) => (b.to_string(), b.hint()),
+        _ if at.is_empty() => return hinted(e),
+        other => (other.to_string(), other.hint()),
+    };
+    let message = match message.strip_prefix("LLBBridge.Solve failed: ") {
+        Some(m) => m.to_string(),
+        None => message,
+    };
+    anyhow::Error::new(Hinted::new(format!("build failed{at}: {message}"), hint))
 }
 
 /// The exporter response as buildx writes `--metadata-file`: values that are JSON (or
