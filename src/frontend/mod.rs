@@ -106,10 +106,6 @@ impl FrontendError {
     pub fn status(&self) -> RpcStatus {
         match self {
             FrontendError::Spec { error, text } => status::spec_error(error, text),
-            FrontendError::Options(e) => RpcStatus {
-                code: status::INVALID_ARGUMENT,
-                ..status::plain(&e.to_string(), e.hint().as_deref())
-            },
             e => status::plain(&e.to_string(), e.hint().as_deref()),
         }
     }
@@ -238,6 +234,9 @@ pub fn request(spec: &Spec, opts: &FrontendOptions) -> Request {
     let mut req = spec.request();
     if let Some(c) = &opts.cuda {
         req.cuda = c.clone();
+    }
+    if let Some(f) = opts.flavor {
+        req.flavor = f;
     }
     if let Some(d) = &opts.driver {
         req.driver = Some(d.clone());

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::buildkit::output::CacheEntry;
 use crate::error::Hint;
 use crate::plan::NoCache;
-use crate::resolve::CudaRequest;
+use crate::resolve::{CudaRequest, Flavor};
 use crate::spec::{did_you_mean, Profile, STEPS};
 
 /// `BUILDKIT_FRONTEND_OPT_<i>`: one `key=value` frontend option each, `i` = 0, 1, …
@@ -49,9 +49,13 @@ pub const ARG_GPU: &str = "TORCHKIT_GPU";
 pub const ARG_CUDA: &str = "TORCHKIT_CUDA";
 /// `--build-arg TORCHKIT_PROFILE=dev|test|release`: overrides `[cache] profile`.
 pub const ARG_PROFILE: &str = "TORCHKIT_PROFILE";
+/// `--build-arg TORCHKIT_FLAVOR=runtime|devel`: overrides `[torch] flavor`.
+pub const ARG_FLAVOR: &str = "TORCHKIT_FLAVOR";
 /// `--build-arg TORCHKIT_CA_SECRET=1`: mount the secret `torchkit-ca` (a CA bundle, passed
 /// with `--secret id=torchkit-ca,src=…`) into the steps that download.
 pub const ARG_CA_SECRET: &str = "TORCHKIT_CA_SECRET";
+/// The same as [`ARG_CA_SECRET`], as `torchkit build --frontend --ca-bundle` sends it.
+pub const ARG_CA_BUNDLE: &str = "TORCHKIT_CA_BUNDLE";
 /// `--build-arg SOURCE_DATE_EPOCH=…`: the image's `created` time, as for Dockerfiles.
 pub const ARG_SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
@@ -111,7 +115,8 @@ impl Hint for OptionsError {
             }
             OptionsError::BuildArg { arg, .. } => Some(match *arg {
                 ARG_PROFILE => "profiles are dev, test and release".into(),
-                ARG_CA_SECRET => "use TORCHKIT_CA_SECRET=1 (or 0)".into(),
+                ARG_CA_SECRET | ARG_CA_BUNDLE => format!("use {arg}=1 (or 0)"),
+                ARG_FLAVOR => "flavors are runtime and devel".into(),
                 ARG_SOURCE_DATE_EPOCH => "SOURCE_DATE_EPOCH is seconds since 1970 (`date +%s`)".into(),
                 ARG_CUDA => "use a CUDA version such as 12.8, `auto` or `cpu`".into(),
                 _ => "see docs/spec.md".into(),
@@ -155,9 +160,11 @@ pub struct FrontendOptions {
     pub gpus: Vec<String>,
     /// `TORCHKIT_CUDA`.
     pub cuda: Option<CudaRequest>,
+    /// `TORCHKIT_FLAVOR`.
+    pub flavor: Option<Flavor>,
     /// `TORCHKIT_PROFILE`.
     pub profile: Option<Profile>,
-    /// `TORCHKIT_CA_SECRET`.
+    /// `TORCHKIT_CA_SECRET` (or `TORCHKIT_CA_BUNDLE`).
     pub ca_bundle: bool,
     /// `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: Option<i64>,
@@ -305,11 +312,20 @@ pub fn parse(
                 .collect()
         })
         .unwrap_or_default();
-    let ca_bundle = match arg(ARG_CA_SECRET).as_deref() {
-        None | Some("0") | Some("false") => false,
-        Some("1") | Some("true") => true,
-        Some(v) => return Err(bad(ARG_CA_SECRET, v, "expected 1 or 0")),
+    let flavor = match arg(ARG_FLAVOR).as_deref() {
+        None => None,
+        Some("runtime") => Some(Flavor::Runtime),
+        Some("devel") => Some(Flavor::Devel),
+        Some(v) => return Err(bad(ARG_FLAVOR, v, "expected runtime or devel")),
     };
+    let mut ca_bundle = false;
+    for name in [ARG_CA_SECRET, ARG_CA_BUNDLE] {
+        match arg(name).as_deref() {
+            None | Some("0") | Some("false") => {}
+            Some("1") | Some("true") => ca_bundle = true,
+            Some(v) => return Err(bad(name, v, "expected 1 or 0")),
+        }
+    }
     let source_date_epoch = match arg(ARG_SOURCE_DATE_EPOCH) {
         None => None,
         Some(v) => Some(
@@ -331,6 +347,7 @@ pub fn parse(
         driver: arg(ARG_DRIVER),
         gpus,
         cuda,
+        flavor,
         profile,
         ca_bundle,
         source_date_epoch,
@@ -411,6 +428,7 @@ mod tests {
                 ("build-arg:TORCHKIT_CUDA", "cu12.8"),
                 ("build-arg:TORCHKIT_PROFILE", "test"),
                 ("build-arg:TORCHKIT_CA_SECRET", "1"),
+                ("build-arg:TORCHKIT_FLAVOR", "devel"),
                 ("build-arg:SOURCE_DATE_EPOCH", "1700000000"),
                 ("label:org.example.a", "1"),
                 ("target", "user"),
@@ -426,6 +444,7 @@ mod tests {
         assert_eq!(o.cuda, Some(CudaRequest::Version("12.8".into())));
         assert_eq!(o.profile, Some(Profile::Test));
         assert!(o.ca_bundle);
+        assert_eq!(o.flavor, Some(Flavor::Devel));
         assert_eq!(o.source_date_epoch, Some(1_700_000_000));
         assert_eq!(o.labels.get("org.example.a").map(String::as_str), Some("1"));
         assert_eq!(o.target.as_deref(), Some("user"));
@@ -435,6 +454,8 @@ mod tests {
         );
         let all = parse(&opts(&[("no-cache", "")]), None).unwrap();
         assert_eq!(all.no_cache, NoCache::All);
+        let driver_style = parse(&opts(&[("build-arg:TORCHKIT_CA_BUNDLE", "1")]), None).unwrap();
+        assert!(driver_style.ca_bundle);
     }
 
     #[test]

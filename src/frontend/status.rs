@@ -21,10 +21,10 @@ use crate::spec::SpecError;
 /// The type URL of BuildKit's `errdefs.Source` error detail.
 pub const SOURCE_DETAIL_TYPE_URL: &str = "github.com/moby/buildkit/errdefs.Source+json";
 
-/// gRPC `Unknown`, what BuildKit uses for errors that name no code.
-const UNKNOWN: i32 = 2;
-/// gRPC `InvalidArgument`, for options the frontend refuses.
-pub const INVALID_ARGUMENT: i32 = 3;
+/// gRPC `Unknown`, what BuildKit uses for errors that name no code. Any other code is
+/// printed as a prefix once per gRPC hop (`InvalidArgument: InvalidArgument: …` through the
+/// gateway, the `# syntax=` hop and the Control API), so every status uses this one.
+pub const UNKNOWN: i32 = 2;
 
 /// A status with `message` (and the hint as a `hint:` line), code Unknown.
 pub fn plain(message: &str, hint: Option<&str>) -> RpcStatus {

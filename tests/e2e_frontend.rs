@@ -1,0 +1,335 @@
+//! End-to-end tests of the `# syntax=` frontend against the real daemon of the test
+//! environment (dockerd 26.1 with BuildKit v0.13, registry on 127.0.0.1:5000).
+//!
+//! The spec in `tests/e2e-frontend/basic/` starts with
+//! `# syntax=localhost:5000/torchkit/frontend:dev`; it is built four ways:
+//! - `torchkit build` (driver mode: the in-client gateway runs `build_spec` here), the
+//!   reference;
+//! - `docker build -f torchkit.toml .` and `docker buildx build -f torchkit.toml .`
+//!   (the builtin Dockerfile frontend reads the `# syntax=` line and hops to the image);
+//! - `torchkit build --frontend localhost:5000/torchkit/frontend:dev` (`gateway.v0`);
+//!
+//! and the three frontend images must equal the reference: the same runtime config (env,
+//! user, workdir, labels, cmd, entrypoint), the same layers (`RootFS` diff ids) and the same
+//! files. A broken spec must fail with its line shown by the docker CLI, and
+//! `--platform linux/arm64` must be refused with a message that says why.
+//!
+//! These tests FAIL, never skip, when the daemon or the frontend image is missing: run
+//! `scripts/test-env.sh up` (as root, with `STANDIN=1`) and then
+//! `scripts/frontend-image.sh` (which builds the static binary and pushes the image).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const FRONTEND: &str = "localhost:5000/torchkit/frontend:dev";
+const REGISTRY: &str = "127.0.0.1:5000";
+const TEST_ENV: &str = "/var/lib/torchkit-test-env";
+const IMAGE: &str = "torchkit-e2e-frontend";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn case(name: &str) -> PathBuf {
+    root().join("tests/e2e-frontend").join(name)
+}
+
+/// A `docker` command that finds the test daemon and the Debian buildx plugin even when
+/// `env.sh` was not sourced.
+fn docker() -> Command {
+    let mut c = Command::new("docker");
+    if std::env::var_os("DOCKER_CONFIG").is_none() {
+        let cfg = Path::new(TEST_ENV).join("docker-config");
+        if cfg.is_dir() {
+            c.env("DOCKER_CONFIG", cfg);
+        }
+    }
+    c.env("DOCKER_BUILDKIT", "1");
+    c.env("BUILDKIT_PROGRESS", "plain");
+    c
+}
+
+fn torchkit() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_torchkit"));
+    c.env_remove("TORCHKIT_CUDA")
+        .env_remove("TORCHKIT_DRIVER")
+        .env_remove("TORCHKIT_GPU")
+        .env_remove("TORCHKIT_PROFILE");
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", c.get_program()))
+}
+
+fn ok(c: &mut Command) -> Output {
+    let o = run(c);
+    assert!(o.status.success(), "{c:?} failed:\n{}", text(&o));
+    o
+}
+
+/// `HEAD /v2/<name>/manifests/<tag>` on the registry: the HTTP status line.
+fn registry_head(name: &str, tag: &str) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(REGISTRY)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        s,
+        "HEAD /v2/{name}/manifests/{tag} HTTP/1.1\r\nHost: {REGISTRY}\r\nAccept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.lines().next().unwrap_or_default().to_string())
+}
+
+/// Fails (never skips) with the command to run when the test environment is incomplete.
+fn require_environment() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = CHECKED.get_or_init(|| {
+        let v = docker()
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .map_err(|e| format!("cannot run docker: {e}"))?;
+        if !v.status.success() {
+            return Err(format!(
+                "no Docker daemon answers:\n{}\nRun `scripts/test-env.sh up` (as root, STANDIN=1), then `. {TEST_ENV}/env.sh`.",
+                text(&v)
+            ));
+        }
+        let b = docker()
+            .args(["buildx", "version"])
+            .output()
+            .map_err(|e| format!("cannot run docker buildx: {e}"))?;
+        if !b.status.success() {
+            return Err(format!(
+                "docker has no buildx plugin:\n{}\nRun `. {TEST_ENV}/env.sh` (it sets DOCKER_CONFIG).",
+                text(&b)
+            ));
+        }
+        match registry_head("torchkit/frontend", "dev") {
+            Ok(l) if l.contains(" 200") => Ok(()),
+            Ok(l) => Err(format!(
+                "the frontend image {FRONTEND} is not in the registry ({l}).\nRun `scripts/frontend-image.sh` to build and push it."
+            )),
+            Err(e) => Err(format!(
+                "no registry at {REGISTRY} ({e}).\nRun `scripts/test-env.sh up` (as root, STANDIN=1), then `scripts/frontend-image.sh`."
+            )),
+        }
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+/// The parts of an image that `torchkit build` and the frontend must agree on.
+#[derive(Debug, PartialEq)]
+struct Facts {
+    env: serde_json::Value,
+    user: serde_json::Value,
+    workdir: serde_json::Value,
+    labels: serde_json::Value,
+    cmd: serde_json::Value,
+    entrypoint: serde_json::Value,
+    layers: serde_json::Value,
+    files: String,
+}
+
+fn facts(image: &str) -> Facts {
+    let o = ok(docker().args(["image", "inspect", image]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("inspect JSON");
+    let img = &v[0];
+    let c = &img["Config"];
+    let listing = ok(docker().args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        image,
+        "-c",
+        "find /workspace /home/ml -xdev | sort | while read -r f; do stat -c '%n %s %a %u:%g' \"$f\"; done; grep '^ml:' /etc/passwd /etc/group",
+    ]));
+    Facts {
+        env: c["Env"].clone(),
+        user: c["User"].clone(),
+        workdir: c["WorkingDir"].clone(),
+        labels: c["Labels"].clone(),
+        cmd: c["Cmd"].clone(),
+        entrypoint: c["Entrypoint"].clone(),
+        layers: img["RootFS"]["Layers"].clone(),
+        files: String::from_utf8_lossy(&listing.stdout).into_owned(),
+    }
+}
+
+/// `torchkit build` of the basic spec in driver mode, built once for all tests.
+fn reference() -> &'static Facts {
+    static REF: OnceLock<Facts> = OnceLock::new();
+    REF.get_or_init(|| {
+        let tag = format!("{IMAGE}:driver");
+        ok(torchkit()
+            .args(["build", "--progress", "plain", "-t", &tag])
+            .arg(case("basic").join("torchkit.toml")));
+        facts(&tag)
+    })
+}
+
+fn assert_same_as_reference(how: &str, tag: &str) {
+    let want = reference();
+    let got = facts(tag);
+    assert_eq!(
+        &got, want,
+        "{how}: the image differs from `torchkit build`'s"
+    );
+}
+
+#[test]
+fn reference_image_is_what_the_spec_says() {
+    require_environment();
+    let r = reference();
+    assert_eq!(r.user, "ml");
+    assert_eq!(r.workdir, "/workspace");
+    assert_eq!(r.cmd, serde_json::json!(["python3", "app/hello.py"]));
+    assert_eq!(r.labels["org.example.e2e"], "frontend");
+    assert!(
+        r.env
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("TORCHKIT_E2E=frontend")),
+        "{:?}",
+        r.env
+    );
+    assert!(r.files.contains("/workspace/app/hello.py "), "{}", r.files);
+    // .dockerignore keeps app/*.tmp out.
+    assert!(!r.files.contains("scratch.tmp"), "{}", r.files);
+    let hello = ok(docker().args(["run", "--rm", &format!("{IMAGE}:driver")]));
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout).trim(),
+        "hello from a torchkit frontend build"
+    );
+}
+
+#[test]
+fn docker_build_through_the_syntax_line_matches_torchkit_build() {
+    require_environment();
+    let tag = format!("{IMAGE}:docker-build");
+    ok(docker()
+        .current_dir(case("basic"))
+        .args(["build", "-f", "torchkit.toml", "-t", &tag, "."]));
+    assert_same_as_reference("docker build", &tag);
+}
+
+#[test]
+fn docker_buildx_build_through_the_syntax_line_matches_torchkit_build() {
+    require_environment();
+    let tag = format!("{IMAGE}:buildx");
+    ok(docker().current_dir(case("basic")).args([
+        "buildx",
+        "build",
+        "--load",
+        "-f",
+        "torchkit.toml",
+        "-t",
+        &tag,
+        ".",
+    ]));
+    assert_same_as_reference("docker buildx build", &tag);
+}
+
+#[test]
+fn torchkit_build_with_the_frontend_image_matches_torchkit_build() {
+    require_environment();
+    let tag = format!("{IMAGE}:torchkit-frontend");
+    ok(torchkit()
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--frontend",
+            FRONTEND,
+            "-t",
+            &tag,
+        ])
+        .arg(case("basic").join("torchkit.toml")));
+    assert_same_as_reference("torchkit build --frontend", &tag);
+}
+
+#[test]
+fn frontend_options_reach_the_image() {
+    require_environment();
+    let tag = format!("{IMAGE}:options");
+    ok(docker().current_dir(case("basic")).args([
+        "build",
+        "-f",
+        "torchkit.toml",
+        "--label",
+        "org.example.extra=yes",
+        "--target",
+        "user",
+        "-t",
+        &tag,
+        ".",
+    ]));
+    let f = facts(&tag);
+    assert_eq!(f.labels["org.example.extra"], "yes");
+    assert_eq!(f.labels["org.example.e2e"], "frontend");
+    // Stopped after `user`: the workdir exists, the context copy does not.
+    assert!(f.files.contains("/workspace "), "{}", f.files);
+    assert!(!f.files.contains("/workspace/app"), "{}", f.files);
+}
+
+#[test]
+fn a_bad_spec_fails_with_its_line_in_the_docker_output() {
+    require_environment();
+    let o = run(docker().current_dir(case("bad")).args([
+        "build",
+        "-f",
+        "torchkit.toml",
+        "-t",
+        &format!("{IMAGE}:bad"),
+        ".",
+    ]));
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    // The message, with its file:line:col and hint ...
+    assert!(
+        out.contains("torchkit.toml:8:1: unknown key `usr` in [image]"),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `user`?"), "{out}");
+    // ... and the excerpt the CLI prints from the errdefs.Source detail.
+    assert!(out.contains(">>> usr = \"ml\""), "{out}");
+}
+
+#[test]
+fn another_platform_is_refused_clearly() {
+    require_environment();
+    let o = run(docker().current_dir(case("basic")).args([
+        "build",
+        "--platform",
+        "linux/arm64",
+        "-f",
+        "torchkit.toml",
+        "-t",
+        &format!("{IMAGE}:arm64"),
+        ".",
+    ]));
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains(
+            "torchkit builds only for linux/amd64, and this build asks for platform `linux/arm64`"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("drop --platform"), "{out}");
+}
