@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine (as root), as CI runs it:
+#   1. brings up the local BuildKit (dockerd's embedded BuildKit from Debian packages), the
+#      local registry acting as docker.io mirror, and the stand-in base images;
+#   2. builds the static frontend image and pushes it to the local registry;
+#   3. runs every test: unit, golden, CLI and end-to-end against the real daemon.
+# End-to-end tests fail (they never skip) if the daemon is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export RT=${RT:-/var/lib/torchkit-test-env}
+# Every official tag the examples and tests resolve to is served by the same stand-in.
+export STANDIN=1
+export STANDIN_REFS=${STANDIN_REFS:-"pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime pytorch/pytorch:2.8.0-cuda12.8-cudnn9-devel"}
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "local BuildKit, registry and stand-in images (scripts/test-env.sh up)"
+scripts/test-env.sh up
+# shellcheck disable=SC1091
+. "$RT/env.sh"
+
+step "frontend image (scripts/frontend-image.sh)"
+scripts/frontend-image.sh
+
+step "cargo test"
+cargo test --locked --no-fail-fast "$@"
