@@ -17,7 +17,9 @@
 //! - [`resolve`]: request + matrix → [`resolve::Resolution`] (base image, CUDA, why);
 //! - [`plan`]: spec + resolution → ordered steps with cache rules, and [`plan::compile`],
 //!   the one function the driver and the frontend share;
-//! - [`llb`]: an immutable BuildKit LLB builder with deterministic marshalling.
+//! - [`llb`]: an immutable BuildKit LLB builder with deterministic marshalling;
+//! - [`lock`]: `torchkit.lock` (base digest, exact apt/pip sets with hashes, input
+//!   fingerprints), its diff against the spec, and the pure parts of `torchkit lock`.
 //!
 //! **Edges** — all IO lives here (behind the default `io` feature):
 //! - `probe`: host facts (`nvidia-smi`, `/proc/driver/nvidia/version`); its parsers are pure;
@@ -25,7 +27,8 @@
 //! - `frontend`: the `# syntax=` gateway frontend over stdio;
 //! - `cli`: clap commands, one file each.
 //!
-//! **Dependency rule**: `llb → proto`; `resolve → {spec, matrix}`; `plan → {spec, resolve, llb}`;
+//! **Dependency rule**: `llb → proto`; `resolve → {spec, matrix}`; `lock → {spec, resolve, llb, plan}`;
+//! `plan → {spec, resolve, llb}` (and `lock`'s data types);
 //! `buildkit → proto`; `frontend → {plan, buildkit}`; `cli → everything`. No core module uses
 //! `buildkit`, `frontend`, `probe`, `cli`, tokio, tonic, `std::fs`, `std::net`, `std::process`
 //! or `std::env`; `tests/layering.rs` enforces this.
@@ -34,6 +37,7 @@ pub mod error;
 pub mod proto;
 
 pub mod llb;
+pub mod lock;
 pub mod matrix;
 pub mod plan;
 pub mod resolve;
