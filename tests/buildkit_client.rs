@@ -17,6 +17,9 @@ use torchkit::buildkit::transport::{Address, ConnectOptions, TransportError};
 use torchkit::error::Hint;
 use torchkit::llb::{self, Exec};
 
+mod support;
+use support::{make_certs, tls_proxy};
+
 const BUSYBOX: &str = "docker.io/library/busybox:latest";
 
 /// The Docker socket of the test environment: `DOCKER_HOST` (unix) or the default.
@@ -325,126 +328,6 @@ async fn ctrl_c_cancels_the_solve() {
         "took {:?}",
         started.elapsed()
     );
-}
-
-/// Writes a CA and a server certificate for `tk.test` / 127.0.0.1 with openssl; returns
-/// (ca.pem, server cert, server key).
-fn make_certs(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let st = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(st.success(), "openssl {args:?}");
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=torchkit test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=tk.test",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:tk.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
-}
-
-/// A TLS-terminating proxy in front of the Docker socket: for each TLS connection it
-/// performs the `/grpc` upgrade on a fresh socket connection and splices the two.
-async fn tls_proxy(cert: &std::path::Path, key: &std::path::Path, docker: PathBuf) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let certs = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
-        .unwrap()
-        .unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let docker = docker.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut up = tokio::net::UnixStream::connect(&docker).await.unwrap();
-                up.write_all(b"POST /grpc HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").await.unwrap();
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if up.read(&mut b).await.unwrap() == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
-                assert!(head.starts_with(b"HTTP/1.1 101"));
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-            });
-        }
-    });
-    port
 }
 
 #[tokio::test]

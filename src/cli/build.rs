@@ -482,7 +482,14 @@ async fn build(p: Prepared) -> Result<(), Failed> {
     let (build_ref, response) = match result {
         Ok(r) => r,
         Err(e @ BuildError::Cancelled) => return Err(Failed::Cancelled(build_error(e, None))),
-        Err(e) => return Err(Failed::Error(build_error(e, Some(&addr)))),
+        Err(e) => {
+            // A broken connection surfaces as whatever the pending call saw ("transport
+            // error", Unavailable, …): ask the daemon whether it is still there.
+            let gone = transport_code(&e)
+                .is_some_and(|c| matches!(c, tonic::Code::Unavailable | tonic::Code::Cancelled))
+                || !daemon_answers(&client).await;
+            return Err(Failed::Error(build_error(e, gone.then_some(addr.as_str()))));
+        }
     };
 
     if let Some(path) = &metadata_file {
@@ -506,14 +513,19 @@ async fn is_dockerd(client: &Client) -> bool {
     })
 }
 
-/// A build error with its hint, and a clearer message when the daemon went away.
-fn build_error(e: BuildError, addr: Option<&str>) -> anyhow::Error {
+/// Whether the daemon still answers a Control call on this connection (or a new one).
+async fn daemon_answers(client: &Client) -> bool {
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), client.list_workers()).await,
+        Ok(Ok(_))
+    )
+}
+
+/// The gRPC code under a build error, when a call to the daemon failed.
+fn transport_code(e: &BuildError) -> Option<tonic::Code> {
     use crate::buildkit::client::BridgeError;
-    let (step, e) = match e {
-        BuildError::Step { step, error } => (Some(step), *error),
-        e => (None, e),
-    };
-    let code = match &e {
+    match e {
+        BuildError::Step { error, .. } => transport_code(error),
         BuildError::Solve { code, .. } => Some(*code),
         BuildError::Bridge(BridgeError::Rpc { status, .. }) => Some(status.code()),
         BuildError::Function(f) => match f.downcast_ref::<SolveError>() {
@@ -521,9 +533,18 @@ fn build_error(e: BuildError, addr: Option<&str>) -> anyhow::Error {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// A build error with its hint and the failing step; `lost` names the daemon address when
+/// the connection to it broke during the build.
+fn build_error(e: BuildError, lost: Option<&str>) -> anyhow::Error {
+    let (step, e) = match e {
+        BuildError::Step { step, error } => (Some(step), *error),
+        e => (None, e),
     };
     let at = step.map(|s| format!(" at `{s}`")).unwrap_or_default();
-    if let (Some(addr), Some(tonic::Code::Unavailable | tonic::Code::Cancelled)) = (addr, code) {
+    if let Some(addr) = lost {
         return anyhow::Error::new(Hinted::new(
             format!("lost the connection to the BuildKit daemon at {addr} during the build{at}: {e}"),
             Some(format!(
@@ -593,6 +614,10 @@ fn write_metadata(
         .with_context(|| format!("cannot write --metadata-file {}", path.display()))?;
     serde_json::to_writer_pretty(&mut tmp, &json)?;
     tmp.write_all(b"\n")?;
+    std::fs::set_permissions(
+        tmp.path(),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
+    )?;
     tmp.persist(path).map_err(|e| {
         anyhow::anyhow!(
             "cannot write --metadata-file {}: {}",

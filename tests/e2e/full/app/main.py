@@ -1,0 +1,3 @@
+import importlib.metadata as m
+
+print("packaging", m.version("packaging"), "six", m.version("six"))

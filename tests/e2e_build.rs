@@ -1,0 +1,855 @@
+//! End-to-end tests of `torchkit build` (the real binary) against the real daemon of the
+//! test environment: dockerd's embedded BuildKit on the Docker socket, the registry on
+//! 127.0.0.1:5000 acting as the docker.io mirror, and the `pytorch/pytorch` stand-in.
+//! They FAIL, never skip, when the daemon is missing: run `scripts/test-env.sh up` (as
+//! root, with STANDIN=1) first.
+//!
+//! One image is built once ([`primed`]) with three outputs at the same time (docker and OCI
+//! archives, and the image store) and shared by the tests that inspect it; the cache tests
+//! read the daemon's own status stream (`--progress rawjson`), never timings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+mod support;
+use support::{docker_socket, registry_digest, require_daemon, START_HINT};
+
+/// The image the shared build stores in dockerd.
+const IMAGE: &str = "torchkit-e2e/full:dev";
+/// The registry of the test environment.
+const REGISTRY: &str = "127.0.0.1:5000";
+/// The stand-in base, as the registry (docker.io mirror) serves it.
+const STANDIN_REPO: &str = "pytorch/pytorch";
+const STANDIN_TAG: &str = "2.8.0-cuda12.8-cudnn9-runtime";
+/// Appended (as a PEM comment) to the CA bundle the builds use: no file in any built image
+/// may contain it.
+const CA_MARKER: &str = "# torchkit-e2e-ca-marker: the CA bundle must never land in an image";
+/// The host bundle with the CA of the HTTPS proxy in front of PyPI.
+const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// What a `torchkit` run left behind.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Panics with the tail of stderr unless the run succeeded.
+    fn expect_ok(self, what: &str) -> Run {
+        assert!(
+            self.ok(),
+            "{what}: torchkit exited with {:?}\n--- stderr (tail) ---\n{}",
+            self.code,
+            tail(&self.stderr, 60)
+        );
+        self
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `torchkit` with a clean environment for the build flags (no ambient BUILDKIT_HOST,
+/// progress mode, epoch or spec overrides).
+fn torchkit() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_torchkit"));
+    for v in [
+        "BUILDKIT_HOST",
+        "BUILDKIT_PROGRESS",
+        "SOURCE_DATE_EPOCH",
+        "TORCHKIT_PROFILE",
+        "TORCHKIT_CUDA",
+        "TORCHKIT_DRIVER",
+        "TORCHKIT_GPU",
+    ] {
+        c.env_remove(v);
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+fn run(args: &[&str]) -> Run {
+    let out = torchkit().args(args).output().expect("run torchkit");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `--addr` of the test daemon.
+fn addr() -> String {
+    format!("docker://{}", docker_socket().display())
+}
+
+fn spec(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e")
+        .join(name)
+}
+
+/// The host CA bundle plus [`CA_MARKER`], written once per test process.
+fn ca_bundle() -> &'static str {
+    static CA: OnceLock<String> = OnceLock::new();
+    CA.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("torchkit-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut pem = std::fs::read_to_string(HOST_CA)
+            .unwrap_or_else(|e| panic!("cannot read {HOST_CA}: {e}"));
+        pem.push_str(&format!("\n{CA_MARKER}\n"));
+        let path = dir.join("ca-bundle.pem");
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    })
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("docker {args:?}: {e}\n{START_HINT}"));
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Lists a tar archive's entries.
+fn tar_list(path: &Path) -> Vec<String> {
+    let out = Command::new("tar").arg("-tf").arg(path).output().unwrap();
+    assert!(out.status.success(), "tar -tf {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .collect()
+}
+
+/// One member of a tar archive.
+fn tar_read(path: &Path, member: &str) -> Vec<u8> {
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(path)
+        .arg(member)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{member} in {}", path.display());
+    out.stdout
+}
+
+/// The output directory has nothing but what the test put there: no output file, no
+/// temporary export left behind.
+fn assert_no_output(dir: &Path, run: &Run) {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("out") || n.starts_with(".torchkit-") || n == "metadata.json")
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a failed build left {left:?} in {}\n{}",
+        dir.display(),
+        tail(&run.stderr, 30)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The daemon's status stream
+
+/// One vertex, merged over the `rawjson` status messages.
+#[derive(Debug, Default, Clone)]
+struct Vertex {
+    name: String,
+    cached: bool,
+    completed: bool,
+    error: String,
+    statuses: Vec<String>,
+}
+
+/// The vertices of a `--progress rawjson` run, by digest.
+fn vertices(stderr: &str) -> BTreeMap<String, Vertex> {
+    let mut out: BTreeMap<String, Vertex> = BTreeMap::new();
+    for line in stderr.lines().filter(|l| l.starts_with('{')) {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for v in msg["vertexes"].as_array().into_iter().flatten() {
+            let e = out
+                .entry(v["digest"].as_str().unwrap_or_default().to_string())
+                .or_default();
+            if let Some(n) = v["name"].as_str().filter(|n| !n.is_empty()) {
+                e.name = n.to_string();
+            }
+            e.cached |= v["cached"].as_bool().unwrap_or(false);
+            e.completed |= v["completed"].is_string();
+            if let Some(err) = v["error"].as_str() {
+                e.error = err.to_string();
+            }
+        }
+        for s in msg["statuses"].as_array().into_iter().flatten() {
+            let e = out
+                .entry(s["vertex"].as_str().unwrap_or_default().to_string())
+                .or_default();
+            let id = s["id"].as_str().unwrap_or_default().to_string();
+            if !e.statuses.contains(&id) {
+                e.statuses.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// The plan's steps among the vertices (`[torchkit 3/6] pip: …` → `pip`).
+fn steps(stderr: &str) -> BTreeMap<String, Vertex> {
+    vertices(stderr)
+        .into_values()
+        .filter_map(|v| {
+            let rest = v.name.strip_prefix("[torchkit ")?;
+            let (counter, rest) = rest.split_once("] ")?;
+            if !counter.contains('/') {
+                return None;
+            }
+            let step = rest.split(':').next()?.to_string();
+            Some((step, v))
+        })
+        .collect()
+}
+
+fn describe(steps: &BTreeMap<String, Vertex>) -> String {
+    steps
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}: cached={} completed={} statuses={:?}",
+                v.cached, v.completed, v.statuses
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The base is pinned and was only resolved: no layer was pulled or extracted.
+fn assert_base_reused(steps: &BTreeMap<String, Vertex>) {
+    let base = &steps["base"];
+    assert!(
+        base.name.contains("@sha256:"),
+        "unpinned base: {}",
+        base.name
+    );
+    assert!(
+        base.statuses.iter().all(|s| s.starts_with("resolve ")),
+        "the base was pulled again:\n{}",
+        describe(steps)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The shared build
+
+/// Serialises the builds whose cache status is asserted. BuildKit merges identical vertices
+/// of concurrent jobs, and a vertex loaded with `ignore_cache` (the release profile) makes
+/// the same vertex of a concurrent job run again, so these builds must not overlap.
+fn cache_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Primed {
+    dir: PathBuf,
+    digest: String,
+    metadata: serde_json::Value,
+}
+
+/// Builds `tests/e2e/full` once (apt + pip + requirements + context copy through the CA
+/// secret) into a docker archive, an OCI archive and dockerd's image store.
+fn primed() -> &'static Primed {
+    static PRIMED: OnceLock<Result<Primed, String>> = OnceLock::new();
+    let r = PRIMED.get_or_init(|| {
+        require_daemon();
+        let _serial = cache_lock();
+        let dir = std::env::temp_dir().join(format!("torchkit-e2e-{}/primed", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let docker_tar = dir.join("image-docker.tar");
+        let oci_tar = dir.join("image-oci.tar");
+        let meta = dir.join("meta.json");
+        let started = Instant::now();
+        let r = run(&[
+            "build",
+            spec("full").to_str().unwrap(),
+            "--addr",
+            &addr(),
+            "--ca-bundle",
+            ca_bundle(),
+            "-o",
+            &format!("type=docker,dest={}", docker_tar.display()),
+            "-o",
+            &format!("type=oci,dest={}", oci_tar.display()),
+            "-t",
+            IMAGE,
+            "--metadata-file",
+            meta.to_str().unwrap(),
+            "--progress",
+            "plain",
+        ]);
+        eprintln!("primed build: {:.1}s", started.elapsed().as_secs_f64());
+        if !r.ok() {
+            return Err(format!(
+                "the shared build failed ({:?}):\n{}",
+                r.code,
+                tail(&r.stderr, 60)
+            ));
+        }
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        if lines.len() != 1 || !lines[0].starts_with("sha256:") {
+            return Err(format!("stdout is not one digest line: {:?}", r.stdout));
+        }
+        let metadata = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        Ok(Primed {
+            dir,
+            digest: lines[0].to_string(),
+            metadata,
+        })
+    });
+    match r {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn exports_docker_and_oci_archives_and_metadata() {
+    let p = primed();
+    assert_eq!(p.metadata["containerimage.digest"], p.digest.as_str());
+    assert!(
+        p.metadata["containerimage.descriptor"]["mediaType"]
+            .as_str()
+            .is_some_and(|m| m.contains("manifest")),
+        "{}",
+        p.metadata
+    );
+
+    // docker archive: manifest.json with a config and layers that are in the archive.
+    let docker_tar = p.dir.join("image-docker.tar");
+    let entries = tar_list(&docker_tar);
+    assert!(entries.iter().any(|e| e == "manifest.json"), "{entries:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&tar_read(&docker_tar, "manifest.json")).unwrap();
+    let m = &manifest[0];
+    let config = m["Config"].as_str().expect("Config in manifest.json");
+    assert!(
+        entries.iter().any(|e| e == config),
+        "{config} not in {entries:?}"
+    );
+    let layers = m["Layers"].as_array().expect("Layers");
+    assert!(layers.len() >= 2, "base + built layers: {layers:?}");
+    let image_config: serde_json::Value =
+        serde_json::from_slice(&tar_read(&docker_tar, config)).unwrap();
+    assert_eq!(image_config["config"]["User"], "app", "{image_config}");
+
+    // OCI layout: oci-layout, index.json → a manifest blob that is in the archive.
+    let oci_tar = p.dir.join("image-oci.tar");
+    let entries = tar_list(&oci_tar);
+    assert!(entries.iter().any(|e| e == "oci-layout"), "{entries:?}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&tar_read(&oci_tar, "index.json")).unwrap();
+    let desc = &index["manifests"][0];
+    let digest = desc["digest"].as_str().expect("a manifest in index.json");
+    let blob = format!("blobs/{}", digest.replace(':', "/"));
+    assert!(entries.contains(&blob), "{blob} not in {entries:?}");
+    let manifest: serde_json::Value = serde_json::from_slice(&tar_read(&oci_tar, &blob)).unwrap();
+    assert!(
+        manifest["layers"].as_array().is_some_and(|l| l.len() >= 2),
+        "{manifest}"
+    );
+}
+
+#[test]
+fn built_image_runs_with_the_spec_environment_and_no_build_secrets() {
+    let p = primed();
+    // Labels, user, workdir and env as configured.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&docker(&["image", "inspect", IMAGE])).unwrap();
+    let cfg = &inspect[0]["Config"];
+    let labels = &cfg["Labels"];
+    assert_eq!(labels["torchkit.torch"], "2.8.0", "{labels}");
+    assert_eq!(labels["torchkit.cuda"], "12.8", "{labels}");
+    assert_eq!(labels["org.opencontainers.image.title"], "torchkit e2e");
+    let registry = registry_digest(REGISTRY, STANDIN_REPO, STANDIN_TAG)
+        .unwrap_or_else(|| panic!("the stand-in is not in the registry\n{START_HINT}"));
+    assert_eq!(
+        labels["torchkit.base.digest"],
+        registry.as_str(),
+        "{labels}"
+    );
+    assert_eq!(cfg["User"], "app");
+    assert_eq!(cfg["WorkingDir"], "/workspace");
+    // The image in the store is the one the build reported.
+    let id = inspect[0]["Id"].as_str().unwrap_or_default();
+    let repo_digests = inspect[0]["RepoDigests"].to_string();
+    assert!(
+        id == p.digest || repo_digests.contains(&p.digest),
+        "store has {id} / {repo_digests}, build printed {}",
+        p.digest
+    );
+
+    // As the image's own user.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        IMAGE,
+        "-c",
+        "echo uid=$(id -u); echo user=$(id -un); echo pwd=$(pwd); \
+         echo nvidia=$NVIDIA_VISIBLE_DEVICES; echo e2e=$TORCHKIT_E2E; \
+         python -c 'import importlib.metadata as m; print(\"packaging=\" + m.version(\"packaging\")); print(\"six=\" + m.version(\"six\"))'; \
+         echo jq=$(jq --version); \
+         test -f app/main.py && echo copied=yes; \
+         if test -e app/ignored.log; then echo ignored=present; else echo ignored=absent; fi; \
+         python app/main.py",
+    ]);
+    for want in [
+        "uid=1000",
+        "user=app",
+        "pwd=/workspace",
+        "nvidia=all",
+        "e2e=full",
+        "packaging=24.1",
+        "six=1.16.0",
+        "jq=jq-1.6",
+        "copied=yes",
+        "ignored=absent",
+        "packaging 24.1 six 1.16.0",
+    ] {
+        assert!(out.lines().any(|l| l == want), "no `{want}` in:\n{out}");
+    }
+
+    // As root: no pip cache, no mounted secret, and no file anywhere holds the CA bundle.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "-e",
+        &format!("MARKER={CA_MARKER}"),
+        "--entrypoint",
+        "/bin/sh",
+        IMAGE,
+        "-c",
+        "if [ -d /root/.cache/pip ] && [ -n \"$(ls -A /root/.cache/pip)\" ]; then echo pipcache=present; else echo pipcache=absent; fi; \
+         if [ -e /run/secrets/torchkit-ca ]; then echo secret=present; else echo secret=absent; fi; \
+         hits=$(grep -rlsF \"$MARKER\" / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev | head -5); \
+         echo \"ca-files=[$hits]\"",
+    ]);
+    for want in ["pipcache=absent", "secret=absent", "ca-files=[]"] {
+        assert!(out.lines().any(|l| l == want), "no `{want}` in:\n{out}");
+    }
+}
+
+fn build_full_rawjson(extra: &[&str]) -> Run {
+    let mut args = vec![
+        "build".to_string(),
+        spec("full").display().to_string(),
+        "--addr".into(),
+        addr(),
+        "--ca-bundle".into(),
+        ca_bundle().into(),
+        "--progress".into(),
+        "rawjson".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args)
+}
+
+#[test]
+fn an_identical_build_is_fully_cached() {
+    let p = primed();
+    let _serial = cache_lock();
+    let r = build_full_rawjson(&["-t", IMAGE]).expect_ok("second build");
+    assert_eq!(r.stdout.trim(), p.digest, "same inputs, same image");
+    let steps = steps(&r.stderr);
+    for s in ["base", "apt", "pip", "requirements", "user", "copy"] {
+        assert!(steps.contains_key(s), "no {s} step:\n{}", describe(&steps));
+    }
+    for (name, v) in steps.iter().filter(|(n, _)| *n != "base") {
+        assert!(v.cached, "{name} ran again:\n{}", describe(&steps));
+    }
+    assert_base_reused(&steps);
+}
+
+#[test]
+fn test_profile_reruns_exactly_the_dependency_steps() {
+    primed();
+    let _serial = cache_lock();
+    let r = build_full_rawjson(&["--profile", "test"]).expect_ok("test profile build");
+    assert!(r.stdout.is_empty(), "no output, no digest: {:?}", r.stdout);
+    assert!(
+        r.stderr.contains("No output specified"),
+        "{}",
+        tail(&r.stderr, 5)
+    );
+    let steps = steps(&r.stderr);
+    for s in ["pip", "requirements"] {
+        let v = &steps[s];
+        assert!(
+            !v.cached && v.completed && v.error.is_empty(),
+            "{s} should have run:\n{}",
+            describe(&steps)
+        );
+    }
+    assert!(
+        steps["apt"].cached,
+        "apt should stay cached:\n{}",
+        describe(&steps)
+    );
+    assert_base_reused(&steps);
+}
+
+#[test]
+fn release_profile_reruns_every_step_on_the_pinned_base() {
+    require_daemon();
+    let _serial = cache_lock();
+    let r = build_full_rawjson(&["--profile", "release"]).expect_ok("release build");
+    let steps = steps(&r.stderr);
+    for s in ["base", "apt", "pip", "requirements", "user", "copy"] {
+        let v = steps
+            .get(s)
+            .unwrap_or_else(|| panic!("no {s} step:\n{}", describe(&steps)));
+        assert!(!v.cached, "{s} came from the cache:\n{}", describe(&steps));
+        assert!(v.completed, "{s} did not finish:\n{}", describe(&steps));
+    }
+    let base = &steps["base"].name;
+    let registry = registry_digest(REGISTRY, STANDIN_REPO, STANDIN_TAG).expect("stand-in");
+    assert!(
+        base.contains(&format!("@{registry} ")) || base.ends_with(&format!("@{registry}")),
+        "{base} is not pinned to {registry}"
+    );
+}
+
+#[test]
+fn push_lands_in_the_registry() {
+    let p = primed();
+    let _serial = cache_lock();
+    let tag = format!("run{}", std::process::id());
+    let by_output = format!("localhost:5000/torchkit-e2e/pushed:{tag}");
+    let by_tag = format!("localhost:5000/torchkit-e2e/tagged:{tag}");
+    let r = run(&[
+        "build",
+        spec("full").to_str().unwrap(),
+        "--addr",
+        &addr(),
+        "--ca-bundle",
+        ca_bundle(),
+        "-o",
+        &format!("type=image,name={by_output},push=true"),
+        "-t",
+        &by_tag,
+        "--push",
+        "--progress",
+        "plain",
+    ])
+    .expect_ok("push");
+    let digest = r.stdout.trim();
+    assert_eq!(digest, p.digest, "a cached build pushes the same image");
+    for repo in ["torchkit-e2e/pushed", "torchkit-e2e/tagged"] {
+        assert_eq!(
+            registry_digest(REGISTRY, repo, &tag).as_deref(),
+            Some(digest),
+            "{repo}:{tag} not in the registry"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Failures: a clear message, a non-zero exit, no output file.
+
+fn out_args(dir: &Path) -> Vec<String> {
+    vec![
+        "-o".into(),
+        format!("type=oci,dest={}", dir.join("out.tar").display()),
+        "--metadata-file".into(),
+        dir.join("metadata.json").display().to_string(),
+        "--progress".into(),
+        "plain".into(),
+    ]
+}
+
+fn run_build(spec_dir: &Path, extra: &[String]) -> Run {
+    let mut args = vec!["build".to_string(), spec_dir.display().to_string()];
+    args.extend(extra.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args)
+}
+
+#[test]
+fn unreachable_daemon_fails_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = vec!["--addr".to_string(), "unix:///nonexistent.sock".into()];
+    extra.extend(out_args(dir.path()));
+    let r = run_build(&spec("full"), &extra);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("error: no BuildKit daemon is listening at unix:///nonexistent.sock"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("hint: start one with `scripts/test-env.sh up`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+    assert_no_output(dir.path(), &r);
+}
+
+#[test]
+fn wrong_tls_ca_fails_the_handshake_and_the_right_one_builds() {
+    require_daemon();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = support::make_certs(dir.path());
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (wrong_ca, _, _) = support::make_certs(&other);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = rt.block_on(support::tls_proxy(&cert, &key, docker_socket()));
+    let tcp = format!("tcp://127.0.0.1:{port}");
+
+    let mut extra = vec![
+        "--addr".to_string(),
+        tcp.clone(),
+        "--tlscacert".into(),
+        wrong_ca.display().to_string(),
+        "--tlsservername".into(),
+        "tk.test".into(),
+    ];
+    extra.extend(out_args(dir.path()));
+    let r = run_build(&spec("full"), &extra);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("TLS handshake"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("hint: check that --tlscacert"),
+        "{}",
+        r.stderr
+    );
+    assert_no_output(dir.path(), &r);
+
+    // The right CA: the same build goes through the TLS front (the base is only resolved,
+    // so this is quick whatever the cache holds).
+    let r = run(&[
+        "build",
+        spec("full").to_str().unwrap(),
+        "--addr",
+        &tcp,
+        "--tlscacert",
+        ca.to_str().unwrap(),
+        "--tlsservername",
+        "tk.test",
+        "--target",
+        "base",
+        "--progress",
+        "plain",
+    ])
+    .expect_ok("build over TLS");
+    // Only the base: `] base: ` (the vertex may carry the title of a concurrent build of
+    // the same base, so no step count), and no step after it.
+    assert!(r.stderr.contains("] base: "), "{}", tail(&r.stderr, 20));
+    assert!(!r.stderr.contains("] apt: "), "{}", tail(&r.stderr, 20));
+}
+
+#[test]
+fn missing_secret_file_fails_before_building() {
+    require_daemon();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-token");
+    let mut extra = vec![
+        "--addr".to_string(),
+        addr(),
+        "--secret".into(),
+        format!("id=token,src={}", missing.display()),
+    ];
+    extra.extend(out_args(dir.path()));
+    let r = run_build(&spec("full"), &extra);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "error: secret `token`: cannot read {}",
+            missing.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(r
+        .stderr
+        .contains("hint: check the path in --secret id=token,src=<file>"));
+    assert_no_output(dir.path(), &r);
+
+    let mut extra = vec![
+        "--addr".to_string(),
+        addr(),
+        "--ca-bundle".into(),
+        missing.display().to_string(),
+    ];
+    extra.extend(out_args(dir.path()));
+    let r = run_build(&spec("full"), &extra);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("error: --ca-bundle"), "{}", r.stderr);
+    assert_no_output(dir.path(), &r);
+}
+
+#[test]
+fn failing_step_is_named_and_writes_nothing() {
+    require_daemon();
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = vec![
+        "--addr".to_string(),
+        addr(),
+        "--ca-bundle".into(),
+        ca_bundle().into(),
+    ];
+    extra.extend(out_args(dir.path()));
+    let r = run_build(&spec("badpip"), &extra);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let error = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{}", tail(&r.stderr, 30)));
+    assert!(
+        error.contains(
+            "build failed at `[torchkit 2/3] pip: pip install torchkit-e2e-no-such-package==0.0.1`"
+        ) && error.contains("did not complete successfully: exit code: 1"),
+        "{error}"
+    );
+    assert!(
+        r.stderr
+            .contains("No matching distribution found for torchkit-e2e-no-such-package"),
+        "pip's own message is in the progress log:\n{}",
+        tail(&r.stderr, 30)
+    );
+    assert!(r.stdout.is_empty());
+    assert_no_output(dir.path(), &r);
+}
+
+/// The docker bridge's gateway: how RUN containers reach this host.
+fn host_gateway() -> String {
+    let ip = docker(&[
+        "network",
+        "inspect",
+        "bridge",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+    ]);
+    ip.trim().to_string()
+}
+
+#[test]
+fn daemon_dying_mid_build_fails_and_writes_nothing() {
+    require_daemon();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A package index that accepts connections and never answers: when pip connects,
+    // the pip RUN step is running.
+    let index = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = index.local_addr().unwrap().port();
+    let (hit_tx, hit_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in index.incoming() {
+            let Ok(conn) = conn else { break };
+            held.push(conn);
+            let _ = hit_tx.send(());
+        }
+    });
+    let spec_dir = dir.path().join("spec");
+    std::fs::create_dir(&spec_dir).unwrap();
+    let template = std::fs::read_to_string(spec("hang").join("torchkit.toml.in")).unwrap();
+    std::fs::write(
+        spec_dir.join("torchkit.toml"),
+        template.replace(
+            "@INDEX_URL@",
+            &format!("https://{}:{port}/simple", host_gateway()),
+        ),
+    )
+    .unwrap();
+
+    let proxy = support::UnixProxy::start(&dir.path().join("proxy.sock"), docker_socket());
+    let stderr_path = dir.path().join("stderr");
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        spec_dir.display().to_string(),
+        "--addr".into(),
+        format!("docker://{}", proxy.path().display()),
+        "--no-cache-filter".into(),
+        "pip".into(),
+    ];
+    args.extend(out_args(dir.path()));
+    let mut child = torchkit()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+
+    let arrived = hit_rx.recv_timeout(Duration::from_secs(240));
+    let stderr_now = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    if arrived.is_err() {
+        let _ = child.kill();
+        panic!(
+            "the pip step never reached the test index:\n{}",
+            tail(&stderr_now(), 40)
+        );
+    }
+    proxy.kill();
+
+    // The client must notice and give up on its own.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "torchkit still runs after the daemon went away:\n{}",
+                tail(&stderr_now(), 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let r = Run {
+        code: status.code(),
+        stdout,
+        stderr: stderr_now(),
+    };
+    assert_eq!(r.code, Some(1), "{}", tail(&r.stderr, 30));
+    assert!(
+        r.stderr
+            .contains("error: lost the connection to the BuildKit daemon at docker://"),
+        "{}",
+        tail(&r.stderr, 30)
+    );
+    assert!(
+        r.stderr.contains("hint: check that the daemon"),
+        "{}",
+        tail(&r.stderr, 10)
+    );
+    assert!(r.stdout.is_empty());
+    assert_no_output(dir.path(), &r);
+}

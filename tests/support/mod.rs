@@ -1,0 +1,277 @@
+//! Helpers shared by the end-to-end tests against the real daemon of the test environment
+//! (`scripts/test-env.sh up`): where the Docker socket is, a failing check when it is not
+//! there, throw-away TLS certificates, a TLS-terminating proxy in front of dockerd, and a
+//! unix-socket proxy that a test can cut to simulate a daemon dying mid-build.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What to do when the daemon is missing.
+pub const START_HINT: &str = "These tests need the real daemon: run `scripts/test-env.sh up` (as root; STANDIN=1 for the pytorch stand-in), then `. /var/lib/torchkit-test-env/env.sh`.";
+
+/// The Docker socket of the test environment: `DOCKER_HOST` (unix) or the default.
+pub fn docker_socket() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
+/// Panics (never skips) with the fix when dockerd does not answer `/_ping`.
+pub fn require_daemon() {
+    let sock = docker_socket();
+    let answer = (|| -> std::io::Result<String> {
+        let mut s = UnixStream::connect(&sock)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    match answer {
+        Ok(a) if a.starts_with("HTTP/1.1 200") => {}
+        Ok(a) => panic!(
+            "dockerd at {} answered /_ping with {:?}\n{START_HINT}",
+            sock.display(),
+            a.lines().next().unwrap_or("")
+        ),
+        Err(e) => panic!("no dockerd at {}: {e}\n{START_HINT}", sock.display()),
+    }
+}
+
+/// A plain HTTP/1.1 GET (std only); returns the whole response, head and body.
+pub fn http_get(host: &str, path: &str, accept: &str) -> String {
+    let mut s = std::net::TcpStream::connect(host)
+        .unwrap_or_else(|e| panic!("nothing listens on {host} ({e})\n{START_HINT}"));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Manifest media types a registry may answer with.
+pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The `Docker-Content-Digest` of `repo:reference` in the registry at `host`, or `None`
+/// when the registry does not have it.
+pub fn registry_digest(host: &str, repo: &str, reference: &str) -> Option<String> {
+    let resp = http_get(
+        host,
+        &format!("/v2/{repo}/manifests/{reference}"),
+        MANIFEST_TYPES,
+    );
+    if !resp.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    resp.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("docker-content-digest")
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// Writes a CA and a server certificate for `tk.test` / 127.0.0.1 with openssl; returns
+/// (ca.pem, server cert, server key).
+pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let st = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=torchkit test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=tk.test",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:tk.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// A TLS-terminating proxy in front of the Docker socket: for each TLS connection it
+/// performs the `/grpc` upgrade on a fresh socket connection and splices the two. Runs on
+/// the current tokio runtime; returns the TCP port on 127.0.0.1.
+pub async fn tls_proxy(cert: &Path, key: &Path, docker: PathBuf) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let docker = docker.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut up = tokio::net::UnixStream::connect(&docker).await.unwrap();
+                up.write_all(b"POST /grpc HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").await.unwrap();
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if up.read(&mut b).await.unwrap() == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                assert!(head.starts_with(b"HTTP/1.1 101"));
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    port
+}
+
+/// A byte-for-byte unix-socket proxy in front of the Docker socket (plain threads, no
+/// runtime), so a client can be pointed at `docker://<path>` and the "daemon" can be made
+/// to vanish mid-build with [`UnixProxy::kill`].
+pub struct UnixProxy {
+    path: PathBuf,
+    conns: Arc<Mutex<Vec<UnixStream>>>,
+    dead: Arc<AtomicBool>,
+}
+
+impl UnixProxy {
+    /// Listens on `path` and forwards every connection to `upstream`.
+    pub fn start(path: &Path, upstream: PathBuf) -> UnixProxy {
+        let listener = UnixListener::bind(path).expect("bind the proxy socket");
+        let conns: Arc<Mutex<Vec<UnixStream>>> = Arc::default();
+        let dead = Arc::new(AtomicBool::new(false));
+        let (c, d) = (conns.clone(), dead.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                if d.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    break;
+                }
+                let Ok(server) = UnixStream::connect(&upstream) else {
+                    continue;
+                };
+                {
+                    let mut list = c.lock().unwrap();
+                    list.push(client.try_clone().unwrap());
+                    list.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        });
+        UnixProxy {
+            path: path.to_path_buf(),
+            conns,
+            dead,
+        }
+    }
+
+    /// The proxy's socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Cuts every connection and stops accepting: to the client, the daemon is gone.
+    pub fn kill(&self) {
+        if self.dead.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the accept loop so it sees `dead` and drops the listener.
+        let _ = UnixStream::connect(&self.path);
+        let _ = std::fs::remove_file(&self.path);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for UnixProxy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
