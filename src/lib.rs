@@ -25,6 +25,7 @@
 //! - `probe`: host facts (`nvidia-smi`, `/proc/driver/nvidia/version`); its parsers are pure;
 //! - `buildkit`: transports (unix, tcp+TLS, dockerd `/grpc`), Control client, session, progress;
 //! - `frontend`: the `# syntax=` gateway frontend over stdio;
+//! - `registry`: the OCI distribution API, a fallback for base digests without a daemon;
 //! - `cli`: clap commands, one file each.
 //!
 //! **Dependency rule**: `llb → proto`; `resolve → {spec, matrix}`; `lock → {spec, resolve, llb, plan}`;
@@ -51,3 +52,5 @@ pub mod buildkit;
 pub mod cli;
 #[cfg(feature = "io")]
 pub mod frontend;
+#[cfg(feature = "io")]
+pub mod registry;
