@@ -13,6 +13,7 @@ pub mod build;
 pub mod common;
 pub mod frontend;
 pub mod llb;
+pub mod lock;
 pub mod plan;
 pub mod probe;
 pub mod resolve;
@@ -37,6 +38,8 @@ enum Command {
     Llb(llb::Args),
     /// Build the image on BuildKit.
     Build(Box<build::Args>),
+    /// Resolve the exact environment on BuildKit and write torchkit.lock (`--check`: verify it).
+    Lock(Box<lock::Args>),
     /// Run as a BuildKit gateway frontend (LLBBridge over stdin/stdout).
     #[command(hide = true)]
     Frontend(frontend::Args),
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => plan::run(a),
         Command::Llb(a) => llb::run(a),
         Command::Build(a) => build::run(*a),
+        Command::Lock(a) => lock::run(*a),
         Command::Frontend(a) => frontend::run(a),
     };
     match result {

@@ -1,0 +1,322 @@
+//! `torchkit lock [SPEC] [--check]`: resolve the spec's exact environment on BuildKit and
+//! write `torchkit.lock` next to the spec (see docs/lock.md).
+//!
+//! One build on the daemon: pin the base with ResolveImageConfig, then run
+//! [`crate::lock::resolve_definition`] inside the pinned base — `pip install --dry-run
+//! --report` and `apt-get install -s` — and bring its output directory back with the `local`
+//! exporter. The lock is written atomically (a temporary file renamed into place).
+//!
+//! `--check` needs no daemon: it compares the spec's inputs with the lock and exits 1,
+//! naming each change, when the lock is missing or stale.
+#![allow(clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::buildkit::output;
+use crate::buildkit::progress::ProgressMode;
+use crate::buildkit::session::{Attachables, SecretSource};
+use crate::buildkit::{BuildOptions, Client, ConnectOptions};
+use crate::cli::common::{self, Loaded, SpecArgs};
+use crate::cli::{hinted, Hinted};
+use crate::lock::{self, Lock, LockedBase, LockedSet, SpecInputs, LOCK_FILE};
+use crate::plan::{self, CompileOptions, CA_SECRET_ID};
+
+/// Flags of `torchkit lock`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Do not resolve: exit 1 when the lock is missing or does not match the spec (for CI).
+    #[arg(long)]
+    check: bool,
+    /// The lock file (default: torchkit.lock next to the spec).
+    #[arg(long, value_name = "FILE")]
+    lock_file: Option<PathBuf>,
+    /// The build context directory, where `[python] requirements` is read (default: the
+    /// spec's directory).
+    #[arg(long, value_name = "DIR")]
+    context: Option<PathBuf>,
+    /// BuildKit address (as `torchkit build --addr`). Default: BUILDKIT_HOST, else
+    /// DOCKER_HOST, else /var/run/docker.sock.
+    #[arg(long, env = "BUILDKIT_HOST", value_name = "ADDR")]
+    addr: Option<String>,
+    /// CA bundle for the downloads of the resolution (pip, apt), passed as the secret
+    /// `torchkit-ca`.
+    #[arg(long, value_name = "FILE")]
+    ca_bundle: Option<PathBuf>,
+    /// Progress output: auto, tty, plain, rawjson or quiet.
+    #[arg(
+        long,
+        env = "BUILDKIT_PROGRESS",
+        default_value = "auto",
+        value_name = "MODE"
+    )]
+    progress: ProgressMode,
+}
+
+fn spec_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The lock file that belongs to a spec.
+pub fn lock_path(spec_path: &Path) -> PathBuf {
+    spec_dir(spec_path).join(LOCK_FILE)
+}
+
+/// The content of `[python] requirements`, read from the context.
+pub fn requirements(loaded: &Loaded, context: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(rel) = &loaded.spec.python.requirements else {
+        return Ok(None);
+    };
+    let path = context.join(rel);
+    std::fs::read(&path).map(Some).map_err(|e| {
+        anyhow::Error::new(Hinted::new(
+            format!("cannot read the requirements file {}: {e}", path.display()),
+            Some("[python] requirements is relative to the build context".into()),
+        ))
+    })
+}
+
+fn spec_inputs(loaded: &Loaded, context: &Path) -> anyhow::Result<SpecInputs> {
+    let req = requirements(loaded, context)?;
+    Ok(SpecInputs::new(
+        &loaded.spec,
+        &loaded.resolution,
+        req.as_deref(),
+    ))
+}
+
+fn read_lock(path: &Path) -> anyhow::Result<Option<Lock>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    };
+    let name = path.display().to_string();
+    Lock::parse(&text, &name).map(Some).map_err(hinted)
+}
+
+fn stale_error(path: &Path, changes: &[lock::Change], what: &str) -> anyhow::Error {
+    let list: Vec<String> = changes.iter().map(|c| format!("  - {c}")).collect();
+    anyhow::Error::new(Hinted::new(
+        format!(
+            "{} is out of date: the spec changed since it was made:\n{}",
+            path.display(),
+            list.join("\n")
+        ),
+        Some(format!("run `torchkit lock` to update it{what}")),
+    ))
+}
+
+/// What `torchkit build` installs: the locked set when `torchkit.lock` sits next to the
+/// spec and matches it. With `locked`, a missing or stale lock is an error naming the
+/// changes; without, a stale lock is ignored with a warning.
+pub fn locked_set_for_build(
+    loaded: &Loaded,
+    context: &Path,
+    locked: bool,
+) -> anyhow::Result<Option<LockedSet>> {
+    let path = lock_path(&loaded.path);
+    let Some(lock) = read_lock(&path)? else {
+        if locked {
+            return Err(anyhow::Error::new(Hinted::new(
+                format!("--locked: there is no {}", path.display()),
+                Some("create it with `torchkit lock`".into()),
+            )));
+        }
+        return Ok(None);
+    };
+    let changes = lock::diff(&spec_inputs(loaded, context)?, &lock);
+    if changes.is_empty() {
+        return Ok(Some(lock.locked_set()));
+    }
+    if locked {
+        return Err(stale_error(&path, &changes, ", or build without --locked"));
+    }
+    let list: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+    crate::cli::warn(&format!(
+        "{} is out of date ({}); building without it. Run `torchkit lock` to update it",
+        path.display(),
+        list.join("; ")
+    ));
+    Ok(None)
+}
+
+/// Run `torchkit lock`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let loaded = common::load(&args.spec)?;
+    let context = args
+        .context
+        .clone()
+        .unwrap_or_else(|| spec_dir(&loaded.path));
+    let path = args
+        .lock_file
+        .clone()
+        .unwrap_or_else(|| lock_path(&loaded.path));
+    let now = spec_inputs(&loaded, &context)?;
+
+    if args.check {
+        let Some(lock) = read_lock(&path)? else {
+            return Err(anyhow::Error::new(Hinted::new(
+                format!("there is no {}", path.display()),
+                Some("create it with `torchkit lock` and commit it".into()),
+            )));
+        };
+        let changes = lock::diff(&now, &lock);
+        if !changes.is_empty() {
+            return Err(stale_error(&path, &changes, " and commit it"));
+        }
+        eprintln!(
+            "{} is up to date ({} apt, {} python packages on {}@{})",
+            path.display(),
+            lock.apt.len(),
+            lock.python.len(),
+            lock.base.reference,
+            lock.base.digest
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    if let Some(ca) = &args.ca_bundle {
+        std::fs::File::open(ca).map_err(|e| {
+            anyhow::Error::new(Hinted::new(
+                format!("--ca-bundle {}: {e}", ca.display()),
+                Some("pass a readable PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt".into()),
+            ))
+        })?;
+    }
+    let requirements = requirements(&loaded, &context)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let lock = rt.block_on(resolve(&args, &loaded, &now, requirements))?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    write_atomically(&path, lock.to_toml().as_bytes())?;
+    eprintln!(
+        "wrote {}: {}@{}, {} apt and {} python packages",
+        path.display(),
+        lock.base.reference,
+        lock.base.digest,
+        lock.apt.len(),
+        lock.python.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn resolve(
+    args: &Args,
+    loaded: &Loaded,
+    now: &SpecInputs,
+    requirements: Option<Vec<u8>>,
+) -> anyhow::Result<Lock> {
+    let base = plan::base_plan(&loaded.spec, &loaded.resolution, &CompileOptions::default())
+        .map_err(hinted)?;
+    let out_parent = tempfile::Builder::new()
+        .prefix(".torchkit-lock-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let out_dir = out_parent.path().join("out");
+    let exporters = output::exporters(&[format!("type=local,dest={}", out_dir.display())], &[])
+        .map_err(hinted)?;
+    let mut options = BuildOptions {
+        exporters,
+        progress: args.progress,
+        cancel_on_ctrl_c: true,
+        ..BuildOptions::default()
+    };
+    let mut attachables = Attachables::new();
+    if let Some(ca) = &args.ca_bundle {
+        attachables = attachables.with_secret(CA_SECRET_ID, SecretSource::File(ca.clone()));
+    }
+    options.attach(attachables).map_err(hinted)?;
+
+    let client = Client::connect(&ConnectOptions {
+        addr: args.addr.clone(),
+        ..ConnectOptions::default()
+    })
+    .await
+    .map_err(hinted)?;
+    let spec = loaded.spec.clone();
+    let resolution = loaded.resolution.clone();
+    let ca_bundle = args.ca_bundle.is_some();
+    let reference = base.reference.clone();
+    let pinned = base.pinned_reference();
+    let built = client
+        .build(options, move |bridge| async move {
+            let resolved = bridge
+                .resolve_image_config(&pinned, Some(crate::llb::Platform::linux_amd64().to_pb()))
+                .await?;
+            let digest = base.digest.clone().unwrap_or(resolved.digest);
+            let config: Option<serde_json::Value> = serde_json::from_slice(&resolved.config).ok();
+            let def = lock::resolve_definition(&lock::ResolveInputs {
+                spec: &spec,
+                resolution: &resolution,
+                reference: base.reference.clone(),
+                digest: digest.clone(),
+                base_config: config.as_ref(),
+                requirements,
+                ca_bundle,
+                token: common::random_token(),
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let r = bridge
+                .solve(Some(def), crate::buildkit::client::SolveOptions::default())
+                .await?;
+            bridge.return_result(Some(r), Default::default()).await?;
+            Ok::<String, anyhow::Error>(digest)
+        })
+        .await
+        .map_err(|e| {
+            anyhow::Error::new(Hinted::new(
+                format!("torchkit lock: {e}"),
+                crate::error::Hint::hint(&e),
+            ))
+        })?;
+    let digest = built.value;
+
+    let read = |name: &str| -> anyhow::Result<Option<Vec<u8>>> {
+        match std::fs::read(out_dir.join(name)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("reading the resolution's {name}: {e}")),
+        }
+    };
+    let python = match read(lock::PIP_RESULT)? {
+        Some(b) => lock::pip_report(&b).map_err(hinted)?,
+        None => vec![],
+    };
+    let apt = match read(lock::APT_RESULT)? {
+        Some(b) => lock::apt_simulated(&String::from_utf8_lossy(&b)).map_err(hinted)?,
+        None => vec![],
+    };
+    Lock::new(
+        LockedBase {
+            reference,
+            digest,
+            platform: "linux/amd64".into(),
+        },
+        now,
+        apt,
+        python,
+    )
+    .map_err(hinted)
+}
+
+/// Write `bytes` to `path` through a temporary file in the same directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let dir = spec_dir(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".torchkit-lock-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
+}
