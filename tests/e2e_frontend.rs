@@ -333,3 +333,33 @@ fn another_platform_is_refused_clearly() {
     );
     assert!(out.contains("drop --platform"), "{out}");
 }
+
+#[test]
+fn the_ca_secret_reaches_pip_through_the_frontend() {
+    require_environment();
+    let tag = format!("{IMAGE}:pip");
+    ok(docker().current_dir(case("pip")).args([
+        "build",
+        "-f",
+        "torchkit.toml",
+        "--secret",
+        "id=torchkit-ca,src=/etc/ssl/certs/ca-certificates.crt",
+        "--build-arg",
+        "TORCHKIT_CA_SECRET=1",
+        "-t",
+        &tag,
+        ".",
+    ]));
+    let o = ok(docker().args(["run", "--rm", &tag]));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1.16.0");
+    // The bundle was mounted for the step only, never written into a layer.
+    let o = ok(docker().args([
+        "run",
+        "--rm",
+        &tag,
+        "sh",
+        "-c",
+        "ls /run/secrets 2>/dev/null | wc -l",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
+}
