@@ -11,7 +11,7 @@ use crate::spec::{Span, Spec, DEPENDENCY_STEPS};
 
 use super::{
     CacheRule, CompileError, CompileOptions, Plan, Run, Step, CA_SECRET_ID, CA_SECRET_PATH,
-    CONSTRAINTS_MOUNT, DEFAULT_PATH, REQUIREMENTS_MOUNT,
+    CONSTRAINTS_MOUNT, DEFAULT_PATH, LOCK_MOUNT, REQUIREMENTS_MOUNT,
 };
 
 /// Where the epoch node is mounted in dependency steps.
@@ -87,7 +87,15 @@ pub(super) fn lower(
         ),
         _ => None,
     };
-    let needs_context = spec.python.requirements.is_some() || !spec.image.copy.is_empty();
+    // A locked build installs from the lock, not from the context's requirements file.
+    let lock = opts.lock.as_ref().filter(|_| plan.steps.iter().any(|s| s.name == "pip")).map(|l| {
+        llb::scratch().file(
+            FileAction::mkfile("/lock.txt", 0o644, l.python.as_bytes().to_vec(), None)
+                .custom_name(format!("[torchkit] lock: {} python packages on {}", l.python_count, l.digest)),
+        )
+    });
+    let requirements = spec.python.requirements.as_deref().filter(|_| opts.lock.is_none());
+    let needs_context = requirements.is_some() || !spec.image.copy.is_empty();
     let context = needs_context.then(|| {
         let mut l = llb::local("context")
             .shared_key_hint("context")
@@ -141,7 +149,8 @@ pub(super) fn lower(
                     epoch.as_ref(),
                     bust.as_ref(),
                     context.as_ref(),
-                    spec.python.requirements.as_deref(),
+                    requirements,
+                    lock.as_ref(),
                 );
                 cur.run(e).root()
             }
@@ -186,6 +195,7 @@ fn mounts(
     bust: Option<&State>,
     context: Option<&State>,
     requirements: Option<&str>,
+    lock: Option<&State>,
 ) -> Exec {
     for m in &step.cache_mounts {
         e = e.mount(Mount::cache(&m.dest, &m.id, Sharing::Locked));
@@ -207,6 +217,9 @@ fn mounts(
         if step.name == "requirements" {
             e = e.mount(Mount::bind(REQUIREMENTS_MOUNT, ctx, &format!("/{path}"), true));
         }
+    }
+    if let (Some(l), "pip") = (lock, step.name) {
+        e = e.mount(Mount::bind(LOCK_MOUNT, l, "/lock.txt", true));
     }
     e
 }

@@ -77,6 +77,10 @@ pub struct CompileOptions {
     pub target: Option<String>,
     /// `SOURCE_DATE_EPOCH`: exported to the steps and used as the image's `created`.
     pub source_date_epoch: Option<i64>,
+    /// A current `torchkit.lock`: the base is pinned to its digest, apt installs its
+    /// `name=version` list, and one `pip` step installs its requirements with
+    /// `--require-hashes --no-deps` (the file is a read-only bind mount, never a layer).
+    pub lock: Option<crate::lock::LockedSet>,
 }
 
 /// The output of [`compile`].
@@ -377,7 +381,12 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         if spec.base.image.is_some() { "base.image" } else { "torch.version" },
     );
 
+    let locked = opts.lock.as_ref();
     if !spec.system.apt.is_empty() {
+        let apt: &[String] = match locked {
+            Some(l) if !l.apt.is_empty() => &l.apt,
+            _ => &spec.system.apt,
+        };
         let mut mounts = vec![];
         if cache_mounts {
             mounts.push(CacheMount {
@@ -387,9 +396,14 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         }
         push(
             "apt",
-            format!("apt-get install {}", spec.system.apt.join(" ")),
+            match locked {
+                Some(l) if !l.apt.is_empty() => {
+                    format!("apt-get install {} (locked: {} packages)", spec.system.apt.join(" "), l.apt.len())
+                }
+                _ => format!("apt-get install {}", spec.system.apt.join(" ")),
+            },
             Run::Exec {
-                args: apt_command(&spec.system.apt, cache_mounts, opts.ca_bundle),
+                args: apt_command(apt, cache_mounts, opts.ca_bundle),
                 env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
                 user: "root".into(),
                 cwd: "/".into(),
@@ -410,7 +424,30 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             vec![]
         }
     };
-    if !spec.python.packages.is_empty() {
+    let has_python = !spec.python.packages.is_empty() || spec.python.requirements.is_some();
+    if let (Some(l), true) = (locked, has_python) {
+        // The lock covers packages and requirements: one step, exact files, no resolver.
+        let mut args: Vec<String> = ["python", "-m", "pip", "install"].map(String::from).to_vec();
+        if !cache_mounts {
+            args.push("--no-cache-dir".into());
+        }
+        args.extend(["--require-hashes", "--no-deps", "-r", LOCK_MOUNT].map(String::from));
+        args.extend(index_args(spec));
+        push(
+            "pip",
+            format!("pip install --require-hashes -r torchkit.lock ({} packages)", l.python_count),
+            Run::Exec {
+                args,
+                env: pip_env(opts),
+                user: "root".into(),
+                cwd: "/".into(),
+            },
+            pip_mounts(),
+            ca_secret(),
+            if spec.python.packages.is_empty() { "python.requirements" } else { "python.packages" },
+        );
+    }
+    if !spec.python.packages.is_empty() && locked.is_none() {
         let mut args = pip_prefix(spec, cache_mounts);
         args.extend(spec.python.packages.iter().cloned());
         push(
@@ -427,7 +464,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             "python.packages",
         );
     }
-    if let Some(req) = &spec.python.requirements {
+    if let (Some(req), None) = (&spec.python.requirements, locked) {
         let mut args = pip_prefix(spec, cache_mounts);
         args.extend(["-r".into(), REQUIREMENTS_MOUNT.into()]);
         push(
@@ -580,6 +617,8 @@ pub fn locate_resolve_error(
 pub const REQUIREMENTS_MOUNT: &str = "/run/torchkit/requirements.txt";
 /// Where the pip constraints (torch and companions pinned) are mounted.
 pub const CONSTRAINTS_MOUNT: &str = "/run/torchkit/constraints.txt";
+/// Where a locked build mounts the lock's requirements (`name==version --hash=…`).
+pub const LOCK_MOUNT: &str = "/run/torchkit/lock.txt";
 
 fn step_name(s: &str) -> Option<&'static str> {
     STEPS.iter().copied().find(|x| *x == s)
@@ -604,7 +643,13 @@ pub fn base_plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result
             reference = format!("{m}/{rest}");
         }
     }
-    let digest = spec.base.digest.clone().or(digest).or_else(|| opts.base.digest.clone());
+    // A lock made on this base pins it, unless the spec pins it itself.
+    let locked = opts
+        .lock
+        .as_ref()
+        .filter(|l| l.reference == reference && !l.digest.is_empty())
+        .map(|l| l.digest.clone());
+    let digest = spec.base.digest.clone().or(digest).or(locked).or_else(|| opts.base.digest.clone());
     Ok(BasePlan { reference, digest })
 }
 
@@ -638,6 +683,12 @@ fn pip_prefix(spec: &Spec, cache: bool) -> Vec<String> {
         a.push("--no-cache-dir".into());
     }
     a.extend(["-c".into(), CONSTRAINTS_MOUNT.into()]);
+    a.extend(index_args(spec));
+    a
+}
+
+fn index_args(spec: &Spec) -> Vec<String> {
+    let mut a = vec![];
     if let Some(u) = &spec.python.index_url {
         a.extend(["--index-url".into(), u.clone()]);
     }

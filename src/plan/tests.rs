@@ -309,3 +309,48 @@ fn target_stops_after_a_step() {
     let e = compile(&spec, &res, &CompileOptions { target: Some("apt".into()), ..token() }).unwrap_err();
     assert!(matches!(e, CompileError::StepNotInPlan(_)), "{e}");
 }
+
+fn locked() -> crate::lock::LockedSet {
+    crate::lock::LockedSet {
+        reference: "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime".into(),
+        digest: DIGEST.into(),
+        apt: vec!["jq=1.6-2.1".into(), "libjq1=1.6-2.1".into()],
+        python: "six==1.16.0 --hash=sha256:00\n".into(),
+        python_count: 1,
+    }
+}
+
+#[test]
+fn a_lock_pins_the_base_and_installs_exactly_its_set() {
+    let spec = spec_with("");
+    let c = compiled(&spec, &CompileOptions { lock: Some(locked()), ..token() });
+    assert_eq!(c.plan.base.digest.as_deref(), Some(DIGEST));
+    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["base", "apt", "pip", "user", "copy"], "one pip step for the lock");
+    let Run::Exec { args, .. } = &c.plan.steps[1].run else { panic!() };
+    assert!(args[2].contains("install -y --no-install-recommends jq=1.6-2.1 libjq1=1.6-2.1"), "{args:?}");
+    let Run::Exec { args, .. } = &c.plan.steps[2].run else { panic!() };
+    assert_eq!(args[..8], ["python", "-m", "pip", "install", "--require-hashes", "--no-deps", "-r", LOCK_MOUNT]);
+    // The lock's requirements are a read-only bind of a file op, never a layer, and the
+    // requirements file of the context is not used.
+    let dump = llb::dump(&c.definition).unwrap().to_string();
+    assert!(dump.contains("[torchkit] lock: 1 python packages"), "{dump}");
+    assert!(dump.contains(&format!(r#""dest":"{LOCK_MOUNT}","type":"bind""#)), "{dump}");
+    assert!(!dump.contains(REQUIREMENTS_MOUNT), "{dump}");
+    assert!(dump.contains(&format!("pytorch:2.8.0-cuda12.8-cudnn9-runtime@{DIGEST}")), "{dump}");
+
+    // The lock's content is an input of the pip step: another lock, another digest.
+    let mut other = locked();
+    other.python = "six==1.17.0 --hash=sha256:01\n".into();
+    let c2 = compiled(&spec, &CompileOptions { lock: Some(other), ..token() });
+    assert_ne!(llb::dump(&c2.definition).unwrap()["result"], llb::dump(&c.definition).unwrap()["result"]);
+}
+
+#[test]
+fn a_lock_for_another_base_does_not_pin_this_one() {
+    let spec = spec_with("");
+    let mut l = locked();
+    l.reference = "docker.io/pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime".into();
+    let c = compiled(&spec, &CompileOptions { lock: Some(l), ..token() });
+    assert_eq!(c.plan.base.digest, None);
+}
