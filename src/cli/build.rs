@@ -122,6 +122,10 @@ pub struct Args {
     /// Build through this frontend image (`gateway.v0`), as a `# syntax=` line would.
     #[arg(long, value_name = "IMAGE")]
     frontend: Option<String>,
+    /// Fail unless torchkit.lock exists and matches the spec (a current lock is used
+    /// without this flag too; a stale one is then ignored with a warning).
+    #[arg(long)]
+    locked: bool,
 }
 
 /// Everything a build needs, derived from the flags without touching the network.
@@ -184,6 +188,13 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         ));
     }
     let context_excludes = common::dockerignore(&context)?;
+    if args.locked && args.frontend.is_some() {
+        return Err(flag_error(
+            "--locked installs the lock in driver mode; --frontend builds ignore it".into(),
+            "leave out --frontend",
+        ));
+    }
+    let lock = crate::cli::lock::locked_set_for_build(&loaded, &context, args.locked)?;
 
     // Outputs.
     let mut exporters = output::exporters(&args.outputs, &args.tags).map_err(hinted)?;
@@ -309,6 +320,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         labels,
         target: args.target.clone(),
         source_date_epoch,
+        lock,
         ..CompileOptions::default()
     };
     Ok(Prepared {
