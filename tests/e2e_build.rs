@@ -284,7 +284,6 @@ fn primed() -> &'static Primed {
         let docker_tar = dir.join("image-docker.tar");
         let oci_tar = dir.join("image-oci.tar");
         let meta = dir.join("meta.json");
-        let started = Instant::now();
         let r = run(&[
             "build",
             spec("full").to_str().unwrap(),
@@ -303,7 +302,6 @@ fn primed() -> &'static Primed {
             "--progress",
             "plain",
         ]);
-        eprintln!("primed build: {:.1}s", started.elapsed().as_secs_f64());
         if !r.ok() {
             return Err(format!(
                 "the shared build failed ({:?}):\n{}",
