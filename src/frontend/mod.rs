@@ -171,12 +171,14 @@ async fn build(
     raw: &BTreeMap<String, String>,
     session_id: Option<String>,
 ) -> Result<(), FrontendError> {
+    let started = std::time::Instant::now();
     let opts = options::parse(raw, session_id)?;
     let caps = bridge.ping().await?;
     caps.require_frontend(REQUIRED_GATEWAY_CAPS)?;
     caps.require_frontend(FRONTEND_CAPS)?;
 
     let read = read_inputs(bridge, &opts).await?;
+    let read_ms = started.elapsed().as_millis();
     let text = read.spec;
     let spec = spec::parse(&text, &opts.filename).map_err(|error| FrontendError::Spec {
         error,
@@ -222,9 +224,10 @@ async fn build(
     };
     let compiled = solve::build_spec(bridge, &spec, &res, compile, solve).await?;
     log(&format!(
-        "returned {} steps on {}",
+        "returned {} steps on {} (spec read after {read_ms} ms, returned after {} ms)",
         compiled.plan.steps.len(),
-        compiled.plan.base.pinned_reference()
+        compiled.plan.base.pinned_reference(),
+        started.elapsed().as_millis()
     ));
     Ok(())
 }
@@ -285,35 +288,41 @@ async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, 
             "[internal] load build definition from {}",
             opts.filename
         ));
+    let mut ctx = llb::local(&opts.context_key)
+        .follow_paths([".dockerignore"])
+        .shared_key_hint(&format!("{}-dockerignore", opts.context_key))
+        .differ(Differ::None)
+        .custom_name("[internal] load .dockerignore");
     if let Some(s) = &opts.session_id {
         local = local.session_id(s);
+        ctx = ctx.session_id(s);
     }
-    let (r, vertex) = solve_local(bridge, local).await?;
-    let bytes = bridge
-        .read_file(&r, &opts.filename, None)
-        .await
-        .map_err(|source| FrontendError::ReadSpec {
-            filename: opts.filename.clone(),
-            source,
-        })?;
+    // Both loads in parallel, as the Dockerfile frontend does: each is a round trip to the
+    // client's session.
+    let spec_side = async {
+        let (r, vertex) = solve_local(bridge, local).await?;
+        let bytes = bridge
+            .read_file(&r, &opts.filename, None)
+            .await
+            .map_err(|source| FrontendError::ReadSpec {
+                filename: opts.filename.clone(),
+                source,
+            })?;
+        let beside = bridge.read_file(&r, &ignore_beside, None).await.ok();
+        Ok::<_, FrontendError>((bytes, beside, vertex))
+    };
+    let context_side = async {
+        let (r, _) = solve_local(bridge, ctx).await?;
+        Ok::<_, FrontendError>(bridge.read_file(&r, ".dockerignore", None).await.ok())
+    };
+    let (spec_side, context_side) = tokio::join!(spec_side, context_side);
+    let (bytes, beside, vertex) = spec_side?;
     let spec =
         String::from_utf8(bytes).map_err(|_| FrontendError::NotText(opts.filename.clone()))?;
-
     // `.dockerignore`: `<filename>.dockerignore` beside the spec wins over the context's.
-    let ignore = match bridge.read_file(&r, &ignore_beside, None).await {
-        Ok(b) => Some(b),
-        Err(_) => {
-            let mut ctx = llb::local(&opts.context_key)
-                .follow_paths([".dockerignore"])
-                .shared_key_hint(&format!("{}-dockerignore", opts.context_key))
-                .differ(Differ::None)
-                .custom_name("[internal] load .dockerignore");
-            if let Some(s) = &opts.session_id {
-                ctx = ctx.session_id(s);
-            }
-            let (cr, _) = solve_local(bridge, ctx).await?;
-            bridge.read_file(&cr, ".dockerignore", None).await.ok()
-        }
+    let ignore = match beside {
+        Some(b) => Some(b),
+        None => context_side?,
     };
     let excludes = ignore
         .map(|b| dockerignore_patterns(&String::from_utf8_lossy(&b)))

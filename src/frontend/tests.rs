@@ -223,14 +223,16 @@ async fn builds_the_spec_from_the_dockerfile_local() {
     )
     .await;
     out.expect("build");
-    // dockerfile local, context .dockerignore local, the build.
+    // dockerfile local and context .dockerignore local (in parallel), then the build.
     assert_eq!(
         seen.solves.len(),
         3,
         "{:?}",
         seen.solves.iter().map(|s| &s.0).collect::<Vec<_>>()
     );
-    let (id, attrs, _) = &seen.solves[0];
+    let mut loads: Vec<_> = seen.solves[..2].iter().collect();
+    loads.sort_by(|a, b| b.0.cmp(&a.0));
+    let (id, attrs, _) = loads[0];
     assert_eq!(id, "local://dockerfile");
     assert_eq!(attrs["local.session"], "sess-1");
     assert_eq!(attrs["local.sharedkeyhint"], "dockerfile");
@@ -239,11 +241,8 @@ async fn builds_the_spec_from_the_dockerfile_local() {
         r#"["torchkit.toml","torchkit.toml.dockerignore"]"#
     );
     assert_eq!(attrs["local.differ"], "none");
-    assert_eq!(seen.solves[1].0, "local://context");
-    assert_eq!(
-        seen.solves[1].1["local.followpaths"],
-        r#"[".dockerignore"]"#
-    );
+    assert_eq!(loads[1].0, "local://context");
+    assert_eq!(loads[1].1["local.followpaths"], r#"[".dockerignore"]"#);
     // The build's context local carries the session and the .dockerignore patterns.
     let (id, attrs, def) = &seen.solves[2];
     assert_eq!(id, "local://context");
@@ -275,8 +274,11 @@ async fn dockerignore_beside_the_spec_wins() {
     )
     .await;
     out.expect("build");
-    assert_eq!(seen.solves.len(), 2);
-    assert_eq!(seen.solves[1].1["local.excludepatterns"], r#"["secret/"]"#);
+    // The spec, the context's .dockerignore (loaded in parallel, unused) and the build.
+    assert_eq!(seen.solves.len(), 3);
+    let (id, attrs, _) = seen.solves.last().unwrap();
+    assert_eq!(id, "local://context");
+    assert_eq!(attrs["local.excludepatterns"], r#"["secret/"]"#);
 }
 
 #[tokio::test]
