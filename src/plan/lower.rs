@@ -187,6 +187,8 @@ pub(super) fn lower(
     Ok(llb::marshal(&state)?)
 }
 
+// One argument per kind of node a step may mount; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn mounts(
     mut e: Exec,
     step: &Step,
