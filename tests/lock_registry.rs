@@ -81,6 +81,15 @@ async fn standin_manifest_matches_imagetools() {
     assert_eq!(config["config"]["Env"], theirs["config"]["Env"]);
     assert_eq!(config["architecture"], "amd64");
 
+    // The blocking helper for plan/llb gives the same digest and config.
+    let r2 = reference.clone();
+    let meta = tokio::task::spawn_blocking(move || torchkit::registry::base_meta_blocking(&r2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.digest.as_deref(), Some(digest.as_str()));
+    assert_eq!(meta.config.unwrap()["rootfs"], theirs["rootfs"]);
+
     // By digest, the same answer.
     let pinned = RegistryClient::new(DockerAuth::anonymous())
         .resolve(&format!("{reference}@{digest}"))

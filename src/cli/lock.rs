@@ -102,8 +102,36 @@ fn read_lock(path: &Path) -> anyhow::Result<Option<Lock>> {
     Lock::parse(&text, &name).map(Some).map_err(hinted)
 }
 
-fn stale_error(path: &Path, changes: &[lock::Change], what: &str) -> anyhow::Error {
-    let list: Vec<String> = changes.iter().map(|c| format!("  - {c}")).collect();
+/// Where in the spec a change comes from: `torchkit.toml:12`.
+fn located(spec: &crate::spec::Spec, c: &lock::Change) -> String {
+    let key = match c.key.as_str() {
+        "torch" => "torch.version",
+        "torchvision" => "torch.torchvision",
+        "torchaudio" => "torch.torchaudio",
+        "cuda" => "torch.cuda",
+        "flavor" => "torch.flavor",
+        "driver floor" => "target.driver",
+        "gpus" => "target.gpus",
+        k => k,
+    };
+    let table = key.split('.').next().unwrap_or(key);
+    if spec.locations.contains_key(key) || spec.locations.contains_key(table) {
+        format!("{c} ({}:{})", spec.filename, spec.span_of(key).line)
+    } else {
+        c.to_string()
+    }
+}
+
+fn stale_error(
+    spec: &crate::spec::Spec,
+    path: &Path,
+    changes: &[lock::Change],
+    what: &str,
+) -> anyhow::Error {
+    let list: Vec<String> = changes
+        .iter()
+        .map(|c| format!("  - {}", located(spec, c)))
+        .collect();
     anyhow::Error::new(Hinted::new(
         format!(
             "{} is out of date: the spec changed since it was made:\n{}",
@@ -137,9 +165,14 @@ pub fn locked_set_for_build(
         return Ok(Some(lock.locked_set()));
     }
     if locked {
-        return Err(stale_error(&path, &changes, ", or build without --locked"));
+        return Err(stale_error(
+            &loaded.spec,
+            &path,
+            &changes,
+            ", or build without --locked",
+        ));
     }
-    let list: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+    let list: Vec<String> = changes.iter().map(|c| located(&loaded.spec, c)).collect();
     crate::cli::warn(&format!(
         "{} is out of date ({}); building without it. Run `torchkit lock` to update it",
         path.display(),
@@ -170,7 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let changes = lock::diff(&now, &lock);
         if !changes.is_empty() {
-            return Err(stale_error(&path, &changes, " and commit it"));
+            return Err(stale_error(&loaded.spec, &path, &changes, " and commit it"));
         }
         eprintln!(
             "{} is up to date ({} apt, {} python packages on {}@{})",

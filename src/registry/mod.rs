@@ -476,6 +476,28 @@ impl RegistryClient {
     }
 }
 
+/// Base metadata for `plan::CompileOptions::base`, from the registry instead of a daemon:
+/// what `torchkit plan`/`llb` use when asked to pin the base (`--resolve-digest`). Blocks on
+/// a private runtime; credentials come from the docker config.
+pub fn base_meta_blocking(reference: &str) -> Result<crate::plan::BaseMeta, RegistryError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RegistryError::Http {
+            url: reference.to_string(),
+            message: format!("starting the async runtime: {e}"),
+        })?;
+    let resolved = rt.block_on(RegistryClient::new(DockerAuth::from_env()).resolve(reference))?;
+    let config = serde_json::from_slice(&resolved.config).map_err(|e| RegistryError::Protocol {
+        url: reference.to_string(),
+        message: format!("the image config is not JSON: {e}"),
+    })?;
+    Ok(crate::plan::BaseMeta {
+        digest: Some(resolved.digest),
+        config: Some(config),
+    })
+}
+
 async fn exchange<IO>(io: IO, req: http::Request<Empty<Bytes>>) -> Result<Response, String>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
