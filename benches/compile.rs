@@ -30,9 +30,15 @@ fn bench(c: &mut Criterion) {
     dirs.sort();
     let mut group = c.benchmark_group("spec_to_llb");
     for dir in dirs {
-        let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let text = std::fs::read_to_string(dir.join("torchkit.toml")).expect("read");
-        group.bench_function(&name, |b| b.iter(|| spec_to_llb_bytes(std::hint::black_box(&text))));
+        group.bench_function(&name, |b| {
+            b.iter(|| spec_to_llb_bytes(std::hint::black_box(&text)))
+        });
     }
     group.finish();
 }

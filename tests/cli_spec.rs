@@ -42,7 +42,11 @@ fn llb_pb_is_deterministic_and_decodes() {
     assert_eq!(a.stdout, b.stdout, "same spec, same bytes");
     let def = torchkit::llb::decode(&a.stdout).expect("stdout is a Definition");
     assert!(def.def.len() > 5);
-    assert!(a.stderr.is_empty() || !stderr(&a).contains("error"), "{}", stderr(&a));
+    assert!(
+        a.stderr.is_empty() || !stderr(&a).contains("error"),
+        "{}",
+        stderr(&a)
+    );
 }
 
 #[test]
@@ -56,7 +60,10 @@ fn llb_json_dump_names_steps() {
         .iter()
         .filter_map(|o| o["metadata"]["custom_name"].as_str().map(String::from))
         .collect();
-    assert!(names.iter().any(|n| n.starts_with("[torchkit 3/6] pip:")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("[torchkit 3/6] pip:")),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -64,8 +71,14 @@ fn plan_shows_steps_and_cache_rules() {
     let o = torchkit(&["plan", &example("h100-devel")]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
-    assert!(out.contains("base      docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-devel"), "{out}");
-    assert!(out.contains("re-runs every build (test profile); download caches kept"), "{out}");
+    assert!(
+        out.contains("base      docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-devel"),
+        "{out}"
+    );
+    assert!(
+        out.contains("re-runs every build (test profile); download caches kept"),
+        "{out}"
+    );
     let o = torchkit(&["plan", &example("h100-devel"), "--json", "--profile", "dev"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["profile"], "dev");
@@ -79,7 +92,10 @@ fn unknown_key_error_shows_the_line_and_a_hint() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty(), "errors never go to stdout");
     let e = stderr(&o);
-    assert!(e.contains("error: torchkit.toml:4:1: unknown key `pakages` in [python]"), "{e}");
+    assert!(
+        e.contains("error: torchkit.toml:4:1: unknown key `pakages` in [python]"),
+        "{e}"
+    );
     assert!(e.contains("4 | pakages = [\"numpy\"]"), "{e}");
     assert!(e.contains("hint: did you mean `packages`?"), "{e}");
 }
@@ -126,7 +142,10 @@ fn release_without_pin_is_refused_with_a_fix() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty(), "no half-written output");
     let e = stderr(&o);
-    assert!(e.contains("release profile needs a base pinned by digest"), "{e}");
+    assert!(
+        e.contains("release profile needs a base pinned by digest"),
+        "{e}"
+    );
     assert!(e.contains("hint:"), "{e}");
 }
 
@@ -136,6 +155,9 @@ fn missing_spec_says_where_it_looked() {
     let o = torchkit(&["plan", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("cannot read") && e.contains("torchkit.toml"), "{e}");
+    assert!(
+        e.contains("cannot read") && e.contains("torchkit.toml"),
+        "{e}"
+    );
     assert!(e.contains("hint:"), "{e}");
 }

@@ -45,7 +45,10 @@ fn check(golden: &Path, actual: &str) {
         return;
     }
     let expected = std::fs::read_to_string(golden).unwrap_or_else(|_| {
-        panic!("missing {}; run UPDATE_GOLDEN=1 cargo test --test golden", golden.display())
+        panic!(
+            "missing {}; run UPDATE_GOLDEN=1 cargo test --test golden",
+            golden.display()
+        )
     });
     if expected != actual {
         let (mut line, mut e, mut a) = (0, "", "");

@@ -60,5 +60,9 @@ fn core_modules_do_no_io() {
             }
         }
     }
-    assert!(violations.is_empty(), "the pure core must not do IO:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "the pure core must not do IO:\n{}",
+        violations.join("\n")
+    );
 }

@@ -98,7 +98,11 @@ pub fn request(spec: &Spec, args: &SpecArgs) -> anyhow::Result<Request> {
         };
     }
     if let Some(f) = &args.flavor {
-        req.flavor = if f == "devel" { Flavor::Devel } else { Flavor::Runtime };
+        req.flavor = if f == "devel" {
+            Flavor::Devel
+        } else {
+            Flavor::Runtime
+        };
     }
     if let Some(d) = &args.driver {
         req.driver = Some(d.clone());
@@ -116,7 +120,9 @@ pub fn request(spec: &Spec, args: &SpecArgs) -> anyhow::Result<Request> {
             req.gpus = gpus;
         }
         if !facts.has_driver() {
-            crate::cli::warn("detect: no NVIDIA driver found on this host; resolving without a driver floor");
+            crate::cli::warn(
+                "detect: no NVIDIA driver found on this host; resolving without a driver floor",
+            );
         }
     }
     Ok(req)

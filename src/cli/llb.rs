@@ -40,7 +40,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         NoCache::Off
     };
-    let context_dir = loaded.path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let context_dir = loaded
+        .path
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
     let opts = CompileOptions {
         profile: Some(loaded.profile),
         build_token: Some(common::random_token()),

@@ -62,7 +62,9 @@ pub fn render(p: &Plan) -> String {
         line(format!("driver    >= {d}"));
     }
     if let Some(e) = &p.epoch {
-        line(format!("epoch     {e} (dependency steps mount the epoch node)"));
+        line(format!(
+            "epoch     {e} (dependency steps mount the epoch node)"
+        ));
     }
     line(String::new());
     line("steps".into());
@@ -70,13 +72,22 @@ pub fn render(p: &Plan) -> String {
         let rule = match &s.cache {
             CacheRule::Reuse => "cached".to_string(),
             CacheRule::Epoch => "cached until the epoch changes".to_string(),
-            CacheRule::Bust { reason } => format!("re-runs every build ({reason}); download caches kept"),
-            CacheRule::IgnoreCache { reason } => format!("re-runs every build ({reason}); ignore_cache"),
+            CacheRule::Bust { reason } => {
+                format!("re-runs every build ({reason}); download caches kept")
+            }
+            CacheRule::IgnoreCache { reason } => {
+                format!("re-runs every build ({reason}); ignore_cache")
+            }
         };
         line(format!("  {}", s.title));
-        line(format!("      cache: {rule}    from {}:{} ({})", p.spec, s.span.line, s.origin));
+        line(format!(
+            "      cache: {rule}    from {}:{} ({})",
+            p.spec, s.span.line, s.origin
+        ));
         match &s.run {
-            Run::Exec { args, user, .. } => line(format!("      run as {user}: {}", shell_words(args))),
+            Run::Exec { args, user, .. } => {
+                line(format!("      run as {user}: {}", shell_words(args)))
+            }
             Run::Copy { copies, owner } => {
                 for (src, dest) in copies {
                     line(format!("      copy {src} -> {dest} (owner {owner})"));
@@ -93,7 +104,10 @@ pub fn render(p: &Plan) -> String {
     }
     line(String::new());
     line("image".into());
-    line(format!("  user {}  workdir {}", p.image.user, p.image.workdir));
+    line(format!(
+        "  user {}  workdir {}",
+        p.image.user, p.image.workdir
+    ));
     for (k, v) in &p.image.env {
         line(format!("  env {k}={v}"));
     }
@@ -115,7 +129,9 @@ pub fn render(p: &Plan) -> String {
 fn shell_words(args: &[String]) -> String {
     args.iter()
         .map(|a| {
-            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@+,".contains(c)) {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:@+,".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))

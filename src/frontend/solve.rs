@@ -75,7 +75,10 @@ async fn compile_and_solve(
 ) -> Result<(Compiled, crate::proto::moby::buildkit::v1::frontend::Ref), SolveError> {
     let base = plan::base_plan(spec, res, &opts)?;
     let resolved = bridge
-        .resolve_image_config(&base.pinned_reference(), Some(Platform::linux_amd64().to_pb()))
+        .resolve_image_config(
+            &base.pinned_reference(),
+            Some(Platform::linux_amd64().to_pb()),
+        )
         .await?;
     let config: serde_json::Value =
         serde_json::from_slice(&resolved.config).map_err(|e| SolveError::BaseConfig {
@@ -87,6 +90,8 @@ async fn compile_and_solve(
         config: Some(config),
     };
     let compiled = plan::compile(spec, res, &opts)?;
-    let r = bridge.solve(Some(compiled.definition.clone()), solve).await?;
+    let r = bridge
+        .solve(Some(compiled.definition.clone()), solve)
+        .await?;
     Ok((compiled, r))
 }

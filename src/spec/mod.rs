@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::error::Hint;
 use crate::resolve::{CudaRequest, Flavor};
-use wire::{CopyWire, SpecWire, S, KEYS};
+use wire::{CopyWire, SpecWire, KEYS, S};
 
 /// The build steps, in graph order. These names are what users type in `[cache] bust`,
 /// `--no-cache-filter`, and what progress shows.
@@ -383,10 +383,20 @@ fn toml_error(text: &str, file: &str, e: &toml::de::Error) -> SpecError {
             Some(s) => Some(format!("did you mean `{s}`?")),
             None => Some(format!(
                 "known keys {where_}: {}",
-                known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         };
-        return SpecError::at(file, text, range, format!("unknown key `{unknown}` {where_}"), help);
+        return SpecError::at(
+            file,
+            text,
+            range,
+            format!("unknown key `{unknown}` {where_}"),
+            help,
+        );
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
         return SpecError::at(
@@ -438,7 +448,13 @@ type R<T> = Result<T, SpecError>;
 
 impl Validator<'_> {
     fn err<T>(&self, range: Range<usize>, msg: impl Into<String>, help: impl Into<String>) -> R<T> {
-        Err(SpecError::at(self.file, self.text, range, msg, Some(help.into())))
+        Err(SpecError::at(
+            self.file,
+            self.text,
+            range,
+            msg,
+            Some(help.into()),
+        ))
     }
 
     fn mark<T>(&mut self, key: &'static str, v: &S<T>) {
@@ -456,7 +472,12 @@ impl Validator<'_> {
                 return Err(SpecError::at_span(
                     self.file,
                     self.text,
-                    Span { line: 1, col: 1, end_line: 1, end_col: 1 },
+                    Span {
+                        line: 1,
+                        col: 1,
+                        end_line: 1,
+                        end_col: 1,
+                    },
                     "missing [torch] table",
                     Some("add:\n[torch]\nversion = \"2.8.0\"".into()),
                 ))
@@ -850,7 +871,11 @@ impl Validator<'_> {
                     Some(d) => join(&workdir, &d),
                 };
                 if dest.split('/').any(|c| c == "..") {
-                    return self.err(span, format!("copy destination `{dest}` leaves its directory"), "remove `..` from the destination");
+                    return self.err(
+                        span,
+                        format!("copy destination `{dest}` leaves its directory"),
+                        "remove `..` from the destination",
+                    );
                 }
                 copy.push(Copy { src, dest });
             }
@@ -878,7 +903,11 @@ impl Validator<'_> {
                             Some(s) => format!("did you mean \"{s}\"?"),
                             None => "use \"dev\", \"test\" or \"release\"".into(),
                         };
-                        return self.err(p.span(), format!("unknown cache profile `{}`", p.get_ref()), help);
+                        return self.err(
+                            p.span(),
+                            format!("unknown cache profile `{}`", p.get_ref()),
+                            help,
+                        );
                     }
                 }
             }
@@ -916,7 +945,10 @@ impl Validator<'_> {
             Some(i) => {
                 self.mark("base.image", &i);
                 let s = i.get_ref();
-                if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) || s.contains("://") {
+                if s.is_empty()
+                    || s.chars().any(|c| c.is_whitespace() || c.is_control())
+                    || s.contains("://")
+                {
                     return self.err(
                         i.span(),
                         format!("`{s}` is not an image reference"),
@@ -990,8 +1022,11 @@ fn is_major_minor(s: &str) -> bool {
 
 /// `sha256:` + 64 lower-case hex digits.
 pub fn is_sha256_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
 }
 
 fn is_user_name(s: &str) -> bool {
@@ -1003,7 +1038,8 @@ fn is_user_name(s: &str) -> bool {
 
 fn is_env_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
@@ -1013,12 +1049,17 @@ fn is_apt_package(s: &str) -> bool {
         None => (s, None),
     };
     let name_ok = name.len() >= 2
-        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
     let ver_ok = version.is_none_or(|v| {
-        !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || ".+-~:".contains(c))
+        !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".+-~:".contains(c))
     });
     name_ok && ver_ok
 }
@@ -1042,8 +1083,14 @@ fn check_requirement(s: &str) -> Result<(), &'static str> {
         .unwrap_or(s.len());
     let name = &s[..name_end];
     if name.is_empty()
-        || !name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        || !name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+        || !name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        || !name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
     {
         return Err("it does not start with a package name");
     }
@@ -1074,7 +1121,12 @@ impl Spec {
     }
 
     /// An error located at a key, for problems found after parsing.
-    pub fn error_at(&self, key: &str, message: impl Into<String>, help: Option<String>) -> SpecError {
+    pub fn error_at(
+        &self,
+        key: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> SpecError {
         SpecError::at_span(&self.filename, &self.text, self.span_of(key), message, help)
     }
 

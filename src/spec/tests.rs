@@ -50,12 +50,24 @@ fn full_spec_parses_with_syntax_line() {
     assert_eq!(s.torch.flavor, Flavor::Devel);
     assert_eq!(s.target.gpus, vec!["9.0", "H100"]);
     assert_eq!(s.python.requirements.as_deref(), Some("requirements.txt"));
-    assert_eq!(s.image.user, User { name: "ml".into(), uid: 1234 });
+    assert_eq!(
+        s.image.user,
+        User {
+            name: "ml".into(),
+            uid: 1234
+        }
+    );
     assert_eq!(
         s.image.copy,
         vec![
-            Copy { src: "src/".into(), dest: "/srv/src".into() },
-            Copy { src: "conf/prod.yaml".into(), dest: "/etc/app.yaml".into() },
+            Copy {
+                src: "src/".into(),
+                dest: "/srv/src".into()
+            },
+            Copy {
+                src: "conf/prod.yaml".into(),
+                dest: "/etc/app.yaml".into()
+            },
         ]
     );
     assert_eq!(s.cache.profile, Profile::Test);
@@ -70,14 +82,24 @@ fn minimal_spec_gets_defaults() {
     let s = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
     assert_eq!(s.torch.cuda, CudaRequest::Auto);
     assert_eq!(s.image.workdir, "/workspace");
-    assert_eq!(s.image.user, User { name: "app".into(), uid: 1000 });
+    assert_eq!(
+        s.image.user,
+        User {
+            name: "app".into(),
+            uid: 1000
+        }
+    );
     assert_eq!(s.cache.profile, Profile::Dev);
     assert!(s.python.packages.is_empty());
 }
 
 #[test]
 fn root_user_has_uid_zero() {
-    let s = parse("[torch]\nversion = \"2.8.0\"\n[image]\nuser = \"root\"\n", "t").unwrap();
+    let s = parse(
+        "[torch]\nversion = \"2.8.0\"\n[image]\nuser = \"root\"\n",
+        "t",
+    )
+    .unwrap();
     assert!(s.image.user.is_root());
 }
 
@@ -87,7 +109,10 @@ fn unknown_key_names_line_column_and_suggestion() {
     assert_eq!((e.span.line, e.span.col), (2, 1));
     assert_eq!(e.message, "unknown key `verison` in [torch]");
     assert_eq!(e.help.as_deref(), Some("did you mean `version`?"));
-    assert_eq!(e.to_string(), "torchkit.toml:2:1: unknown key `verison` in [torch]");
+    assert_eq!(
+        e.to_string(),
+        "torchkit.toml:2:1: unknown key `verison` in [torch]"
+    );
     let r = e.render();
     assert!(r.contains("--> torchkit.toml:2:1"), "{r}");
     assert!(r.contains("2 | verison = \"2.8.0\""), "{r}");
@@ -120,22 +145,86 @@ fn malformed_toml_is_located() {
 #[test]
 fn bad_values_have_hints() {
     let cases: &[(&str, u32, &str)] = &[
-        ("[torch]\nversion = \"2.8.0+cu128\"\n", 2, "CUDA goes in `cuda`"),
-        ("[torch]\nversion = \"2.8.0\"\ncuda = \"cu128\"\n", 3, "\"12.8\""),
-        ("[torch]\nversion = \"2.8.0\"\nflavor = \"runtme\"\n", 3, "\"runtime\""),
-        ("[torch]\nversion = \"2.8.0\"\n[target]\ndriver = \"latest\"\n", 4, "nvidia-smi"),
-        ("[torch]\nversion = \"2.8.0\"\n[target]\ngpus = [\"90\"]\n", 4, "MAJOR.MINOR"),
-        ("[torch]\nversion = \"2.8.0\"\n[python]\npackages = [\"--index-url x\"]\n", 4, "PEP 508"),
-        ("[torch]\nversion = \"2.8.0\"\n[python]\nrequirements = \"../r.txt\"\n", 4, "build context"),
-        ("[torch]\nversion = \"2.8.0\"\n[python]\nindex_url = \"pypi.org\"\n", 4, "https://"),
-        ("[torch]\nversion = \"2.8.0\"\n[system]\napt = [\"Git; rm -rf /\"]\n", 4, "apt package"),
-        ("[torch]\nversion = \"2.8.0\"\n[image]\nworkdir = \"app\"\n", 4, "absolute"),
-        ("[torch]\nversion = \"2.8.0\"\n[image]\nuid = 0\n", 4, "root"),
-        ("[torch]\nversion = \"2.8.0\"\n[image]\nenv = { \"1X\" = \"y\" }\n", 4, "letters"),
-        ("[torch]\nversion = \"2.8.0\"\n[cache]\nprofile = \"relase\"\n", 4, "\"release\""),
-        ("[torch]\nversion = \"2.8.0\"\n[cache]\nbust = [\"pipp\"]\n", 4, "\"pip\""),
-        ("[torch]\nversion = \"2.8.0\"\n[base]\ndigest = \"sha256:abc\"\n", 4, "64"),
-        ("[torch]\nversion = \"2.8.0\"\n[base]\nimage = \"https://x/y\"\n", 4, "no scheme"),
+        (
+            "[torch]\nversion = \"2.8.0+cu128\"\n",
+            2,
+            "CUDA goes in `cuda`",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\ncuda = \"cu128\"\n",
+            3,
+            "\"12.8\"",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\nflavor = \"runtme\"\n",
+            3,
+            "\"runtime\"",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[target]\ndriver = \"latest\"\n",
+            4,
+            "nvidia-smi",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[target]\ngpus = [\"90\"]\n",
+            4,
+            "MAJOR.MINOR",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[python]\npackages = [\"--index-url x\"]\n",
+            4,
+            "PEP 508",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[python]\nrequirements = \"../r.txt\"\n",
+            4,
+            "build context",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[python]\nindex_url = \"pypi.org\"\n",
+            4,
+            "https://",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[system]\napt = [\"Git; rm -rf /\"]\n",
+            4,
+            "apt package",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[image]\nworkdir = \"app\"\n",
+            4,
+            "absolute",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[image]\nuid = 0\n",
+            4,
+            "root",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[image]\nenv = { \"1X\" = \"y\" }\n",
+            4,
+            "letters",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[cache]\nprofile = \"relase\"\n",
+            4,
+            "\"release\"",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[cache]\nbust = [\"pipp\"]\n",
+            4,
+            "\"pip\"",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[base]\ndigest = \"sha256:abc\"\n",
+            4,
+            "64",
+        ),
+        (
+            "[torch]\nversion = \"2.8.0\"\n[base]\nimage = \"https://x/y\"\n",
+            4,
+            "no scheme",
+        ),
     ];
     for (text, line, hint) in cases {
         let e = err(text);
@@ -155,7 +244,14 @@ fn missing_torch_is_an_error() {
 
 #[test]
 fn requirement_checker() {
-    for ok in ["numpy", "numpy==2.1.0", "a.b-c_d>=1,<2", "x[y,z]~=1.0", "pkg @ https://e.org/p.whl", "six; python_version<'4'"] {
+    for ok in [
+        "numpy",
+        "numpy==2.1.0",
+        "a.b-c_d>=1,<2",
+        "x[y,z]~=1.0",
+        "pkg @ https://e.org/p.whl",
+        "six; python_version<'4'",
+    ] {
         assert!(check_requirement(ok).is_ok(), "{ok}");
     }
     for bad in ["", "-e .", "==1.0", "numpy 1.0", "a\nb"] {

@@ -101,12 +101,35 @@ pub(super) struct BaseWire {
 
 /// Every key the schema knows, per table, for "did you mean" hints.
 pub(super) const KEYS: &[(&str, &[&str])] = &[
-    ("", &["torch", "target", "python", "system", "image", "cache", "base"]),
-    ("torch", &["version", "cuda", "flavor", "torchvision", "torchaudio"]),
+    (
+        "",
+        &[
+            "torch", "target", "python", "system", "image", "cache", "base",
+        ],
+    ),
+    (
+        "torch",
+        &["version", "cuda", "flavor", "torchvision", "torchaudio"],
+    ),
     ("target", &["driver", "gpus", "detect"]),
-    ("python", &["packages", "requirements", "index_url", "extra_index_urls"]),
+    (
+        "python",
+        &["packages", "requirements", "index_url", "extra_index_urls"],
+    ),
     ("system", &["apt"]),
-    ("image", &["workdir", "user", "uid", "env", "labels", "entrypoint", "cmd", "copy"]),
+    (
+        "image",
+        &[
+            "workdir",
+            "user",
+            "uid",
+            "env",
+            "labels",
+            "entrypoint",
+            "cmd",
+            "copy",
+        ],
+    ),
     ("cache", &["profile", "bust", "epoch"]),
     ("base", &["image", "digest", "mirror"]),
 ];
