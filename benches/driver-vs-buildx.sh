@@ -11,12 +11,12 @@
 #   cold   – after `docker builder prune -af` (build cache and cache mounts gone), N_COLD runs;
 #   warm   – fully cached rebuild, N_WARM runs;
 #   upload – the context transfer of a BLOB_MB MB file (new random bytes before every run,
-#            so every transfer is complete), as the daemon reports it (`transferring …`), and
-#            the wall time of that build, N_UPLOAD runs;
+#            so every transfer is complete): the context vertex's duration from the daemon's
+#            own timestamps (`--progress rawjson`), and the wall time of that build, N_UPLOAD runs;
 # and torchkit/buildx ratios. Uses hyperfine when installed (`apt-get install -y hyperfine`),
 # else a timing loop. NOTE: the cold runs prune the daemon's whole build cache.
 #
-# Settings: N_COLD (3), N_WARM (10), N_UPLOAD (3), BLOB_MB (50), CA_BUNDLE, TORCHKIT
+# Settings: PARTS ("warm cold upload"), N_COLD (3), N_WARM (10), N_UPLOAD (3), BLOB_MB (50), CA_BUNDLE, TORCHKIT
 # (default target/release/torchkit if built, else target/debug/torchkit), RT.
 set -euo pipefail
 
@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.."
 N_COLD=${N_COLD:-3}
 N_WARM=${N_WARM:-10}
 N_UPLOAD=${N_UPLOAD:-3}
+PARTS=${PARTS:-"warm cold upload"}   # any of: warm cold upload
 BLOB_MB=${BLOB_MB:-50}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 RT=${RT:-/var/lib/torchkit-test-env}
@@ -99,10 +100,15 @@ PY
   fi
 }
 
-log "warm: $N_WARM fully cached builds each"
-measure warm "$N_WARM" 2 ""
-log "cold: $N_COLD builds each after docker builder prune -af"
-measure cold "$N_COLD" 0 "docker builder prune -af"
+want() { [[ " $PARTS " == *" $1 "* ]]; }
+if want warm; then
+  log "warm: $N_WARM fully cached builds each"
+  measure warm "$N_WARM" 2 ""
+fi
+if want cold; then
+  log "cold: $N_COLD builds each after docker builder prune -af"
+  measure cold "$N_COLD" 0 "docker builder prune -af"
+fi
 
 # Upload: a copy of the example with a BLOB_MB MB file under src/ (copied into the image,
 # so both tools must send it), rewritten with new random bytes before every build.
@@ -110,21 +116,46 @@ log "upload: $N_UPLOAD builds each with a ${BLOB_MB} MB file in the context"
 ctx="$work/ctx"
 cp -a "$EXAMPLE/." "$ctx"
 : >"$work/upload.tk"; : >"$work/upload.bx"; : >"$work/upwall.tk"; : >"$work/upwall.bx"
-transfer_secs() { # the daemon's "transferring [context:] 52.43MB 0.4s done" line → seconds
-  grep -E 'transferring( context:)? [0-9.]+[kMG]?B [0-9.]+s done' | tail -1 | sed -E 's/.* ([0-9.]+)s done.*/\1/'
+# The context vertex (`[torchkit] context` / buildx's `[internal] load build context`):
+# completed − started, from the daemon's own nanosecond timestamps in the rawjson stream.
+context_stats() { # → "SECONDS BYTES"
+  python3 -c '
+import json, sys
+from datetime import datetime
+def ts(s):
+    s = s.rstrip("Z"); base, _, frac = s.partition(".")
+    return datetime.fromisoformat(base).timestamp() + float("0." + (frac or "0"))
+def objects(text):  # one JSON object per line (torchkit) or pretty-printed, concatenated (buildx)
+    dec, i = json.JSONDecoder(), 0
+    while True:
+        i = text.find("{", i)
+        if i < 0: return
+        try: obj, i = dec.raw_decode(text, i)
+        except ValueError: i += 1; continue
+        yield obj
+names = ("[torchkit] context", "[internal] load build context")
+start = end = None; total = 0; ctx = set()
+for st in objects(sys.stdin.read()):
+    for v in st.get("vertexes") or []:
+        if v.get("name") in names:
+            ctx.add(v["digest"])
+            if v.get("started"): start = ts(v["started"]) if start is None else min(start, ts(v["started"]))
+            if v.get("completed"): end = ts(v["completed"]) if end is None else max(end, ts(v["completed"]))
+    for s in st.get("statuses") or []:
+        if s.get("vertex") in ctx: total = max(total, int(s.get("current") or 0))
+print("%.4f %d" % ((end - start) if start is not None and end is not None else float("nan"), total))
+'
 }
-transfer_size() {
-  grep -E 'transferring( context:)? [0-9.]+[kMG]?B [0-9.]+s done' | tail -1 | sed -E 's/.*transferring( context:)? ([0-9.]+[kMG]?B).*/\2/'
-}
+want upload || N_UPLOAD=0
 for ((i = 0; i < N_UPLOAD; i++)); do
   for tool in tk bx; do
     head -c "$((BLOB_MB << 20))" /dev/urandom >"$ctx/src/blob.bin"
     t0=$EPOCHREALTIME
-    $tool "$ctx" plain >/dev/null 2>"$work/upload.log"
+    $tool "$ctx" rawjson >/dev/null 2>"$work/upload.log"
     awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f\n", b - a }' >>"$work/upwall.$tool"
-    transfer_secs <"$work/upload.log" >>"$work/upload.$tool"
-    size=$(transfer_size <"$work/upload.log")
-    log "  $tool run $((i + 1)): sent $size in $(tail -1 "$work/upload.$tool")s"
+    read -r secs bytes < <(context_stats <"$work/upload.log")
+    echo "$secs" >>"$work/upload.$tool"
+    log "  $tool run $((i + 1)): context $((bytes >> 20)) MiB in ${secs}s"
   done
 done
 
@@ -136,8 +167,10 @@ row() { # row LABEL FILE_BASE
 }
 echo
 printf '%-28s %10s %10s %9s\n' "median (s)" torchkit buildx ratio
-row "warm (fully cached) x$N_WARM" "$work/warm"
-row "cold (after prune) x$N_COLD" "$work/cold"
-row "upload ${BLOB_MB}MB: transfer x$N_UPLOAD" "$work/upload"
-row "upload ${BLOB_MB}MB: build x$N_UPLOAD" "$work/upwall"
+if want warm; then row "warm (fully cached) x$N_WARM" "$work/warm"; fi
+if want cold; then row "cold (after prune) x$N_COLD" "$work/cold"; fi
+if want upload; then
+  row "upload ${BLOB_MB}MB: context x$N_UPLOAD" "$work/upload"
+  row "upload ${BLOB_MB}MB: build x$N_UPLOAD" "$work/upwall"
+fi
 echo "(torchkit: $TORCHKIT; buildx: $(docker buildx version | awk '{print $2}'); daemon: $(docker version -f '{{.Server.Version}}'))"
