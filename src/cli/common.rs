@@ -176,3 +176,16 @@ pub fn dockerignore(context: &Path) -> anyhow::Result<Vec<String>> {
         Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     }
 }
+
+/// `--resolve-digest`: pin the base by digest (and inherit its config) through the registry's
+/// distribution API, for `plan` and `llb`, which run without a daemon.
+pub fn pin_base_from_registry(
+    loaded: &Loaded,
+    opts: &mut crate::plan::CompileOptions,
+) -> anyhow::Result<()> {
+    let base = crate::plan::base_plan(&loaded.spec, &loaded.resolution, opts)
+        .map_err(crate::cli::hinted)?;
+    opts.base = crate::registry::base_meta_blocking(&base.pinned_reference())
+        .map_err(crate::cli::hinted)?;
+    Ok(())
+}

@@ -24,6 +24,10 @@ pub struct Args {
     /// Re-run these steps (comma-separated step names).
     #[arg(long, value_delimiter = ',')]
     no_cache_filter: Vec<String>,
+    /// Pin the base by digest through the registry (no daemon needed); a `release` build
+    /// needs a pinned base.
+    #[arg(long)]
+    resolve_digest: bool,
     /// Mount the CA bundle secret `torchkit-ca` in downloading steps (pass it to buildctl
     /// with `--secret id=torchkit-ca,src=/etc/ssl/certs/ca-certificates.crt`).
     #[arg(long)]
@@ -45,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
-    let opts = CompileOptions {
+    let mut opts = CompileOptions {
         profile: Some(loaded.profile),
         build_token: Some(common::random_token()),
         no_cache,
@@ -53,6 +57,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         context_excludes: crate::cli::common::dockerignore(&context_dir)?,
         ..CompileOptions::default()
     };
+    if args.resolve_digest {
+        common::pin_base_from_registry(&loaded, &mut opts)?;
+    }
     let compiled =
         plan::compile(&loaded.spec, &loaded.resolution, &opts).map_err(crate::cli::hinted)?;
     let mut out = std::io::stdout().lock();

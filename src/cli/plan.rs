@@ -15,16 +15,22 @@ pub struct Args {
     /// Print the plan as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Pin the base by digest through the registry (no daemon needed).
+    #[arg(long)]
+    resolve_digest: bool,
 }
 
 /// Run `torchkit plan`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = common::load(&args.spec)?;
-    let opts = CompileOptions {
+    let mut opts = CompileOptions {
         profile: Some(loaded.profile),
         build_token: Some("<per-build token>".into()),
         ..CompileOptions::default()
     };
+    if args.resolve_digest {
+        common::pin_base_from_registry(&loaded, &mut opts)?;
+    }
     let plan = plan::plan(&loaded.spec, &loaded.resolution, &opts).map_err(crate::cli::hinted)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);

@@ -127,7 +127,7 @@ impl Hint for CompileError {
     fn hint(&self) -> Option<String> {
         match self {
             Self::ReleaseUnpinned { .. } => Some(
-                "build through a daemon (it pins the base with ResolveImageConfig), set [base] digest, or run `torchkit lock`"
+                "build through a daemon (it pins the base with ResolveImageConfig), pass --resolve-digest (asks the registry), set [base] digest, or run `torchkit lock`"
                     .into(),
             ),
             Self::MissingBuildToken { .. } => {
