@@ -190,6 +190,45 @@ fn lock_check_and_locked_build() {
     );
     assert_eq!(stdout, format!("1.16.0 24.1\n{}\n", jq.version));
 
+    // The # syntax= frontend installs the same lock (it reads torchkit.lock beside the
+    // spec); `--frontend --locked` asks it to insist on a current one.
+    let o = ok(
+        torchkit(&[
+            "build",
+            d,
+            "--locked",
+            "--frontend",
+            "localhost:5000/torchkit/frontend:dev",
+            "--addr",
+            &addr,
+            "--ca-bundle",
+            HOST_CA,
+            "-t",
+            "torchkit-e2e/lock-frontend:dev",
+            "--progress",
+            "plain",
+        ]),
+        "torchkit build --frontend --locked (run scripts/frontend-image.sh if the image is missing)",
+    );
+    assert!(
+        o.stderr
+            .contains("pip: pip install --require-hashes -r torchkit.lock (2 packages)"),
+        "{}",
+        o.stderr
+    );
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "torchkit-e2e/lock-frontend:dev",
+            "python",
+            "-c",
+            "import six, packaging; print(six.__version__, packaging.__version__)",
+        ])
+        .output()
+        .expect("docker run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1.16.0 24.1\n");
+
     // A spec change since the lock fails --locked before building, naming it.
     let spec = std::fs::read_to_string(dir.join("torchkit.toml")).unwrap();
     std::fs::write(

@@ -22,6 +22,7 @@
 //!   | `build-arg:SOURCE_DATE_EPOCH` | the environment (also sent in driver mode: the daemon stamps exporters with it) |
 //!   | `build-arg:TORCHKIT_PROFILE`, `…_CUDA`, `…_FLAVOR`, `…_DRIVER`, `…_GPU` | `--profile`, `--cuda`, `--flavor`, `--driver`/`--detect`, `--gpu`/`--detect` |
 //!   | `build-arg:TORCHKIT_CA_BUNDLE=1` | `--ca-bundle` (the secret `torchkit-ca` is in the session) |
+//!   | `build-arg:TORCHKIT_LOCKED=1` | `--locked` (the frontend installs `torchkit.lock` when it is current either way) |
 //!
 //! The session always carries the locals `context` (the context directory, `.dockerignore`
 //! applied) and `dockerfile` (the spec's directory), the `--secret`s, the CA bundle secret,
@@ -188,12 +189,8 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         ));
     }
     let context_excludes = common::dockerignore(&context)?;
-    if args.locked && args.frontend.is_some() {
-        return Err(flag_error(
-            "--locked installs the lock in driver mode; --frontend builds ignore it".into(),
-            "leave out --frontend",
-        ));
-    }
+    // With --frontend the frontend reads torchkit.lock itself (TORCHKIT_LOCKED=1 below);
+    // checking here too fails early, before anything is sent.
     let lock = crate::cli::lock::locked_set_for_build(&loaded, &context, args.locked)?;
 
     // Outputs.
@@ -432,6 +429,9 @@ fn frontend_options(
     }
     if args.ca_bundle.is_some() {
         arg("TORCHKIT_CA_BUNDLE", "1".into());
+    }
+    if args.locked {
+        arg("TORCHKIT_LOCKED", "1".into());
     }
     o
 }

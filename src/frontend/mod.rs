@@ -74,6 +74,14 @@ pub enum FrontendError {
     /// A resolver error not caused by a spec value (a build-arg override, say).
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// `torchkit.lock` is unreadable, missing under `TORCHKIT_LOCKED=1`, or stale.
+    #[error("{message}")]
+    Lock {
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        hint: Option<String>,
+    },
     /// A gateway call failed.
     #[error(transparent)]
     Bridge(#[from] BridgeError),
@@ -95,6 +103,7 @@ impl Hint for FrontendError {
             FrontendError::NotText(_) => None,
             FrontendError::Spec { error, .. } => error.help.clone(),
             FrontendError::Resolve(e) => e.hint(),
+            FrontendError::Lock { hint, .. } => hint.clone(),
             FrontendError::Bridge(e) => e.hint(),
             FrontendError::Solve(e) => e.hint(),
         }
@@ -206,7 +215,17 @@ async fn build(
         }
     }
 
+    let lock = locked_set(
+        bridge,
+        &opts,
+        &spec,
+        &res,
+        read.lock.as_deref(),
+        &read.vertex,
+    )
+    .await?;
     let compile = CompileOptions {
+        lock,
         profile: opts.profile,
         build_token: Some(random_token()),
         session_id: opts.session_id.clone(),
@@ -258,6 +277,92 @@ struct Inputs {
     excludes: Vec<String>,
     /// The vertex (op digest) of the spec's local, for warnings.
     vertex: String,
+    /// `torchkit.lock` beside the spec, if there is one.
+    lock: Option<Vec<u8>>,
+}
+
+/// The lock to install: `torchkit.lock` beside the spec when it matches the spec, as in
+/// driver mode. A stale lock is ignored with a warning, or fails under `TORCHKIT_LOCKED=1`.
+async fn locked_set(
+    bridge: &Bridge,
+    opts: &FrontendOptions,
+    spec: &Spec,
+    res: &crate::resolve::Resolution,
+    text: Option<&[u8]>,
+    vertex: &str,
+) -> Result<Option<crate::lock::LockedSet>, FrontendError> {
+    let Some(text) = text else {
+        if opts.locked {
+            return Err(FrontendError::Lock {
+                message: format!(
+                    "{}=1: there is no {} beside {}",
+                    options::ARG_LOCKED,
+                    crate::lock::LOCK_FILE,
+                    opts.filename
+                ),
+                hint: Some("create it with `torchkit lock`, or drop the build-arg".into()),
+            });
+        }
+        return Ok(None);
+    };
+    let lock = crate::lock::Lock::parse(&String::from_utf8_lossy(text), crate::lock::LOCK_FILE)
+        .map_err(|e| FrontendError::Lock {
+            message: e.to_string(),
+            hint: e.hint(),
+        })?;
+    // The requirements file is part of what the lock fingerprints: read it from the context.
+    let requirements = match &spec.python.requirements {
+        None => None,
+        Some(path) => {
+            let mut local = llb::local(&opts.context_key)
+                .follow_paths([path.as_str()])
+                .shared_key_hint(&format!("{}-requirements", opts.context_key))
+                .differ(Differ::None)
+                .custom_name(format!("[internal] load {path}"));
+            if let Some(s) = &opts.session_id {
+                local = local.session_id(s);
+            }
+            let (r, _) = solve_local(bridge, local).await?;
+            Some(bridge.read_file(&r, path, None).await?)
+        }
+    };
+    let changes = crate::lock::diff(
+        &crate::lock::SpecInputs::new(spec, res, requirements.as_deref()),
+        &lock,
+    );
+    if changes.is_empty() {
+        log(&format!(
+            "installing the locked set of {}",
+            crate::lock::LOCK_FILE
+        ));
+        return Ok(Some(lock.locked_set()));
+    }
+    let list: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+    if opts.locked {
+        return Err(FrontendError::Lock {
+            message: format!(
+                "{} is out of date: {}",
+                crate::lock::LOCK_FILE,
+                list.join("; ")
+            ),
+            hint: Some("run `torchkit lock` to update it, or drop TORCHKIT_LOCKED".into()),
+        });
+    }
+    let w = format!(
+        "{} is out of date ({}); building without it. Run `torchkit lock` to update it",
+        crate::lock::LOCK_FILE,
+        list.join("; ")
+    );
+    log(&format!("warning: {w}"));
+    if bridge
+        .caps()
+        .is_some_and(|c| c.has_frontend("gateway.warnings"))
+    {
+        if let Err(e) = bridge.warn(vertex, &w, &[], None).await {
+            log(&format!("Warn failed: {e}"));
+        }
+    }
+    Ok(None)
 }
 
 /// Solve a local restricted to `follow` and return its ref and the digest of its op.
@@ -281,7 +386,11 @@ async fn solve_local(
 async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, FrontendError> {
     let ignore_beside = format!("{}.dockerignore", opts.filename);
     let mut local = llb::local(&opts.dockerfile_key)
-        .follow_paths([opts.filename.as_str(), ignore_beside.as_str()])
+        .follow_paths([
+            opts.filename.as_str(),
+            ignore_beside.as_str(),
+            crate::lock::LOCK_FILE,
+        ])
         .shared_key_hint(&opts.dockerfile_key)
         .differ(Differ::None)
         .custom_name(format!(
@@ -309,14 +418,18 @@ async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, 
                 source,
             })?;
         let beside = bridge.read_file(&r, &ignore_beside, None).await.ok();
-        Ok::<_, FrontendError>((bytes, beside, vertex))
+        let lock = bridge
+            .read_file(&r, crate::lock::LOCK_FILE, None)
+            .await
+            .ok();
+        Ok::<_, FrontendError>((bytes, beside, vertex, lock))
     };
     let context_side = async {
         let (r, _) = solve_local(bridge, ctx).await?;
         Ok::<_, FrontendError>(bridge.read_file(&r, ".dockerignore", None).await.ok())
     };
     let (spec_side, context_side) = tokio::join!(spec_side, context_side);
-    let (bytes, beside, vertex) = spec_side?;
+    let (bytes, beside, vertex, lock) = spec_side?;
     let spec =
         String::from_utf8(bytes).map_err(|_| FrontendError::NotText(opts.filename.clone()))?;
     // `.dockerignore`: `<filename>.dockerignore` beside the spec wins over the context's.
@@ -331,6 +444,7 @@ async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, 
         spec,
         excludes,
         vertex,
+        lock,
     })
 }
 

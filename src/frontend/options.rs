@@ -56,6 +56,9 @@ pub const ARG_FLAVOR: &str = "TORCHKIT_FLAVOR";
 pub const ARG_CA_SECRET: &str = "TORCHKIT_CA_SECRET";
 /// The same as [`ARG_CA_SECRET`], as `torchkit build --frontend --ca-bundle` sends it.
 pub const ARG_CA_BUNDLE: &str = "TORCHKIT_CA_BUNDLE";
+/// `--build-arg TORCHKIT_LOCKED=1`: fail unless `torchkit.lock` beside the spec is current
+/// (what `torchkit build --locked` is for the driver).
+pub const ARG_LOCKED: &str = "TORCHKIT_LOCKED";
 /// `--build-arg SOURCE_DATE_EPOCH=…`: the image's `created` time, as for Dockerfiles.
 pub const ARG_SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
@@ -115,7 +118,7 @@ impl Hint for OptionsError {
             }
             OptionsError::BuildArg { arg, .. } => Some(match *arg {
                 ARG_PROFILE => "profiles are dev, test and release".into(),
-                ARG_CA_SECRET | ARG_CA_BUNDLE => format!("use {arg}=1 (or 0)"),
+                ARG_CA_SECRET | ARG_CA_BUNDLE | ARG_LOCKED => format!("use {arg}=1 (or 0)"),
                 ARG_FLAVOR => "flavors are runtime and devel".into(),
                 ARG_SOURCE_DATE_EPOCH => "SOURCE_DATE_EPOCH is seconds since 1970 (`date +%s`)".into(),
                 ARG_CUDA => "use a CUDA version such as 12.8, `auto` or `cpu`".into(),
@@ -166,6 +169,8 @@ pub struct FrontendOptions {
     pub profile: Option<Profile>,
     /// `TORCHKIT_CA_SECRET` (or `TORCHKIT_CA_BUNDLE`).
     pub ca_bundle: bool,
+    /// `TORCHKIT_LOCKED`: a missing or stale `torchkit.lock` fails the build.
+    pub locked: bool,
     /// `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: Option<i64>,
 }
@@ -326,6 +331,11 @@ pub fn parse(
             Some(v) => return Err(bad(name, v, "expected 1 or 0")),
         }
     }
+    let locked = match arg(ARG_LOCKED).as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(v) => return Err(bad(ARG_LOCKED, v, "expected 1 or 0")),
+    };
     let source_date_epoch = match arg(ARG_SOURCE_DATE_EPOCH) {
         None => None,
         Some(v) => Some(
@@ -350,6 +360,7 @@ pub fn parse(
         flavor,
         profile,
         ca_bundle,
+        locked,
         source_date_epoch,
     })
 }
@@ -494,5 +505,18 @@ mod tests {
             parse(&opts(&[("cache-imports", "{")]), None),
             Err(OptionsError::CacheImports(_))
         ));
+    }
+
+    #[test]
+    fn locked_build_arg() {
+        assert!(!parse(&opts(&[]), None).unwrap().locked);
+        let o = parse(&opts(&[("build-arg:TORCHKIT_LOCKED", "1")]), None).unwrap();
+        assert!(o.locked);
+        let e = parse(&opts(&[("build-arg:TORCHKIT_LOCKED", "yes")]), None).unwrap_err();
+        assert!(
+            e.hint().unwrap().contains("TORCHKIT_LOCKED=1"),
+            "{:?}",
+            e.hint()
+        );
     }
 }

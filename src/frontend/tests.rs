@@ -238,7 +238,7 @@ async fn builds_the_spec_from_the_dockerfile_local() {
     assert_eq!(attrs["local.sharedkeyhint"], "dockerfile");
     assert_eq!(
         attrs["local.followpaths"],
-        r#"["torchkit.toml","torchkit.toml.dockerignore"]"#
+        r#"["torchkit.toml","torchkit.toml.dockerignore","torchkit.lock"]"#
     );
     assert_eq!(attrs["local.differ"], "none");
     assert_eq!(loads[1].0, "local://context");
