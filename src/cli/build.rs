@@ -281,13 +281,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
                 })?,
         ),
     };
-    let no_cache = if args.no_cache {
-        NoCache::All
-    } else if !args.no_cache_filter.is_empty() {
-        NoCache::Steps(args.no_cache_filter.clone())
-    } else {
-        NoCache::Off
-    };
+    let no_cache = NoCache::from_flags(args.no_cache, &args.no_cache_filter);
 
     let mut frontend_attrs = BTreeMap::new();
     if let Some(e) = source_date_epoch {

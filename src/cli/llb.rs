@@ -37,13 +37,7 @@ pub struct Args {
 /// Run `torchkit llb`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = common::load(&args.spec)?;
-    let no_cache = if args.no_cache {
-        NoCache::All
-    } else if !args.no_cache_filter.is_empty() {
-        NoCache::Steps(args.no_cache_filter.clone())
-    } else {
-        NoCache::Off
-    };
+    let no_cache = NoCache::from_flags(args.no_cache, &args.no_cache_filter);
     let context_dir = loaded
         .path
         .parent()

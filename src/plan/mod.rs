@@ -53,6 +53,19 @@ pub enum NoCache {
     Steps(Vec<String>),
 }
 
+impl NoCache {
+    /// From `--no-cache` (all steps) and `--no-cache-filter` (these steps), as buildx reads them.
+    pub fn from_flags(all: bool, filter: &[String]) -> Self {
+        if all {
+            NoCache::All
+        } else if !filter.is_empty() {
+            NoCache::Steps(filter.to_vec())
+        } else {
+            NoCache::Off
+        }
+    }
+}
+
 /// Inputs of [`compile`] besides the spec and the resolution.
 #[derive(Debug, Clone, Default)]
 pub struct CompileOptions {
