@@ -185,11 +185,20 @@ fn profiles_and_epoch_from_the_status_stream() {
         "the test profile fetched base layers from the registry"
     );
 
-    // A new epoch re-runs exactly the dependency steps once; apt stays cached.
+    // A new epoch re-runs exactly the dependency steps once; apt stays cached. The epoch is
+    // new to this daemon (its build cache outlives test runs), so nothing can match it.
+    let epoch = format!(
+        "run-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
     let spec = std::fs::read_to_string(dir.join("torchkit.toml")).unwrap();
     std::fs::write(
         dir.join("torchkit.toml"),
-        spec.replace("epoch = \"one\"", "epoch = \"two\""),
+        spec.replace("epoch = \"one\"", &format!("epoch = \"{epoch}\"")),
     )
     .unwrap();
     let s = build(&dir, "dev");
