@@ -111,7 +111,10 @@ pub fn report(e: &anyhow::Error) {
         eprintln!("  caused by: {cause}");
     }
     for cause in e.chain() {
-        if let Some(h) = cause.downcast_ref::<Hinted>().and_then(|h| h.hint.as_deref()) {
+        if let Some(h) = cause
+            .downcast_ref::<Hinted>()
+            .and_then(|h| h.hint.as_deref())
+        {
             for line in h.lines() {
                 eprintln!("hint: {line}");
             }

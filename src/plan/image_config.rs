@@ -38,7 +38,11 @@ pub fn image_config(plan: &Plan, opts: &CompileOptions) -> Result<Vec<u8>, Compi
     }
     config.insert(
         "Env".into(),
-        Value::Array(env.into_iter().map(|(k, v)| json!(format!("{k}={v}"))).collect()),
+        Value::Array(
+            env.into_iter()
+                .map(|(k, v)| json!(format!("{k}={v}")))
+                .collect(),
+        ),
     );
     config.insert("User".into(), json!(plan.image.user));
     config.insert("WorkingDir".into(), json!(plan.image.workdir));
@@ -55,7 +59,10 @@ pub fn image_config(plan: &Plan, opts: &CompileOptions) -> Result<Vec<u8>, Compi
     // ENTRYPOINT resets CMD, as in a Dockerfile.
     if let Some(ep) = &plan.image.entrypoint {
         config.insert("Entrypoint".into(), json!(ep));
-        config.insert("Cmd".into(), plan.image.cmd.as_ref().map_or(Value::Null, |c| json!(c)));
+        config.insert(
+            "Cmd".into(),
+            plan.image.cmd.as_ref().map_or(Value::Null, |c| json!(c)),
+        );
     } else if let Some(cmd) = &plan.image.cmd {
         config.insert("Cmd".into(), json!(cmd));
     }
@@ -64,7 +71,11 @@ pub fn image_config(plan: &Plan, opts: &CompileOptions) -> Result<Vec<u8>, Compi
     // History: one entry per layer torchkit adds, after the base's (only when the base's
     // history is known, so that the exporter can match entries to layers).
     if let Some(Value::Array(mut hist)) = root.remove("history") {
-        for s in plan.steps.iter().filter(|s| !matches!(s.run, Run::Image { .. })) {
+        for s in plan
+            .steps
+            .iter()
+            .filter(|s| !matches!(s.run, Run::Image { .. }))
+        {
             let mut h = Map::new();
             if let Some(t) = opts.source_date_epoch {
                 h.insert("created".into(), json!(rfc3339(t)));

@@ -88,13 +88,24 @@ pub(super) fn lower(
         _ => None,
     };
     // A locked build installs from the lock, not from the context's requirements file.
-    let lock = opts.lock.as_ref().filter(|_| plan.steps.iter().any(|s| s.name == "pip")).map(|l| {
-        llb::scratch().file(
-            FileAction::mkfile("/lock.txt", 0o644, l.python.as_bytes().to_vec(), None)
-                .custom_name(format!("[torchkit] lock: {} python packages on {}", l.python_count, l.digest)),
-        )
-    });
-    let requirements = spec.python.requirements.as_deref().filter(|_| opts.lock.is_none());
+    let lock = opts
+        .lock
+        .as_ref()
+        .filter(|_| plan.steps.iter().any(|s| s.name == "pip"))
+        .map(|l| {
+            llb::scratch().file(
+                FileAction::mkfile("/lock.txt", 0o644, l.python.as_bytes().to_vec(), None)
+                    .custom_name(format!(
+                        "[torchkit] lock: {} python packages on {}",
+                        l.python_count, l.digest
+                    )),
+            )
+        });
+    let requirements = spec
+        .python
+        .requirements
+        .as_deref()
+        .filter(|_| opts.lock.is_none());
     let needs_context = requirements.is_some() || !spec.image.copy.is_empty();
     let context = needs_context.then(|| {
         let mut l = llb::local("context")
@@ -128,7 +139,12 @@ pub(super) fn lower(
                 }
                 s
             }
-            Run::Exec { args, env, user, cwd } => {
+            Run::Exec {
+                args,
+                env,
+                user,
+                cwd,
+            } => {
                 let cur = state.as_ref().expect("base comes first");
                 let mut e = Exec::new(args)
                     .cwd(cwd)
@@ -207,7 +223,12 @@ fn mounts(
     }
     let dependency = DEPENDENCY_STEPS.contains(&step.name);
     if dependency {
-        e = e.mount(Mount::bind(CONSTRAINTS_MOUNT, constraints, "/constraints.txt", true));
+        e = e.mount(Mount::bind(
+            CONSTRAINTS_MOUNT,
+            constraints,
+            "/constraints.txt",
+            true,
+        ));
         if let Some(ep) = epoch {
             e = e.mount(Mount::bind(EPOCH_MOUNT, ep, "/epoch", true));
         }
@@ -217,7 +238,12 @@ fn mounts(
     }
     if let (Some(ctx), Some(path)) = (context, requirements) {
         if step.name == "requirements" {
-            e = e.mount(Mount::bind(REQUIREMENTS_MOUNT, ctx, &format!("/{path}"), true));
+            e = e.mount(Mount::bind(
+                REQUIREMENTS_MOUNT,
+                ctx,
+                &format!("/{path}"),
+                true,
+            ));
         }
     }
     if let (Some(l), "pip") = (lock, step.name) {

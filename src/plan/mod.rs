@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::error::Hint;
 use crate::llb::{pb, LlbError};
 use crate::resolve::Resolution;
-use crate::spec::{Profile, Spec, Span, DEPENDENCY_STEPS, STEPS};
+use crate::spec::{Profile, Span, Spec, DEPENDENCY_STEPS, STEPS};
 
 pub use image_config::image_config;
 
@@ -353,7 +353,12 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     let owner = format!("{}:{}", user.uid, user.uid);
 
     let mut steps: Vec<Step> = vec![];
-    let mut push = |name: &'static str, summary: String, run: Run, mounts: Vec<CacheMount>, secrets: Vec<String>, origin: &'static str| {
+    let mut push = |name: &'static str,
+                    summary: String,
+                    run: Run,
+                    mounts: Vec<CacheMount>,
+                    secrets: Vec<String>,
+                    origin: &'static str| {
         let is_exec = matches!(run, Run::Exec { .. });
         let cache = if profile == Profile::Release {
             CacheRule::IgnoreCache {
@@ -361,9 +366,13 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             }
         } else if let Some(why) = busted.get(name) {
             if is_exec {
-                CacheRule::Bust { reason: why.clone() }
+                CacheRule::Bust {
+                    reason: why.clone(),
+                }
             } else {
-                CacheRule::IgnoreCache { reason: why.clone() }
+                CacheRule::IgnoreCache {
+                    reason: why.clone(),
+                }
             }
         } else if spec.cache.epoch.is_some() && DEPENDENCY_STEPS.contains(&name) {
             CacheRule::Epoch
@@ -381,7 +390,13 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             span: spec.span_of(origin),
         });
     };
-    let ca_secret = || if opts.ca_bundle { vec![CA_SECRET_ID.to_string()] } else { vec![] };
+    let ca_secret = || {
+        if opts.ca_bundle {
+            vec![CA_SECRET_ID.to_string()]
+        } else {
+            vec![]
+        }
+    };
 
     push(
         "base",
@@ -391,7 +406,11 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         },
         vec![],
         vec![],
-        if spec.base.image.is_some() { "base.image" } else { "torch.version" },
+        if spec.base.image.is_some() {
+            "base.image"
+        } else {
+            "torch.version"
+        },
     );
 
     let locked = opts.lock.as_ref();
@@ -411,7 +430,11 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             "apt",
             match locked {
                 Some(l) if !l.apt.is_empty() => {
-                    format!("apt-get install {} (locked: {} packages)", spec.system.apt.join(" "), l.apt.len())
+                    format!(
+                        "apt-get install {} (locked: {} packages)",
+                        spec.system.apt.join(" "),
+                        l.apt.len()
+                    )
                 }
                 _ => format!("apt-get install {}", spec.system.apt.join(" ")),
             },
@@ -440,7 +463,9 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     let has_python = !spec.python.packages.is_empty() || spec.python.requirements.is_some();
     if let (Some(l), true) = (locked, has_python) {
         // The lock covers packages and requirements: one step, exact files, no resolver.
-        let mut args: Vec<String> = ["python", "-m", "pip", "install"].map(String::from).to_vec();
+        let mut args: Vec<String> = ["python", "-m", "pip", "install"]
+            .map(String::from)
+            .to_vec();
         if !cache_mounts {
             args.push("--no-cache-dir".into());
         }
@@ -448,7 +473,10 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         args.extend(index_args(spec));
         push(
             "pip",
-            format!("pip install --require-hashes -r torchkit.lock ({} packages)", l.python_count),
+            format!(
+                "pip install --require-hashes -r torchkit.lock ({} packages)",
+                l.python_count
+            ),
             Run::Exec {
                 args,
                 env: pip_env(opts),
@@ -457,7 +485,11 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             },
             pip_mounts(),
             ca_secret(),
-            if spec.python.packages.is_empty() { "python.requirements" } else { "python.packages" },
+            if spec.python.packages.is_empty() {
+                "python.requirements"
+            } else {
+                "python.packages"
+            },
         );
     }
     if !spec.python.packages.is_empty() && locked.is_none() {
@@ -498,7 +530,10 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     let user_summary = if user.is_root() {
         format!("workdir {}", spec.image.workdir)
     } else {
-        format!("user {} (uid {}), workdir {}", user.name, user.uid, spec.image.workdir)
+        format!(
+            "user {} (uid {}), workdir {}",
+            user.name, user.uid, spec.image.workdir
+        )
     };
     push(
         "user",
@@ -511,7 +546,11 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         },
         vec![],
         vec![],
-        if spec.locations.contains_key("image.user") { "image.user" } else { "image" },
+        if spec.locations.contains_key("image.user") {
+            "image.user"
+        } else {
+            "image"
+        },
     );
 
     if !spec.image.copy.is_empty() {
@@ -525,7 +564,11 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             "copy",
             format!(
                 "copy {}",
-                copies.iter().map(|(s, d)| format!("{s} → {d}")).collect::<Vec<_>>().join(", ")
+                copies
+                    .iter()
+                    .map(|(s, d)| format!("{s} → {d}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Run::Copy {
                 copies,
@@ -583,7 +626,11 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
 }
 
 /// Compile spec + resolution to LLB and the image config. See the module docs.
-pub fn compile(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Compiled, CompileError> {
+pub fn compile(
+    spec: &Spec,
+    res: &Resolution,
+    opts: &CompileOptions,
+) -> Result<Compiled, CompileError> {
     let plan = plan(spec, res, opts)?;
     let definition = lower::lower(spec, &plan, opts)?;
     let image_config = image_config(&plan, opts)?;
@@ -639,7 +686,11 @@ fn step_name(s: &str) -> Option<&'static str> {
 
 /// The base image a spec builds on: the resolved (or overridden) reference with the mirror
 /// applied, pinned by the spec's digest, else by `opts.base.digest`.
-pub fn base_plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<BasePlan, CompileError> {
+pub fn base_plan(
+    spec: &Spec,
+    res: &Resolution,
+    opts: &CompileOptions,
+) -> Result<BasePlan, CompileError> {
     let name = match &spec.base.image {
         Some(i) => i.clone(),
         None => res.image.full(),
@@ -662,7 +713,13 @@ pub fn base_plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result
         .as_ref()
         .filter(|l| l.reference == reference && !l.digest.is_empty())
         .map(|l| l.digest.clone());
-    let digest = spec.base.digest.clone().or(digest).or(locked).or_else(|| opts.base.digest.clone());
+    let digest = spec
+        .base
+        .digest
+        .clone()
+        .or(digest)
+        .or(locked)
+        .or_else(|| opts.base.digest.clone());
     Ok(BasePlan { reference, digest })
 }
 
@@ -691,7 +748,9 @@ fn apt_command(pkgs: &[String], keep: bool, ca: bool) -> Vec<String> {
 }
 
 fn pip_prefix(spec: &Spec, cache: bool) -> Vec<String> {
-    let mut a: Vec<String> = ["python", "-m", "pip", "install"].map(String::from).to_vec();
+    let mut a: Vec<String> = ["python", "-m", "pip", "install"]
+        .map(String::from)
+        .to_vec();
     if !cache {
         a.push("--no-cache-dir".into());
     }
@@ -746,10 +805,19 @@ fn user_command(name: &str, uid: u32, workdir: &str) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script]
 }
 
-fn image_plan(spec: &Spec, res: &Resolution, base: &BasePlan, profile: Profile, opts: &CompileOptions) -> ImagePlan {
+fn image_plan(
+    spec: &Spec,
+    res: &Resolution,
+    base: &BasePlan,
+    profile: Profile,
+    opts: &CompileOptions,
+) -> ImagePlan {
     let mut env = BTreeMap::new();
     env.insert("NVIDIA_VISIBLE_DEVICES".to_string(), "all".to_string());
-    env.insert("NVIDIA_DRIVER_CAPABILITIES".to_string(), "compute,utility".to_string());
+    env.insert(
+        "NVIDIA_DRIVER_CAPABILITIES".to_string(),
+        "compute,utility".to_string(),
+    );
     for (k, v) in &spec.image.env {
         env.insert(k.clone(), v.clone());
     }
@@ -767,13 +835,18 @@ fn image_plan(spec: &Spec, res: &Resolution, base: &BasePlan, profile: Profile, 
         format!(
             "PyTorch {} ({}) built by torchkit",
             res.torch,
-            res.cuda.as_deref().map_or("CPU".to_string(), |c| format!("CUDA {c}"))
+            res.cuda
+                .as_deref()
+                .map_or("CPU".to_string(), |c| format!("CUDA {c}"))
         ),
     );
     l("torchkit.torch", res.torch.clone());
     l("torchkit.torchvision", res.torchvision.clone());
     l("torchkit.torchaudio", res.torchaudio.clone());
-    l("torchkit.cuda", res.cuda.clone().unwrap_or_else(|| "cpu".into()));
+    l(
+        "torchkit.cuda",
+        res.cuda.clone().unwrap_or_else(|| "cpu".into()),
+    );
     if let Some(c) = &res.cudnn {
         l("torchkit.cudnn", c.clone());
     }

@@ -37,13 +37,20 @@ fn token() -> CompileOptions {
 }
 
 fn ops(c: &Compiled) -> Vec<Value> {
-    llb::dump(&c.definition).unwrap()["ops"].as_array().unwrap().clone()
+    llb::dump(&c.definition).unwrap()["ops"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn op<'a>(ops: &'a [Value], step: &str) -> &'a Value {
     let needle = format!("] {step}:");
     ops.iter()
-        .find(|o| o["metadata"]["custom_name"].as_str().is_some_and(|n| n.contains(&needle)))
+        .find(|o| {
+            o["metadata"]["custom_name"]
+                .as_str()
+                .is_some_and(|n| n.contains(&needle))
+        })
         .unwrap_or_else(|| panic!("no op for step {step}"))
 }
 
@@ -64,8 +71,13 @@ fn digest(op: &Value) -> String {
 fn steps_run_stable_to_volatile() {
     let c = compiled(&spec_with(""), &token());
     let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
-    assert_eq!(names, ["base", "apt", "pip", "requirements", "user", "copy"]);
-    assert!(c.plan.steps[0].title.starts_with("[torchkit 1/6] base: docker.io/pytorch/pytorch:2.8.0-cuda12.8"));
+    assert_eq!(
+        names,
+        ["base", "apt", "pip", "requirements", "user", "copy"]
+    );
+    assert!(c.plan.steps[0]
+        .title
+        .starts_with("[torchkit 1/6] base: docker.io/pytorch/pytorch:2.8.0-cuda12.8"));
 }
 
 #[test]
@@ -73,7 +85,10 @@ fn same_input_same_bytes() {
     let spec = spec_with("[cache]\nepoch = \"e1\"\nprofile = \"test\"\n");
     let a = compiled(&spec, &token());
     let b = compiled(&spec, &token());
-    assert_eq!(llb::definition_bytes(&a.definition), llb::definition_bytes(&b.definition));
+    assert_eq!(
+        llb::definition_bytes(&a.definition),
+        llb::definition_bytes(&b.definition)
+    );
     assert_eq!(a.image_config, b.image_config);
 }
 
@@ -85,9 +100,14 @@ fn dev_reuses_cache_and_mounts_download_caches() {
     assert!(mount_dests(op(&ops, "pip")).contains(&PIP_CACHE_DIR.to_string()));
     assert!(mount_dests(op(&ops, "apt")).contains(&APT_CACHE_DIR.to_string()));
     let pip = op(&ops, "pip")["exec"]["args"].to_string();
-    assert!(!pip.contains("--no-cache-dir"), "a cache mount replaces --no-cache-dir: {pip}");
+    assert!(
+        !pip.contains("--no-cache-dir"),
+        "a cache mount replaces --no-cache-dir: {pip}"
+    );
     assert!(c.plan.busted.is_empty());
-    assert!(!ops.iter().any(|o| o["metadata"]["custom_name"].as_str().is_some_and(|n| n.contains("bust"))));
+    assert!(!ops.iter().any(|o| o["metadata"]["custom_name"]
+        .as_str()
+        .is_some_and(|n| n.contains("bust"))));
 }
 
 #[test]
@@ -98,18 +118,45 @@ fn test_profile_busts_dependencies_through_a_node_and_keeps_caches() {
     let ops = ops(&c);
     for step in ["pip", "requirements"] {
         let o = op(&ops, step);
-        assert_ne!(o["metadata"]["ignore_cache"], true, "{step}: ignore_cache would prune its cache mounts");
+        assert_ne!(
+            o["metadata"]["ignore_cache"], true,
+            "{step}: ignore_cache would prune its cache mounts"
+        );
         let dests = mount_dests(o);
-        assert!(dests.contains(&"/run/torchkit/bust".to_string()), "{step}: {dests:?}");
-        assert!(dests.contains(&PIP_CACHE_DIR.to_string()), "{step}: download cache kept");
-        assert!(o["metadata"]["custom_name"].as_str().unwrap().ends_with("(re-run: test profile)"));
+        assert!(
+            dests.contains(&"/run/torchkit/bust".to_string()),
+            "{step}: {dests:?}"
+        );
+        assert!(
+            dests.contains(&PIP_CACHE_DIR.to_string()),
+            "{step}: download cache kept"
+        );
+        assert!(o["metadata"]["custom_name"]
+            .as_str()
+            .unwrap()
+            .ends_with("(re-run: test profile)"));
     }
     assert!(!mount_dests(op(&ops, "apt")).contains(&"/run/torchkit/bust".to_string()));
     // A new token re-runs the dependency steps (new digests) and leaves base and apt alone.
-    let c2 = compiled(&spec, &CompileOptions { build_token: Some("token-2".into()), ..token() });
+    let c2 = compiled(
+        &spec,
+        &CompileOptions {
+            build_token: Some("token-2".into()),
+            ..token()
+        },
+    );
     let ops2 = super::tests::ops(&c2);
-    for (step, same) in [("base", true), ("apt", true), ("pip", false), ("requirements", false)] {
-        assert_eq!(digest(op(&ops, step)) == digest(op(&ops2, step)), same, "{step}");
+    for (step, same) in [
+        ("base", true),
+        ("apt", true),
+        ("pip", false),
+        ("requirements", false),
+    ] {
+        assert_eq!(
+            digest(op(&ops, step)) == digest(op(&ops2, step)),
+            same,
+            "{step}"
+        );
     }
 }
 
@@ -123,13 +170,26 @@ fn busting_needs_a_token() {
 
 #[test]
 fn epoch_busts_exactly_the_dependency_steps() {
-    let a = ops(&compiled(&spec_with("[cache]\nepoch = \"2026-01\"\n"), &token()));
-    let b = ops(&compiled(&spec_with("[cache]\nepoch = \"2026-02\"\n"), &token()));
-    for (step, same) in [("base", true), ("apt", true), ("pip", false), ("requirements", false)] {
+    let a = ops(&compiled(
+        &spec_with("[cache]\nepoch = \"2026-01\"\n"),
+        &token(),
+    ));
+    let b = ops(&compiled(
+        &spec_with("[cache]\nepoch = \"2026-02\"\n"),
+        &token(),
+    ));
+    for (step, same) in [
+        ("base", true),
+        ("apt", true),
+        ("pip", false),
+        ("requirements", false),
+    ] {
         assert_eq!(digest(op(&a, step)) == digest(op(&b, step)), same, "{step}");
     }
     assert!(mount_dests(op(&a, "pip")).contains(&"/run/torchkit/epoch".to_string()));
-    let epoch = a.iter().find(|o| o["metadata"]["custom_name"] == "[torchkit] epoch 2026-01");
+    let epoch = a
+        .iter()
+        .find(|o| o["metadata"]["custom_name"] == "[torchkit] epoch 2026-01");
     assert!(epoch.is_some(), "the epoch is its own named node");
 }
 
@@ -144,7 +204,9 @@ fn release_needs_a_pinned_base() {
 
 #[test]
 fn release_rebuilds_everything_without_cache_mounts() {
-    let spec = spec_with(&format!("[cache]\nprofile = \"release\"\n[base]\ndigest = \"{DIGEST}\"\n"));
+    let spec = spec_with(&format!(
+        "[cache]\nprofile = \"release\"\n[base]\ndigest = \"{DIGEST}\"\n"
+    ));
     let opts = CompileOptions {
         source_date_epoch: Some(1_700_000_000),
         ..CompileOptions::default()
@@ -161,10 +223,20 @@ fn release_rebuilds_everything_without_cache_mounts() {
     }
     for s in ["apt", "pip", "requirements"] {
         let o = op(&ops, s);
-        assert!(!o["exec"]["mounts"].to_string().contains("\"cache\""), "{s}: no cache mounts in release");
-        assert!(o["exec"]["env"].to_string().contains("SOURCE_DATE_EPOCH=1700000000"), "{s}");
+        assert!(
+            !o["exec"]["mounts"].to_string().contains("\"cache\""),
+            "{s}: no cache mounts in release"
+        );
+        assert!(
+            o["exec"]["env"]
+                .to_string()
+                .contains("SOURCE_DATE_EPOCH=1700000000"),
+            "{s}"
+        );
     }
-    assert!(op(&ops, "pip")["exec"]["args"].to_string().contains("--no-cache-dir"));
+    assert!(op(&ops, "pip")["exec"]["args"]
+        .to_string()
+        .contains("--no-cache-dir"));
     let cfg: Value = serde_json::from_slice(&c.image_config).unwrap();
     assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
     assert_eq!(cfg["config"]["Labels"]["torchkit.base.digest"], DIGEST);
@@ -176,7 +248,11 @@ fn bust_list_and_no_cache_filter() {
     let c = compiled(&spec, &token());
     let ops = ops(&c);
     assert!(mount_dests(op(&ops, "apt")).contains(&"/run/torchkit/bust".to_string()));
-    assert_eq!(op(&ops, "copy")["metadata"]["ignore_cache"], true, "file ops bust with ignore_cache");
+    assert_eq!(
+        op(&ops, "copy")["metadata"]["ignore_cache"],
+        true,
+        "file ops bust with ignore_cache"
+    );
     assert_eq!(c.plan.busted, ["apt"]);
 
     let opts = CompileOptions {
@@ -185,9 +261,19 @@ fn bust_list_and_no_cache_filter() {
     };
     let res = resolve(&spec.request()).unwrap();
     let e = compile(&spec, &res, &opts).unwrap_err();
-    assert!(e.hint().unwrap().contains("did you mean `pip`"), "{:?}", e.hint());
+    assert!(
+        e.hint().unwrap().contains("did you mean `pip`"),
+        "{:?}",
+        e.hint()
+    );
 
-    let all = compiled(&spec_with(""), &CompileOptions { no_cache: NoCache::All, ..token() });
+    let all = compiled(
+        &spec_with(""),
+        &CompileOptions {
+            no_cache: NoCache::All,
+            ..token()
+        },
+    );
     assert_eq!(all.plan.busted, ["apt", "pip", "requirements", "user"]);
 }
 
@@ -201,23 +287,38 @@ fn image_config_inherits_the_base_and_adds_torchkit() {
         "history": [{"created_by": "base layer"}]
     });
     let opts = CompileOptions {
-        base: BaseMeta { digest: Some(DIGEST.into()), config: Some(base_cfg) },
+        base: BaseMeta {
+            digest: Some(DIGEST.into()),
+            config: Some(base_cfg),
+        },
         labels: [("extra".to_string(), "x".to_string())].into(),
         ..CompileOptions::default()
     };
     let c = compiled(&spec_with("[image.env]\nHF_HOME = \"/hf\"\n"), &opts);
     let cfg: Value = serde_json::from_slice(&c.image_config).unwrap();
-    let env: Vec<&str> = cfg["config"]["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(env, [
-        "PATH=/opt/conda/bin:/usr/bin",
-        "NVIDIA_VISIBLE_DEVICES=all",
-        "HF_HOME=/hf",
-        "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
-    ]);
+    let env: Vec<&str> = cfg["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        env,
+        [
+            "PATH=/opt/conda/bin:/usr/bin",
+            "NVIDIA_VISIBLE_DEVICES=all",
+            "HF_HOME=/hf",
+            "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        ]
+    );
     assert_eq!(cfg["config"]["User"], "app");
     assert_eq!(cfg["config"]["WorkingDir"], "/workspace");
     assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["python"]));
-    assert_eq!(cfg["config"]["Cmd"], Value::Null, "ENTRYPOINT resets the base CMD");
+    assert_eq!(
+        cfg["config"]["Cmd"],
+        Value::Null,
+        "ENTRYPOINT resets the base CMD"
+    );
     let labels = &cfg["config"]["Labels"];
     assert_eq!(labels["z.base"], "1");
     assert_eq!(labels["extra"], "x");
@@ -227,14 +328,21 @@ fn image_config_inherits_the_base_and_adds_torchkit() {
     assert_eq!(labels["torchkit.profile"], "dev");
     assert_eq!(labels["org.opencontainers.image.base.digest"], DIGEST);
     assert!(labels["torchkit.min-driver"].is_string());
-    assert!(cfg.get("created").is_none(), "no wall-clock time without SOURCE_DATE_EPOCH");
+    assert!(
+        cfg.get("created").is_none(),
+        "no wall-clock time without SOURCE_DATE_EPOCH"
+    );
     let hist = cfg["history"].as_array().unwrap();
     assert_eq!(hist.len(), 1 + 5);
     assert_eq!(hist[5]["comment"], "torchkit.v0");
     // The base's env reaches the build steps too.
     let ops = ops(&c);
-    assert!(op(&ops, "pip")["exec"]["env"].to_string().contains("PATH=/opt/conda/bin:/usr/bin"));
-    assert!(op(&ops, "pip")["exec"]["env"].to_string().contains("HF_HOME=/hf"));
+    assert!(op(&ops, "pip")["exec"]["env"]
+        .to_string()
+        .contains("PATH=/opt/conda/bin:/usr/bin"));
+    assert!(op(&ops, "pip")["exec"]["env"]
+        .to_string()
+        .contains("HF_HOME=/hf"));
     assert_eq!(
         op(&ops, "base")["source"]["identifier"],
         format!("docker-image://docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime@{DIGEST}")
@@ -243,22 +351,36 @@ fn image_config_inherits_the_base_and_adds_torchkit() {
 
 #[test]
 fn ca_bundle_is_a_secret_mount_never_data() {
-    let opts = CompileOptions { ca_bundle: true, ..CompileOptions::default() };
+    let opts = CompileOptions {
+        ca_bundle: true,
+        ..CompileOptions::default()
+    };
     let c = compiled(&spec_with(""), &opts);
     let ops = ops(&c);
     for s in ["apt", "pip", "requirements"] {
         let m = op(&ops, s)["exec"]["mounts"].to_string();
-        assert!(m.contains("\"secret\"") && m.contains(CA_SECRET_ID), "{s}: {m}");
+        assert!(
+            m.contains("\"secret\"") && m.contains(CA_SECRET_ID),
+            "{s}: {m}"
+        );
     }
-    assert!(op(&ops, "pip")["exec"]["env"].to_string().contains("PIP_CERT=/run/secrets/torchkit-ca"));
-    assert!(!op(&ops, "user")["exec"]["mounts"].to_string().contains("secret"));
+    assert!(op(&ops, "pip")["exec"]["env"]
+        .to_string()
+        .contains("PIP_CERT=/run/secrets/torchkit-ca"));
+    assert!(!op(&ops, "user")["exec"]["mounts"]
+        .to_string()
+        .contains("secret"));
 }
 
 #[test]
 fn ops_point_at_spec_lines() {
     let c = compiled(&spec_with(""), &token());
     let ops = ops(&c);
-    let line = |s: &str| op(&ops, s)["locations"][0]["ranges"][0][0].as_i64().unwrap();
+    let line = |s: &str| {
+        op(&ops, s)["locations"][0]["ranges"][0][0]
+            .as_i64()
+            .unwrap()
+    };
     assert_eq!(line("apt"), 5);
     assert_eq!(line("pip"), 7);
     assert_eq!(line("requirements"), 8);
@@ -267,26 +389,47 @@ fn ops_point_at_spec_lines() {
 
 #[test]
 fn mirror_and_override() {
-    let c = compiled(&spec_with("[base]\nmirror = \"mirror.example.com/hub\"\n"), &token());
-    assert_eq!(c.plan.base.reference, "mirror.example.com/hub/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime");
-    let c = compiled(&spec_with("[base]\nimage = \"nvcr.io/nvidia/pytorch:25.01-py3\"\n"), &token());
+    let c = compiled(
+        &spec_with("[base]\nmirror = \"mirror.example.com/hub\"\n"),
+        &token(),
+    );
+    assert_eq!(
+        c.plan.base.reference,
+        "mirror.example.com/hub/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
+    );
+    let c = compiled(
+        &spec_with("[base]\nimage = \"nvcr.io/nvidia/pytorch:25.01-py3\"\n"),
+        &token(),
+    );
     assert_eq!(c.plan.base.reference, "nvcr.io/nvidia/pytorch:25.01-py3");
 }
 
 #[test]
 fn root_user_and_no_optional_steps() {
-    let spec = parse("[torch]\nversion = \"2.8.0\"\n[image]\nuser = \"root\"\n", "t.toml").unwrap();
+    let spec = parse(
+        "[torch]\nversion = \"2.8.0\"\n[image]\nuser = \"root\"\n",
+        "t.toml",
+    )
+    .unwrap();
     let c = compiled(&spec, &token());
     let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
     assert_eq!(names, ["base", "user"]);
     let cfg: Value = serde_json::from_slice(&c.image_config).unwrap();
     assert_eq!(cfg["config"]["User"], "root");
-    assert!(!ops(&c).iter().any(|o| o["kind"] == "source" && o["source"]["identifier"].as_str().unwrap().starts_with("local://")));
+    assert!(!ops(&c).iter().any(|o| o["kind"] == "source"
+        && o["source"]["identifier"]
+            .as_str()
+            .unwrap()
+            .starts_with("local://")));
 }
 
 #[test]
 fn resolve_errors_point_at_the_spec() {
-    let spec = parse("[torch]\nversion = \"2.8.0\"\ncuda = \"11.8\"\n", "torchkit.toml").unwrap();
+    let spec = parse(
+        "[torch]\nversion = \"2.8.0\"\ncuda = \"11.8\"\n",
+        "torchkit.toml",
+    )
+    .unwrap();
     let req = spec.request();
     let e = resolve(&req).unwrap_err();
     let located = locate_resolve_error(&spec, &req, &e).unwrap();
@@ -301,12 +444,26 @@ fn resolve_errors_point_at_the_spec() {
 
 #[test]
 fn target_stops_after_a_step() {
-    let c = compiled(&spec_with(""), &CompileOptions { target: Some("pip".into()), ..token() });
+    let c = compiled(
+        &spec_with(""),
+        &CompileOptions {
+            target: Some("pip".into()),
+            ..token()
+        },
+    );
     let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
     assert_eq!(names, ["base", "apt", "pip"]);
     let spec = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
     let res = resolve(&spec.request()).unwrap();
-    let e = compile(&spec, &res, &CompileOptions { target: Some("apt".into()), ..token() }).unwrap_err();
+    let e = compile(
+        &spec,
+        &res,
+        &CompileOptions {
+            target: Some("apt".into()),
+            ..token()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(e, CompileError::StepNotInPlan(_)), "{e}");
 }
 
@@ -323,27 +480,74 @@ fn locked() -> crate::lock::LockedSet {
 #[test]
 fn a_lock_pins_the_base_and_installs_exactly_its_set() {
     let spec = spec_with("");
-    let c = compiled(&spec, &CompileOptions { lock: Some(locked()), ..token() });
+    let c = compiled(
+        &spec,
+        &CompileOptions {
+            lock: Some(locked()),
+            ..token()
+        },
+    );
     assert_eq!(c.plan.base.digest.as_deref(), Some(DIGEST));
     let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
-    assert_eq!(names, ["base", "apt", "pip", "user", "copy"], "one pip step for the lock");
-    let Run::Exec { args, .. } = &c.plan.steps[1].run else { panic!() };
-    assert!(args[2].contains("install -y --no-install-recommends jq=1.6-2.1 libjq1=1.6-2.1"), "{args:?}");
-    let Run::Exec { args, .. } = &c.plan.steps[2].run else { panic!() };
-    assert_eq!(args[..8], ["python", "-m", "pip", "install", "--require-hashes", "--no-deps", "-r", LOCK_MOUNT]);
+    assert_eq!(
+        names,
+        ["base", "apt", "pip", "user", "copy"],
+        "one pip step for the lock"
+    );
+    let Run::Exec { args, .. } = &c.plan.steps[1].run else {
+        panic!()
+    };
+    assert!(
+        args[2].contains("install -y --no-install-recommends jq=1.6-2.1 libjq1=1.6-2.1"),
+        "{args:?}"
+    );
+    let Run::Exec { args, .. } = &c.plan.steps[2].run else {
+        panic!()
+    };
+    assert_eq!(
+        args[..8],
+        [
+            "python",
+            "-m",
+            "pip",
+            "install",
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            LOCK_MOUNT
+        ]
+    );
     // The lock's requirements are a read-only bind of a file op, never a layer, and the
     // requirements file of the context is not used.
     let dump = llb::dump(&c.definition).unwrap().to_string();
-    assert!(dump.contains("[torchkit] lock: 1 python packages"), "{dump}");
-    assert!(dump.contains(&format!(r#""dest":"{LOCK_MOUNT}","type":"bind""#)), "{dump}");
+    assert!(
+        dump.contains("[torchkit] lock: 1 python packages"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(&format!(r#""dest":"{LOCK_MOUNT}","type":"bind""#)),
+        "{dump}"
+    );
     assert!(!dump.contains(REQUIREMENTS_MOUNT), "{dump}");
-    assert!(dump.contains(&format!("pytorch:2.8.0-cuda12.8-cudnn9-runtime@{DIGEST}")), "{dump}");
+    assert!(
+        dump.contains(&format!("pytorch:2.8.0-cuda12.8-cudnn9-runtime@{DIGEST}")),
+        "{dump}"
+    );
 
     // The lock's content is an input of the pip step: another lock, another digest.
     let mut other = locked();
     other.python = "six==1.17.0 --hash=sha256:01\n".into();
-    let c2 = compiled(&spec, &CompileOptions { lock: Some(other), ..token() });
-    assert_ne!(llb::dump(&c2.definition).unwrap()["result"], llb::dump(&c.definition).unwrap()["result"]);
+    let c2 = compiled(
+        &spec,
+        &CompileOptions {
+            lock: Some(other),
+            ..token()
+        },
+    );
+    assert_ne!(
+        llb::dump(&c2.definition).unwrap()["result"],
+        llb::dump(&c.definition).unwrap()["result"]
+    );
 }
 
 #[test]
@@ -351,6 +555,12 @@ fn a_lock_for_another_base_does_not_pin_this_one() {
     let spec = spec_with("");
     let mut l = locked();
     l.reference = "docker.io/pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime".into();
-    let c = compiled(&spec, &CompileOptions { lock: Some(l), ..token() });
+    let c = compiled(
+        &spec,
+        &CompileOptions {
+            lock: Some(l),
+            ..token()
+        },
+    );
     assert_eq!(c.plan.base.digest, None);
 }
