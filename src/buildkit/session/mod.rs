@@ -11,13 +11,16 @@
 //! - `moby.filesync.v1.FileSend/DiffCopy`: exporter output into [`ExportSink`]s, which
 //!   stay invisible at their destination until [`ExportSink::commit`];
 //! - `moby.filesync.v1.Auth/Credentials` from the Docker config ([`DockerAuth`]);
-//! - `moby.buildkit.secrets.v1.Secrets/GetSecret` ([`SecretSource`]).
+//! - `moby.buildkit.secrets.v1.Secrets/GetSecret` ([`SecretSource`]);
+//! - `containerd.services.content.v1.Content` over local OCI-layout directories
+//!   ([`LocalStore`]), for local cache import/export (`content` module docs).
 //!
 //! This module does IO (files, credential helpers) but prints nothing: stdout is a data
 //! channel, and in frontend mode the gRPC pipe itself.
 //! Protos: `proto/buildkit/session/*.proto`, `proto/fsutil/types/*.proto`.
 
 mod auth;
+mod content;
 mod export;
 mod filesync;
 mod patterns;
@@ -34,11 +37,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 
 use crate::error::Hint;
+use crate::proto::containerd::services::content::v1::content_server::ContentServer;
 use crate::proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
 use crate::proto::moby::filesync::v1::auth_server::AuthServer;
 use crate::proto::moby::filesync::v1::file_sync_server::FileSyncServer;
 
 pub use auth::{server_key, AuthError, Credentials, DockerAuth, DOCKER_HUB_KEY};
+pub use content::{
+    digest_hex, local_store_id, resolve_tag, update_index, LocalStore, CACHE_MANIFEST_KEY,
+    REF_NAME_ANNOTATION, STORE_ID_KEY,
+};
 pub use export::{ExportError, ExportFormat, ExportSink, EXPORTER_ID_KEY};
 pub use patterns::{parse_dockerignore, Pattern, PatternError, PatternMatcher};
 pub use secrets::{parse_secret_spec, SecretSource, SecretSpecError};
@@ -70,6 +78,18 @@ pub mod methods {
     pub const AUTH_VERIFY_TOKEN_AUTHORITY: &str = "/moby.filesync.v1.Auth/VerifyTokenAuthority";
     /// Build secrets.
     pub const SECRETS_GET: &str = "/moby.buildkit.secrets.v1.Secrets/GetSecret";
+    /// containerd's content store service (local cache import/export), every method.
+    pub const CONTENT: [&str; 9] = [
+        "/containerd.services.content.v1.Content/Info",
+        "/containerd.services.content.v1.Content/Update",
+        "/containerd.services.content.v1.Content/List",
+        "/containerd.services.content.v1.Content/Delete",
+        "/containerd.services.content.v1.Content/Read",
+        "/containerd.services.content.v1.Content/Status",
+        "/containerd.services.content.v1.Content/ListStatuses",
+        "/containerd.services.content.v1.Content/Write",
+        "/containerd.services.content.v1.Content/Abort",
+    ];
 }
 
 /// Why the session server could not run.
@@ -109,6 +129,7 @@ pub struct Attachables {
     exporters: Vec<ExportSink>,
     secrets: BTreeMap<String, SecretSource>,
     auth: DockerAuth,
+    stores: BTreeMap<String, LocalStore>,
 }
 
 impl Default for Attachables {
@@ -126,6 +147,7 @@ impl Attachables {
             exporters: Vec::new(),
             secrets: BTreeMap::new(),
             auth: DockerAuth::from_env(),
+            stores: BTreeMap::new(),
         }
     }
 
@@ -174,6 +196,13 @@ impl Attachables {
         self
     }
 
+    /// Serves the content store `store` under the id `id` (`buildkit-attachable-store-id`;
+    /// buildctl uses [`local_store_id`] of the cache directory).
+    pub fn with_content_store(mut self, id: impl Into<String>, store: LocalStore) -> Self {
+        self.stores.insert(id.into(), store);
+        self
+    }
+
     /// Replaces the credential source.
     pub fn with_auth(mut self, auth: DockerAuth) -> Self {
         self.auth = auth;
@@ -181,7 +210,8 @@ impl Attachables {
     }
 
     /// The method paths to advertise in `x-docker-expose-session-grpc-method`, sorted.
-    /// FileSync and FileSend appear only when there is a local dir or an exporter.
+    /// FileSync and FileSend appear only when there is a local dir or an exporter, the
+    /// `Content` methods only when there is a content store.
     pub fn methods(&self) -> Vec<String> {
         let mut m = vec![
             methods::HEALTH_CHECK,
@@ -197,6 +227,9 @@ impl Attachables {
         }
         if !self.exporters.is_empty() {
             m.push(methods::FILESEND_DIFFCOPY);
+        }
+        if !self.stores.is_empty() {
+            m.extend(methods::CONTENT);
         }
         let mut m: Vec<String> = m.into_iter().map(String::from).collect();
         m.sort();
@@ -244,6 +277,11 @@ impl Attachables {
             secrets: self.secrets,
         })
         .max_decoding_message_size(MAX_MESSAGE);
+        let content = ContentServer::new(content::ContentService {
+            stores: Arc::new(self.stores),
+        })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
 
         // One connection: the stream yields it, then ends once hyper drops it, which
         // makes `serve_with_incoming` return after the session is over.
@@ -265,6 +303,7 @@ impl Attachables {
             .add_service(file_send)
             .add_service(auth)
             .add_service(secrets)
+            .add_service(content)
             .serve_with_incoming(incoming)
             .await?;
         Ok(())
