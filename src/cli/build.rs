@@ -41,7 +41,10 @@ use anyhow::Context as _;
 use crate::buildkit::client::{GatewayFrontend, SolveOptions, IMAGE_DIGEST_KEY};
 use crate::buildkit::output::{self, CacheDirection, CacheEntry};
 use crate::buildkit::progress::ProgressMode;
-use crate::buildkit::session::{parse_secret_spec, Attachables, SecretSource};
+use crate::buildkit::session::{
+    local_store_id, parse_secret_spec, resolve_tag, update_index, Attachables, LocalStore,
+    SecretSource, CACHE_MANIFEST_KEY,
+};
 use crate::buildkit::{BuildError, BuildOptions, Client, ConnectOptions, TlsOptions};
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
@@ -139,6 +142,8 @@ struct Prepared {
     cache_imports: Vec<CacheEntry>,
     frontend: Option<GatewayFrontend>,
     metadata_file: Option<PathBuf>,
+    /// `type=local` cache exports: the directory and the `index.json` tag to update.
+    local_cache_exports: Vec<(PathBuf, String)>,
 }
 
 /// Run `torchkit build`.
@@ -232,6 +237,9 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
     let mut attachables = Attachables::new()
         .with_local("context", &context)
         .with_local("dockerfile", &spec_dir);
+    let (cache_imports, local_cache_exports, with_stores) =
+        local_cache_stores(cache_imports, &cache_exports, attachables)?;
+    attachables = with_stores;
     let mut secret_ids = Vec::new();
     for s in &args.secrets {
         let (id, source) = parse_secret_spec(s).map_err(hinted)?;
@@ -331,7 +339,136 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         cache_imports,
         frontend,
         metadata_file: args.metadata_file.clone(),
+        local_cache_exports,
     })
+}
+
+/// `type=local` caches, as buildctl handles them (`client/solve.go` `parseCacheOptions`):
+/// each directory is served as a content store with the id `local:<dir>` (`dest` or `src`
+/// exactly as sent); an import without `digest=` gets the digest that `index.json` records
+/// under `tag` (default `latest`), and is dropped with a warning when there is none or
+/// the blob is missing, so a first build with an empty cache directory still runs.
+/// Returns the imports to send, the export directories with their tags (for
+/// [`update_local_cache_indexes`]) and the session services.
+#[allow(clippy::type_complexity)]
+fn local_cache_stores(
+    imports: Vec<CacheEntry>,
+    exports: &[CacheEntry],
+    mut attachables: Attachables,
+) -> anyhow::Result<(Vec<CacheEntry>, Vec<(PathBuf, String)>, Attachables)> {
+    let mut stores: BTreeMap<String, LocalStore> = BTreeMap::new();
+    let mut local_exports = Vec::new();
+    for e in exports.iter().filter(|e| e.kind == "local") {
+        let dest = e.attrs.get("dest").cloned().unwrap_or_default();
+        let store = LocalStore::open(&dest).map_err(|err| {
+            flag_error(
+                format!("--export-cache type=local,dest={dest}: cannot create the cache directory: {err}"),
+                "pass a directory you can write to",
+            )
+        })?;
+        stores.insert(local_store_id(&dest), store);
+        let tag = e
+            .attrs
+            .get("tag")
+            .cloned()
+            .unwrap_or_else(|| "latest".into());
+        local_exports.push((PathBuf::from(dest), tag));
+    }
+    let mut kept = Vec::new();
+    for mut i in imports {
+        if i.kind != "local" {
+            kept.push(i);
+            continue;
+        }
+        let src = i.attrs.get("src").cloned().unwrap_or_default();
+        let digest = match i.attrs.get("digest").filter(|d| !d.is_empty()) {
+            Some(d) => d.clone(),
+            None => {
+                let tag = i
+                    .attrs
+                    .get("tag")
+                    .cloned()
+                    .unwrap_or_else(|| "latest".into());
+                match resolve_tag(Path::new(&src), &tag) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => {
+                        crate::cli::warn(&format!(
+                            "local cache import at {src} skipped: no index.json entry tagged {tag:?}"
+                        ));
+                        continue;
+                    }
+                    Err(err) => {
+                        crate::cli::warn(&format!(
+                            "local cache import at {src} skipped: cannot read index.json: {err}"
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        let id = local_store_id(&src);
+        let store = match stores.get(&id) {
+            Some(s) => s.clone(),
+            None => match LocalStore::open(&src) {
+                Ok(s) => s,
+                Err(err) => {
+                    crate::cli::warn(&format!("local cache import at {src} skipped: {err}"));
+                    continue;
+                }
+            },
+        };
+        if let Err(status) = store.info(&digest) {
+            crate::cli::warn(&format!(
+                "local cache import at {src} skipped: digest {digest} unavailable: {}",
+                status.message()
+            ));
+            continue;
+        }
+        i.attrs.insert("digest".into(), digest);
+        stores.insert(id, store);
+        kept.push(i);
+    }
+    for (id, store) in stores {
+        attachables = attachables.with_content_store(id, store);
+    }
+    Ok((kept, local_exports, attachables))
+}
+
+/// After a successful build: records the daemon's cache manifest (`cache.manifest` in
+/// the response) in each local cache directory's `index.json`, as buildctl does. A
+/// directory that does not hold that manifest (another cache export's manifest won the
+/// response key) is left alone with a warning.
+fn update_local_cache_indexes(
+    exports: &[(PathBuf, String)],
+    response: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    if exports.is_empty() {
+        return Ok(());
+    }
+    let Some(desc) = response.get(CACHE_MANIFEST_KEY) else {
+        crate::cli::warn(
+            "the daemon returned no cache manifest: index.json of the local cache was not updated",
+        );
+        return Ok(());
+    };
+    let desc: serde_json::Value = serde_json::from_str(desc)
+        .with_context(|| format!("the daemon's {CACHE_MANIFEST_KEY} is not JSON"))?;
+    let digest = desc["digest"].as_str().unwrap_or_default();
+    for (dir, tag) in exports {
+        let present = LocalStore::open(dir)
+            .ok()
+            .is_some_and(|s| s.info(digest).is_ok());
+        if !present {
+            crate::cli::warn(&format!(
+                "local cache at {} does not hold the cache manifest {digest}: index.json not updated",
+                dir.display()
+            ));
+            continue;
+        }
+        update_index(dir, &desc, tag)
+            .with_context(|| format!("cannot update {}", dir.join("index.json").display()))?;
+    }
+    Ok(())
 }
 
 /// A secret must be readable now; the daemon would only ask for it mid-build.
@@ -449,6 +586,7 @@ async fn build(p: Prepared) -> Result<(), Failed> {
         cache_imports,
         frontend,
         metadata_file,
+        local_cache_exports,
     } = p;
     let client = Client::connect(&connect)
         .await
@@ -498,6 +636,7 @@ async fn build(p: Prepared) -> Result<(), Failed> {
         }
     };
 
+    update_local_cache_indexes(&local_cache_exports, &response)?;
     if let Some(path) = &metadata_file {
         write_metadata(path, &build_ref, &response)?;
     }
