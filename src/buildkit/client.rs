@@ -631,7 +631,7 @@ pub trait SessionHost: Send + 'static {
 
     /// Serves the session's gRPC server on `io` (the daemon is the HTTP/2 client) until
     /// the connection ends.
-    fn serve(self: Box<Self>, io: DuplexStream) -> SessionFuture;
+    fn serve(self: Box<Self>, io: super::transport::BoxedStream) -> SessionFuture;
 }
 
 /// Boxed error of a session server.
@@ -645,7 +645,7 @@ impl SessionHost for super::session::Attachables {
         super::session::Attachables::methods(self)
     }
 
-    fn serve(self: Box<Self>, io: DuplexStream) -> SessionFuture {
+    fn serve(self: Box<Self>, io: super::transport::BoxedStream) -> SessionFuture {
         Box::pin(async move {
             (*self)
                 .serve(io)
@@ -1035,19 +1035,42 @@ impl Client {
         let mut session_failed: Option<tokio::sync::oneshot::Receiver<String>> = None;
         let session_used = if let Some(host) = opts.session.take() {
             let methods = host.methods();
-            let (io, pump) = open_session(self.channel(), &session_id, &opts.shared_key, &methods)
-                .await
-                .map_err(|s| BuildError::Session(s.message().to_string()))?;
             let (fail_tx, fail_rx) = tokio::sync::oneshot::channel();
             session_failed = Some(fail_rx);
-            session_tasks.push(tokio::spawn(async move {
-                if let Err(e) = host.serve(io).await {
-                    let _ = fail_tx.send(e.to_string());
-                }
-            }));
-            session_tasks.push(tokio::spawn(async move {
-                let _ = pump.await;
-            }));
+            // On dockerd the session gets its own connection (`/session`), as buildx's
+            // docker driver does; elsewhere, or if that is refused, it is tunnelled through
+            // `Control.Session`.
+            let hijacked = match self.address() {
+                Address::Docker(_) => super::transport::docker_session(
+                    self.address(),
+                    &session_id,
+                    &opts.shared_key,
+                    &methods,
+                )
+                .await
+                .ok(),
+                _ => None,
+            };
+            if let Some(io) = hijacked {
+                session_tasks.push(tokio::spawn(async move {
+                    if let Err(e) = host.serve(io).await {
+                        let _ = fail_tx.send(e.to_string());
+                    }
+                }));
+            } else {
+                let (io, pump) =
+                    open_session(self.channel(), &session_id, &opts.shared_key, &methods)
+                        .await
+                        .map_err(|s| BuildError::Session(s.message().to_string()))?;
+                session_tasks.push(tokio::spawn(async move {
+                    if let Err(e) = host.serve(Box::pin(io)).await {
+                        let _ = fail_tx.send(e.to_string());
+                    }
+                }));
+                session_tasks.push(tokio::spawn(async move {
+                    let _ = pump.await;
+                }));
+            }
             true
         } else {
             false

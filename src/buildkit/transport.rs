@@ -711,10 +711,71 @@ const MAX_HEAD: usize = 16 << 10;
 async fn grpc_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
 ) -> Result<(), UpgradeFailure> {
+    h2c_upgrade(stream, "/grpc", &[]).await
+}
+
+/// dockerd's `/session` hijack: the session's own connection, on which the daemon is the
+/// HTTP/2 client and we serve the session services (moby `session/manager.go`
+/// `HandleHTTPRequest`; what buildx's docker driver uses). It spares the session the
+/// extra framing and flow control of tunnelling through `Control.Session`.
+pub async fn docker_session(
+    addr: &Address,
+    session_id: &str,
+    shared_key: &str,
+    methods: &[String],
+) -> Result<BoxedStream, TransportError> {
+    let Address::Docker(path) = addr else {
+        return Err(TransportError::InvalidAddress {
+            addr: addr.to_string(),
+            reason: "the /session hijack needs a docker:// address".into(),
+        });
+    };
+    let clean = |v: &str| v.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+    if !clean(session_id) || !clean(shared_key) || !methods.iter().all(|m| clean(m)) {
+        return Err(TransportError::InvalidAddress {
+            addr: addr.to_string(),
+            reason: "session headers must be printable ASCII".into(),
+        });
+    }
+    let mut headers = vec![
+        ("X-Docker-Expose-Session-Uuid", session_id.to_string()),
+        ("X-Docker-Expose-Session-Name", "torchkit".to_string()),
+        ("X-Docker-Expose-Session-Sharedkey", shared_key.to_string()),
+    ];
+    for m in methods {
+        headers.push(("X-Docker-Expose-Session-Grpc-Method", m.clone()));
+    }
+    let mut stream = open_unix(addr, path).await?;
+    match h2c_upgrade(&mut stream, "/session", &headers).await {
+        Ok(()) => Ok(Box::pin(stream)),
+        Err(UpgradeFailure::Io(source)) => Err(TransportError::Io {
+            addr: addr.to_string(),
+            source,
+        }),
+        Err(UpgradeFailure::Refused(status) | UpgradeFailure::NotHttp(status)) => {
+            Err(TransportError::UpgradeRefused {
+                addr: addr.to_string(),
+                status,
+            })
+        }
+    }
+}
+
+/// `POST <path>` with `Upgrade: h2c` (and `headers`), then read the response head.
+async fn h2c_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    path: &str,
+    headers: &[(&str, String)],
+) -> Result<(), UpgradeFailure> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: torchkit\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
     stream
-        .write_all(
-            b"POST /grpc HTTP/1.1\r\nHost: docker\r\nUser-Agent: torchkit\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
-        )
+        .write_all(req.as_bytes())
         .await
         .map_err(UpgradeFailure::Io)?;
     stream.flush().await.map_err(UpgradeFailure::Io)?;
