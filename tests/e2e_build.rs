@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{docker_socket, registry_digest, require_daemon, START_HINT};
+use support::{
+    describe, docker_socket, registry_digest, require_daemon, steps, Vertex, START_HINT,
+};
 
 /// The image the shared build stores in dockerd.
 const IMAGE: &str = "torchkit-e2e/full:dev";
@@ -167,78 +169,6 @@ fn assert_no_output(dir: &Path, run: &Run) {
 
 // ---------------------------------------------------------------------------------------
 // The daemon's status stream
-
-/// One vertex, merged over the `rawjson` status messages.
-#[derive(Debug, Default, Clone)]
-struct Vertex {
-    name: String,
-    cached: bool,
-    completed: bool,
-    error: String,
-    statuses: Vec<String>,
-}
-
-/// The vertices of a `--progress rawjson` run, by digest.
-fn vertices(stderr: &str) -> BTreeMap<String, Vertex> {
-    let mut out: BTreeMap<String, Vertex> = BTreeMap::new();
-    for line in stderr.lines().filter(|l| l.starts_with('{')) {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        for v in msg["vertexes"].as_array().into_iter().flatten() {
-            let e = out
-                .entry(v["digest"].as_str().unwrap_or_default().to_string())
-                .or_default();
-            if let Some(n) = v["name"].as_str().filter(|n| !n.is_empty()) {
-                e.name = n.to_string();
-            }
-            e.cached |= v["cached"].as_bool().unwrap_or(false);
-            e.completed |= v["completed"].is_string();
-            if let Some(err) = v["error"].as_str() {
-                e.error = err.to_string();
-            }
-        }
-        for s in msg["statuses"].as_array().into_iter().flatten() {
-            let e = out
-                .entry(s["vertex"].as_str().unwrap_or_default().to_string())
-                .or_default();
-            let id = s["id"].as_str().unwrap_or_default().to_string();
-            if !e.statuses.contains(&id) {
-                e.statuses.push(id);
-            }
-        }
-    }
-    out
-}
-
-/// The plan's steps among the vertices (`[torchkit 3/6] pip: …` → `pip`).
-fn steps(stderr: &str) -> BTreeMap<String, Vertex> {
-    vertices(stderr)
-        .into_values()
-        .filter_map(|v| {
-            let rest = v.name.strip_prefix("[torchkit ")?;
-            let (counter, rest) = rest.split_once("] ")?;
-            if !counter.contains('/') {
-                return None;
-            }
-            let step = rest.split(':').next()?.to_string();
-            Some((step, v))
-        })
-        .collect()
-}
-
-fn describe(steps: &BTreeMap<String, Vertex>) -> String {
-    steps
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}: cached={} completed={} statuses={:?}",
-                v.cached, v.completed, v.statuses
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// The base is pinned and was only resolved: no layer was pulled or extracted.
 fn assert_base_reused(steps: &BTreeMap<String, Vertex>) {

@@ -11,66 +11,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod support;
-use support::{docker_socket, require_daemon};
+use support::{describe, docker_socket, require_daemon, steps, Vertex};
 
 const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 const REGISTRY_LOG: &str = "/var/lib/torchkit-test-env/registry.log";
-
-#[derive(Debug, Default, Clone)]
-struct Vertex {
-    name: String,
-    cached: bool,
-    completed: bool,
-    statuses: Vec<String>,
-}
-
-/// `[torchkit 2/5] apt: …` → `apt`, merged over the rawjson messages.
-fn steps(stderr: &str) -> BTreeMap<String, Vertex> {
-    let mut by_digest: BTreeMap<String, Vertex> = BTreeMap::new();
-    for line in stderr.lines().filter(|l| l.starts_with('{')) {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        for v in msg["vertexes"].as_array().into_iter().flatten() {
-            let e = by_digest
-                .entry(v["digest"].as_str().unwrap_or_default().into())
-                .or_default();
-            if let Some(n) = v["name"].as_str().filter(|n| !n.is_empty()) {
-                e.name = n.into();
-            }
-            e.cached |= v["cached"].as_bool().unwrap_or(false);
-            e.completed |= v["completed"].is_string();
-        }
-        for s in msg["statuses"].as_array().into_iter().flatten() {
-            let e = by_digest
-                .entry(s["vertex"].as_str().unwrap_or_default().into())
-                .or_default();
-            e.statuses.push(s["id"].as_str().unwrap_or_default().into());
-        }
-    }
-    by_digest
-        .into_values()
-        .filter_map(|v| {
-            let rest = v.name.strip_prefix("[torchkit ")?;
-            let (counter, rest) = rest.split_once("] ")?;
-            counter
-                .contains('/')
-                .then(|| (rest.split(':').next().unwrap().to_string(), v.clone()))
-        })
-        .collect()
-}
-
-fn describe(s: &BTreeMap<String, Vertex>) -> String {
-    s.iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}: cached={} completed={} statuses={:?}",
-                v.cached, v.completed, v.statuses
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn build(dir: &Path, profile: &str) -> BTreeMap<String, Vertex> {
     let addr = format!("docker://{}", docker_socket().display());

@@ -275,3 +275,81 @@ impl Drop for UnixProxy {
         self.kill();
     }
 }
+
+/// One vertex of a `--progress rawjson` run, merged over its status messages.
+#[derive(Debug, Default, Clone)]
+pub struct Vertex {
+    /// The vertex name (`[torchkit 3/6] pip: …`).
+    pub name: String,
+    /// Reported cached.
+    pub cached: bool,
+    /// Reported completed.
+    pub completed: bool,
+    /// Its error, if any.
+    pub error: String,
+    /// Ids of its sub-statuses (`resolve …`, `transferring …`), in order, once each.
+    pub statuses: Vec<String>,
+}
+
+/// The vertices of a `--progress rawjson` run (torchkit's stderr), by digest.
+pub fn vertices(stderr: &str) -> std::collections::BTreeMap<String, Vertex> {
+    let mut out: std::collections::BTreeMap<String, Vertex> = Default::default();
+    for line in stderr.lines().filter(|l| l.starts_with('{')) {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for v in msg["vertexes"].as_array().into_iter().flatten() {
+            let e = out
+                .entry(v["digest"].as_str().unwrap_or_default().to_string())
+                .or_default();
+            if let Some(n) = v["name"].as_str().filter(|n| !n.is_empty()) {
+                e.name = n.to_string();
+            }
+            e.cached |= v["cached"].as_bool().unwrap_or(false);
+            e.completed |= v["completed"].is_string();
+            if let Some(err) = v["error"].as_str() {
+                e.error = err.to_string();
+            }
+        }
+        for s in msg["statuses"].as_array().into_iter().flatten() {
+            let e = out
+                .entry(s["vertex"].as_str().unwrap_or_default().to_string())
+                .or_default();
+            let id = s["id"].as_str().unwrap_or_default().to_string();
+            if !e.statuses.contains(&id) {
+                e.statuses.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// The plan's steps among the vertices (`[torchkit 3/6] pip: …` → `pip`).
+pub fn steps(stderr: &str) -> std::collections::BTreeMap<String, Vertex> {
+    vertices(stderr)
+        .into_values()
+        .filter_map(|v| {
+            let rest = v.name.strip_prefix("[torchkit ")?;
+            let (counter, rest) = rest.split_once("] ")?;
+            if !counter.contains('/') {
+                return None;
+            }
+            let step = rest.split(':').next()?.to_string();
+            Some((step, v))
+        })
+        .collect()
+}
+
+/// One line per step, for assertion messages.
+pub fn describe(steps: &std::collections::BTreeMap<String, Vertex>) -> String {
+    steps
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}: cached={} completed={} statuses={:?}",
+                v.cached, v.completed, v.statuses
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
