@@ -134,9 +134,10 @@ pub struct Resolution {
     pub image: ImageRef,
     /// torch release.
     pub torch: String,
-    /// CUDA variant ("12.8"), None for CPU.
+    /// CUDA variant of the image ("12.8"). `cuda = "cpu"` still gets the release's default
+    /// CUDA image (no CPU-only `pytorch/pytorch` tag is confirmed); see the module docs.
     pub cuda: Option<String>,
-    /// cuDNN major in the image ("9"), None for CPU.
+    /// cuDNN major in the image ("9").
     pub cudnn: Option<String>,
     /// Python in the image ("3.11").
     pub python: String,
@@ -148,7 +149,8 @@ pub struct Resolution {
     pub flavor: Flavor,
     /// Wheel index for this variant, e.g. "https://download.pytorch.org/whl/cu128".
     pub index_url: String,
-    /// Minimum host driver for this CUDA variant (strict, toolkit table), None for CPU.
+    /// Minimum host driver for this CUDA variant (strict, toolkit table); None when no GPU
+    /// is used (`cuda = "cpu"`).
     pub min_driver: Option<String>,
     /// Per-GPU verdicts.
     pub gpus: Vec<GpuVerdict>,
