@@ -450,6 +450,13 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         );
     }
 
+    // Every pip step runs as root from /, with the same pip env.
+    let pip_run = |args: Vec<String>| Run::Exec {
+        args,
+        env: pip_env(opts),
+        user: "root".into(),
+        cwd: "/".into(),
+    };
     let pip_mounts = || {
         if cache_mounts {
             vec![CacheMount {
@@ -477,12 +484,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
                 "pip install --require-hashes -r torchkit.lock ({} packages)",
                 l.python_count
             ),
-            Run::Exec {
-                args,
-                env: pip_env(opts),
-                user: "root".into(),
-                cwd: "/".into(),
-            },
+            pip_run(args),
             pip_mounts(),
             ca_secret(),
             if spec.python.packages.is_empty() {
@@ -498,12 +500,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         push(
             "pip",
             format!("pip install {}", spec.python.packages.join(" ")),
-            Run::Exec {
-                args,
-                env: pip_env(opts),
-                user: "root".into(),
-                cwd: "/".into(),
-            },
+            pip_run(args),
             pip_mounts(),
             ca_secret(),
             "python.packages",
@@ -515,12 +512,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         push(
             "requirements",
             format!("pip install -r {req}"),
-            Run::Exec {
-                args,
-                env: pip_env(opts),
-                user: "root".into(),
-                cwd: "/".into(),
-            },
+            pip_run(args),
             pip_mounts(),
             ca_secret(),
             "python.requirements",
