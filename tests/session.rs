@@ -5,16 +5,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::{Code, Request};
 use tonic_prost::ProstCodec;
 
+mod support;
+use support::session as connect;
 use torchkit::buildkit::session::{
     go_mode, parse_dockerignore, Attachables, DockerAuth, ExportError, ExportSink, SecretSource,
 };
@@ -24,24 +25,6 @@ use torchkit::proto::moby::buildkit::secrets::v1::GetSecretRequest;
 use torchkit::proto::moby::filesync::v1::auth_client::AuthClient;
 use torchkit::proto::moby::filesync::v1::file_sync_client::FileSyncClient;
 use torchkit::proto::moby::filesync::v1::{BytesMessage, CredentialsRequest, FetchTokenRequest};
-
-async fn connect(att: Attachables) -> Channel {
-    let (client_io, server_io) = tokio::io::duplex(1 << 20);
-    tokio::spawn(async move {
-        let _ = att.serve(server_io).await;
-    });
-    let mut client_io = Some(client_io);
-    Endpoint::from_static("http://session")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let io = client_io.take();
-            async move {
-                io.map(TokioIo::new)
-                    .ok_or_else(|| std::io::Error::other("connector used twice"))
-            }
-        }))
-        .await
-        .expect("connect to session server")
-}
 
 fn pkt(t: PacketType) -> Packet {
     Packet {

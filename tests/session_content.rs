@@ -3,15 +3,16 @@
 
 use std::path::Path;
 
-use hyper_util::rt::TokioIo;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Streaming};
 
+mod support;
+use support::session as connect;
 use torchkit::buildkit::session::{
     local_store_id, resolve_tag, update_index, Attachables, DockerAuth, LocalStore, STORE_ID_KEY,
 };
@@ -19,24 +20,6 @@ use torchkit::proto::containerd::services::content::v1::{
     content_client::ContentClient, AbortRequest, InfoRequest, ReadContentRequest, StatusRequest,
     WriteAction, WriteContentRequest, WriteContentResponse,
 };
-
-async fn connect(att: Attachables) -> Channel {
-    let (client_io, server_io) = tokio::io::duplex(1 << 20);
-    tokio::spawn(async move {
-        let _ = att.serve(server_io).await;
-    });
-    let mut client_io = Some(client_io);
-    Endpoint::from_static("http://session")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let io = client_io.take();
-            async move {
-                io.map(TokioIo::new)
-                    .ok_or_else(|| std::io::Error::other("connector used twice"))
-            }
-        }))
-        .await
-        .expect("connect to session server")
-}
 
 fn digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))

@@ -353,3 +353,23 @@ pub fn describe(steps: &std::collections::BTreeMap<String, Vertex>) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A tonic channel to `att`'s session server over an in-memory pipe: the test plays the
+/// daemon (the HTTP/2 client) against the real session services.
+pub async fn session(att: torchkit::buildkit::session::Attachables) -> tonic::transport::Channel {
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        let _ = att.serve(server_io).await;
+    });
+    let mut client_io = Some(client_io);
+    tonic::transport::Endpoint::from_static("http://session")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let io = client_io.take();
+            async move {
+                io.map(hyper_util::rt::TokioIo::new)
+                    .ok_or_else(|| std::io::Error::other("connector used twice"))
+            }
+        }))
+        .await
+        .expect("connect to session server")
+}
