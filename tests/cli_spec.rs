@@ -76,7 +76,7 @@ fn plan_shows_steps_and_cache_rules() {
         "{out}"
     );
     assert!(
-        out.contains("re-runs every build (test profile); download caches kept"),
+        out.contains("resolution re-runs every build (test profile); the install re-runs when the resolved set changes"),
         "{out}"
     );
     let o = torchkit(&["plan", &example("h100-devel"), "--json", "--profile", "dev"]);

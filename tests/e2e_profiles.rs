@@ -1,10 +1,13 @@
 //! Cache profiles on the real daemon, read from its status stream (`--progress rawjson`),
-//! never from timings: dev twice → fully cached; test → the dependency steps re-run and the
-//! base's layers are not fetched again (registry access log); a changed epoch re-runs the
-//! dependency steps and keeps apt; release → every step re-runs.
+//! never from timings: dev twice → fully cached; test → the dependency steps re-resolve, an
+//! unchanged resolution keeps the installed layers, and the base's layers are not fetched
+//! again (registry access log); a changed epoch re-runs the dependency steps and keeps apt;
+//! release → every step re-runs. A second test publishes a new release on a local index
+//! and shows the test profile installing it, and only then.
 //!
-//! tests/e2e_build.rs covers the same profiles on its own spec; this file adds the epoch and
-//! the registry-log evidence. Fails, never skips, when the daemon is missing.
+//! tests/e2e_build.rs covers the same profiles on its own spec; this file adds the epoch,
+//! the registry-log evidence and the new release. Fails, never skips, when the daemon is
+//! missing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +19,7 @@ use support::{describe, docker_socket, require_daemon, steps, Vertex};
 const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 const REGISTRY_LOG: &str = "/var/lib/torchkit-test-env/registry.log";
 
-fn build(dir: &Path, profile: &str) -> BTreeMap<String, Vertex> {
+fn torchkit_build(dir: &Path, profile: &str, extra: &[&str]) -> BTreeMap<String, Vertex> {
     let addr = format!("docker://{}", docker_socket().display());
     let out = Command::new(env!("CARGO_BIN_EXE_torchkit"))
         .env_remove("BUILDKIT_HOST")
@@ -30,13 +33,26 @@ fn build(dir: &Path, profile: &str) -> BTreeMap<String, Vertex> {
             HOST_CA,
         ])
         .args(["--profile", profile, "--progress", "rawjson"])
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .expect("run torchkit");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{profile} build failed:\n{stderr}");
-    let s = steps(&stderr);
-    for name in ["base", "apt", "pip", "requirements", "user"] {
+    steps(&stderr)
+}
+
+fn build(dir: &Path, profile: &str) -> BTreeMap<String, Vertex> {
+    let s = torchkit_build(dir, profile, &[]);
+    for name in [
+        "base",
+        "apt",
+        "pip:resolve",
+        "pip",
+        "requirements:resolve",
+        "requirements",
+        "user",
+    ] {
         assert!(
             s.contains_key(name),
             "no {name} step in the {profile} build:\n{}",
@@ -98,23 +114,25 @@ fn profiles_and_epoch_from_the_status_stream() {
     build(&dir, "dev");
     let s = build(&dir, "dev");
     assert_cached(&s, &["apt", "pip", "requirements", "user"], "dev again");
+    assert_cached(&s, &["pip:resolve", "requirements:resolve"], "dev again");
     assert!(
         s["base"].name.contains("@sha256:"),
         "the base is pinned: {}",
         s["base"].name
     );
 
-    // test: the dependency steps re-run (and what is built on them), apt stays, and the base's
-    // layers are not downloaded again.
+    // test: the dependency steps resolve again; the packages are pinned, so the resolved
+    // sets are the same and the installs stay cached, as do apt and user. The base's layers
+    // are not downloaded again.
     let before = layer_gets();
     let s = build(&dir, "test");
-    assert_ran(&s, &["pip", "requirements"], "test");
+    assert_ran(&s, &["pip:resolve", "requirements:resolve"], "test");
     assert!(
-        s["pip"].name.contains("(re-run: test profile)"),
+        s["pip:resolve"].name.contains("(re-run: test profile)"),
         "{}",
-        s["pip"].name
+        s["pip:resolve"].name
     );
-    assert_cached(&s, &["apt"], "test");
+    assert_cached(&s, &["apt", "pip", "requirements", "user"], "test");
     assert!(
         s["base"]
             .statuses
@@ -146,12 +164,23 @@ fn profiles_and_epoch_from_the_status_stream() {
     )
     .unwrap();
     let s = build(&dir, "dev");
-    assert_ran(&s, &["pip", "requirements"], "new epoch");
+    assert_ran(
+        &s,
+        &["pip:resolve", "pip", "requirements:resolve", "requirements"],
+        "new epoch",
+    );
     assert_cached(&s, &["apt"], "new epoch");
     let s = build(&dir, "dev");
     assert_cached(
         &s,
-        &["apt", "pip", "requirements", "user"],
+        &[
+            "apt",
+            "pip:resolve",
+            "pip",
+            "requirements:resolve",
+            "requirements",
+            "user",
+        ],
         "same epoch again",
     );
 
@@ -159,7 +188,194 @@ fn profiles_and_epoch_from_the_status_stream() {
     let s = build(&dir, "release");
     assert_ran(
         &s,
-        &["base", "apt", "pip", "requirements", "user"],
+        &[
+            "base",
+            "apt",
+            "pip:resolve",
+            "pip",
+            "requirements:resolve",
+            "requirements",
+            "user",
+        ],
         "release",
     );
+}
+
+/// A package index on this host that RUN containers reach through the docker bridge:
+/// `python3 -m http.server` over a directory the test writes wheels and PEP 503 pages to.
+struct Index {
+    dir: tempfile::TempDir,
+    server: std::process::Child,
+    url: String,
+    host: String,
+}
+
+impl Index {
+    fn start() -> Index {
+        let host = String::from_utf8(
+            Command::new("docker")
+                .args([
+                    "network",
+                    "inspect",
+                    "bridge",
+                    "-f",
+                    "{{(index .IPAM.Config 0).Gateway}}",
+                ])
+                .output()
+                .expect("docker network inspect")
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_string();
+        assert!(!host.is_empty(), "no docker bridge gateway");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind((host.as_str(), 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Command::new("python3")
+            .args(["-m", "http.server", "--bind", &host, &port.to_string()])
+            .arg("--directory")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect((host.as_str(), port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the index server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let url = format!("http://{host}:{port}/simple");
+        Index {
+            dir,
+            server,
+            url,
+            host,
+        }
+    }
+
+    /// Publish `name` at `version`: a pure-Python wheel whose module says its version, and
+    /// the project page listing every wheel published so far, with sha256 fragments.
+    fn publish(&self, name: &str, version: &str) {
+        let script = r#"
+import base64, hashlib, os, sys, zipfile
+root, name, version = sys.argv[1:4]
+files = os.path.join(root, "files")
+os.makedirs(files, exist_ok=True)
+wheel = "%s-%s-py3-none-any.whl" % (name, version)
+info = "%s-%s.dist-info" % (name, version)
+entries = {
+    name + "/__init__.py": "VERSION = %r\n" % version,
+    info + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version),
+    info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: torchkit-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for path, text in entries.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append("%s,sha256=%s,%d" % (path, digest, len(text.encode())))
+record.append(info + "/RECORD,,")
+entries[info + "/RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(os.path.join(files, wheel), "w") as z:
+    for path, text in entries.items():
+        z.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), text)
+page = os.path.join(root, "simple", name)
+os.makedirs(page, exist_ok=True)
+links = []
+for f in sorted(os.listdir(files)):
+    if f.startswith(name + "-"):
+        sha = hashlib.sha256(open(os.path.join(files, f), "rb").read()).hexdigest()
+        links.append('<a href="../../files/%s#sha256=%s">%s</a><br>' % (f, sha, f))
+with open(os.path.join(page, "index.html"), "w") as out:
+    out.write("<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n")
+"#;
+        let st = Command::new("python3")
+            .args(["-c", script])
+            .arg(self.dir.path())
+            .args([name, version])
+            .status()
+            .expect("python3");
+        assert!(st.success(), "publishing {name} {version} failed");
+    }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// The version of `module` in `image`, as Python imports it.
+fn installed(image: &str, module: &str) -> String {
+    let out = Command::new("docker")
+        .args(["run", "--rm", image, "python", "-c"])
+        .arg(format!("import {module}; print({module}.VERSION)"))
+        .output()
+        .expect("docker run");
+    assert!(
+        out.status.success(),
+        "docker run {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn test_profile_installs_a_new_release_and_only_then() {
+    require_daemon();
+    let index = Index::start();
+    index.publish("tkdemo", "1.0");
+    let tmp = tempfile::tempdir().unwrap();
+    // A run-unique epoch: the daemon's build cache outlives test runs, and this index's
+    // URL (its port) may repeat.
+    let epoch = format!(
+        "release-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    std::fs::write(
+        tmp.path().join("torchkit.toml"),
+        format!(
+            "[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n\
+             [python]\npackages = [\"tkdemo\"]\nindex_url = \"{}\"\n\
+             [image]\nuser = \"root\"\nenv = {{ PIP_TRUSTED_HOST = \"{}\" }}\n\
+             [cache]\nepoch = \"{epoch}\"\n",
+            index.url, index.host
+        ),
+    )
+    .unwrap();
+    let image = format!("torchkit-e2e-release:{}", std::process::id());
+    let tag = ["-t", image.as_str()];
+
+    let s = torchkit_build(tmp.path(), "dev", &tag);
+    assert_ran(&s, &["pip:resolve", "pip"], "first build");
+    assert_eq!(installed(&image, "tkdemo"), "1.0");
+
+    // Nothing new on the index: the resolution runs and the install stays cached.
+    let s = torchkit_build(tmp.path(), "test", &tag);
+    assert_ran(&s, &["pip:resolve"], "test, nothing new");
+    assert_cached(&s, &["pip", "user"], "test, nothing new");
+
+    // 1.1 is published: the test profile resolves it and installs it.
+    index.publish("tkdemo", "1.1");
+    let s = torchkit_build(tmp.path(), "test", &tag);
+    assert_ran(&s, &["pip:resolve", "pip", "user"], "test, new release");
+    assert_eq!(installed(&image, "tkdemo"), "1.1");
+
+    // And again with nothing newer: 1.1 stays, from the cache.
+    let s = torchkit_build(tmp.path(), "test", &tag);
+    assert_ran(&s, &["pip:resolve"], "test, 1.1 again");
+    assert_cached(&s, &["pip", "user"], "test, 1.1 again");
+    assert_eq!(installed(&image, "tkdemo"), "1.1");
+
+    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
 }

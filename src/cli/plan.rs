@@ -81,10 +81,16 @@ pub fn render(p: &Plan) -> String {
             CacheRule::Bust { reason } => {
                 format!("re-runs every build ({reason}); download caches kept")
             }
+            CacheRule::Reresolve { reason } => format!(
+                "resolution re-runs every build ({reason}); the install re-runs when the resolved set changes"
+            ),
             CacheRule::IgnoreCache { reason } => {
                 format!("re-runs every build ({reason}); ignore_cache")
             }
         };
+        if let Some(r) = &s.resolve {
+            line(format!("  {}", r.title));
+        }
         line(format!("  {}", s.title));
         line(format!(
             "      cache: {rule}    from {}:{} ({})",
@@ -92,6 +98,13 @@ pub fn render(p: &Plan) -> String {
         ));
         match &s.run {
             Run::Exec { args, user, .. } => {
+                if let Some(r) = &s.resolve {
+                    line(format!(
+                        "      resolve as {user}: pip install --dry-run --report {} -> {}",
+                        shell_words(&r.pip_args),
+                        plan::RESOLVED_MOUNT
+                    ));
+                }
                 line(format!("      run as {user}: {}", shell_words(args)))
             }
             Run::Copy { copies, owner } => {

@@ -11,7 +11,8 @@ use crate::spec::{Span, Spec, DEPENDENCY_STEPS};
 
 use super::{
     CacheRule, CompileError, CompileOptions, Plan, Run, Step, CA_SECRET_ID, CA_SECRET_PATH,
-    CONSTRAINTS_MOUNT, DEFAULT_PATH, LOCK_MOUNT, REQUIREMENTS_MOUNT,
+    CONSTRAINTS_MOUNT, DEFAULT_PATH, LOCK_MOUNT, REQUIREMENTS_MOUNT, RESOLVED_DIR, RESOLVED_FILE,
+    RESOLVED_MOUNT,
 };
 
 /// Where the epoch node is mounted in dependency steps.
@@ -120,6 +121,15 @@ pub(super) fn lower(
         State::from(l)
     });
 
+    let nodes = Nodes {
+        constraints,
+        epoch,
+        bust,
+        context,
+        requirements,
+        lock,
+    };
+
     let mut state: Option<State> = None;
     for step in &plan.steps {
         let loc = location(&src, step.span);
@@ -146,33 +156,49 @@ pub(super) fn lower(
                 cwd,
             } => {
                 let cur = state.as_ref().expect("base comes first");
-                let mut e = Exec::new(args)
-                    .cwd(cwd)
-                    .user(user)
-                    .custom_name(&step.title)
-                    .ignore_cache(ignore)
-                    .source_location(loc);
-                for (k, v) in env {
-                    e = e.env(k, v);
+                let exec = |argv: &[String], title: &str| {
+                    let mut e = Exec::new(argv)
+                        .cwd(cwd)
+                        .user(user)
+                        .custom_name(title)
+                        .ignore_cache(ignore)
+                        .source_location(loc.clone());
+                    for (k, v) in env {
+                        e = e.env(k, v);
+                    }
+                    if let Some(t) = opts.source_date_epoch {
+                        e = e.env("SOURCE_DATE_EPOCH", &t.to_string());
+                    }
+                    e
+                };
+                match &step.resolve {
+                    None => cur
+                        .run(mounts(exec(args, &step.title), step, Part::Whole, &nodes))
+                        .root(),
+                    Some(r) => {
+                        let resolve = exec(&r.argv(), &r.title).mount(Mount::bind(
+                            RESOLVED_DIR,
+                            &llb::scratch(),
+                            "/",
+                            false,
+                        ));
+                        let set = cur
+                            .run(mounts(resolve, step, Part::Resolve, &nodes))
+                            .mount(RESOLVED_DIR)
+                            .expect("a writable bind has an output");
+                        let install = exec(args, &step.title).mount(Mount::bind(
+                            RESOLVED_MOUNT,
+                            &set,
+                            &format!("/{RESOLVED_FILE}"),
+                            true,
+                        ));
+                        cur.run(mounts(install, step, Part::Install, &nodes)).root()
+                    }
                 }
-                if let Some(t) = opts.source_date_epoch {
-                    e = e.env("SOURCE_DATE_EPOCH", &t.to_string());
-                }
-                e = mounts(
-                    e,
-                    step,
-                    &constraints,
-                    epoch.as_ref(),
-                    bust.as_ref(),
-                    context.as_ref(),
-                    requirements,
-                    lock.as_ref(),
-                );
-                cur.run(e).root()
             }
             Run::Copy { copies, .. } => {
                 let cur = state.as_ref().expect("base comes first");
-                let ctx = context.as_ref().expect("copies need the context");
+                let ctx = nodes.context.as_ref().expect("copies need the context");
                 let uid = spec.image.user.uid;
                 let opts = CopyOpts {
                     owner: Some(Owner::ids(uid, uid)),
@@ -203,50 +229,67 @@ pub(super) fn lower(
     Ok(llb::marshal(&state)?)
 }
 
-// One argument per kind of node a step may mount; a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
-fn mounts(
-    mut e: Exec,
-    step: &Step,
-    constraints: &State,
-    epoch: Option<&State>,
-    bust: Option<&State>,
-    context: Option<&State>,
-    requirements: Option<&str>,
-    lock: Option<&State>,
-) -> Exec {
+/// The small nodes exec steps mount.
+struct Nodes<'a> {
+    constraints: State,
+    epoch: Option<State>,
+    bust: Option<State>,
+    context: Option<State>,
+    /// The requirements file's path in the context, when its step reads it from there.
+    requirements: Option<&'a str>,
+    lock: Option<State>,
+}
+
+/// Which exec of a step is being mounted: a plain step, or the resolve or install half of
+/// a resolved dependency step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Whole,
+    Resolve,
+    Install,
+}
+
+fn mounts(mut e: Exec, step: &Step, part: Part, n: &Nodes<'_>) -> Exec {
     for m in &step.cache_mounts {
         e = e.mount(Mount::cache(&m.dest, &m.id, Sharing::Locked));
     }
     if step.secrets.iter().any(|s| s == CA_SECRET_ID) {
         e = e.mount(Mount::secret(CA_SECRET_PATH, CA_SECRET_ID));
     }
-    let dependency = DEPENDENCY_STEPS.contains(&step.name);
-    if dependency {
-        e = e.mount(Mount::bind(
-            CONSTRAINTS_MOUNT,
-            constraints,
-            "/constraints.txt",
-            true,
-        ));
-        if let Some(ep) = epoch {
-            e = e.mount(Mount::bind(EPOCH_MOUNT, ep, "/epoch", true));
-        }
-    }
-    if let (CacheRule::Bust { .. }, Some(b)) = (&step.cache, bust) {
-        e = e.mount(Mount::bind(BUST_MOUNT, b, "/bust", true));
-    }
-    if let (Some(ctx), Some(path)) = (context, requirements) {
-        if step.name == "requirements" {
+    if DEPENDENCY_STEPS.contains(&step.name) {
+        // The constraints steer a resolution; the install of a resolved set needs none.
+        if part != Part::Install {
             e = e.mount(Mount::bind(
-                REQUIREMENTS_MOUNT,
-                ctx,
-                &format!("/{path}"),
+                CONSTRAINTS_MOUNT,
+                &n.constraints,
+                "/constraints.txt",
                 true,
             ));
         }
+        // A new epoch re-runs both halves: it asks for a reinstall, not only a re-resolve.
+        if let Some(ep) = &n.epoch {
+            e = e.mount(Mount::bind(EPOCH_MOUNT, ep, "/epoch", true));
+        }
     }
-    if let (Some(l), "pip") = (lock, step.name) {
+    // The test profile busts only the resolve; the install follows the resolved set.
+    let bust = matches!(
+        (&step.cache, part),
+        (CacheRule::Bust { .. }, _) | (CacheRule::Reresolve { .. }, Part::Resolve)
+    );
+    if let (true, Some(b)) = (bust, &n.bust) {
+        e = e.mount(Mount::bind(BUST_MOUNT, b, "/bust", true));
+    }
+    if let (Some(ctx), Some(path), "requirements", false) =
+        (&n.context, n.requirements, step.name, part == Part::Install)
+    {
+        e = e.mount(Mount::bind(
+            REQUIREMENTS_MOUNT,
+            ctx,
+            &format!("/{path}"),
+            true,
+        ));
+    }
+    if let (Some(l), "pip") = (&n.lock, step.name) {
         e = e.mount(Mount::bind(LOCK_MOUNT, l, "/lock.txt", true));
     }
     e

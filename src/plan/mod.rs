@@ -12,10 +12,13 @@
 //! Cache policy is graph structure (see docs/caching.md):
 //! - an **epoch** node (`[cache] epoch`) is a tiny file op on scratch that the dependency
 //!   steps mount read-only: change the epoch and exactly those steps re-run;
-//! - a **bust** node carries a per-build token and is mounted by each busted exec step
-//!   (`test` profile: the dependency steps; `[cache] bust`; `--no-cache`). It re-runs the
-//!   step *without* `ignore_cache`, which in BuildKit would also wipe the step's download
-//!   cache mounts;
+//! - an unlocked dependency step is two execs, **resolve** then **install** ([`ResolveRun`]):
+//!   the install mounts the resolved set read-only, so BuildKit keys its layer on that set's
+//!   content;
+//! - a **bust** node carries a per-build token and is mounted by each busted exec (`test`
+//!   profile: the dependency steps' resolves; `[cache] bust` and `--no-cache`: whole steps).
+//!   It re-runs the exec *without* `ignore_cache`, which in BuildKit would also wipe the
+//!   exec's download cache mounts;
 //! - `release` sets `ignore_cache` on every op, uses no cache mounts and needs a pinned base.
 
 mod image_config;
@@ -214,11 +217,50 @@ pub struct Step {
     pub cache_mounts: Vec<CacheMount>,
     /// Secrets mounted while the step runs (ids only).
     pub secrets: Vec<String>,
+    /// The resolve half of an unlocked dependency step; the step's `run` installs its output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<ResolveRun>,
     /// The spec key the step comes from (`python.packages`).
     pub origin: &'static str,
     /// Where that key is in the spec.
     pub span: Span,
 }
+
+/// The resolve half of a dependency step: an exec on the same layer as the install that asks
+/// pip what it would install (`pip install --dry-run --report`) and writes that set as an
+/// exact requirements file ([`RESOLVE_SCRIPT`]). The install mounts the file read-only and
+/// installs it with `--no-deps`, so BuildKit keys the installed layer on the file's content:
+/// a re-resolution that finds nothing new leaves the layer cached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolveRun {
+    /// The progress title.
+    pub title: String,
+    /// What `pip install --dry-run --report …` is given.
+    pub pip_args: Vec<String>,
+}
+
+impl ResolveRun {
+    /// The exec's argv: the script, its output file, pip's arguments.
+    pub fn argv(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "python".into(),
+            "-c".into(),
+            RESOLVE_SCRIPT.into(),
+            format!("{RESOLVED_DIR}/{RESOLVED_FILE}"),
+        ];
+        a.extend(self.pip_args.iter().cloned());
+        a
+    }
+}
+
+/// The resolve script (Python 3.6+, standard library): `python -c <script> OUT PIP_ARGS…`.
+pub const RESOLVE_SCRIPT: &str = include_str!("resolve.py");
+/// Where the resolve exec writes (a scratch mount, the exec's only used output).
+pub const RESOLVED_DIR: &str = "/run/torchkit/out";
+/// The resolved set's file name in [`RESOLVED_DIR`].
+pub const RESOLVED_FILE: &str = "resolved.txt";
+/// Where the install exec mounts the resolved set (read-only).
+pub const RESOLVED_MOUNT: &str = "/run/torchkit/resolved.txt";
 
 /// How a step runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -260,6 +302,12 @@ pub enum CacheRule {
     /// Re-runs every build through the bust node; download caches survive.
     Bust {
         /// Why: `test profile`, `[cache] bust`, `--no-cache`.
+        reason: String,
+    },
+    /// The resolution re-runs every build through the bust node; the install re-runs only
+    /// when the resolved set differs from the one it was cached with (test profile).
+    Reresolve {
+        /// Why: `test profile`.
         reason: String,
     },
     /// Re-runs every build with `ignore_cache` (release; non-exec steps when busted).
@@ -319,12 +367,10 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     }
 
     // Which steps re-run, and why.
+    // The test profile re-resolves the dependency steps (see `CacheRule::Reresolve`); the
+    // other reasons re-run whole steps.
+    let reresolve = profile == Profile::Test;
     let mut busted: BTreeMap<&'static str, String> = BTreeMap::new();
-    if profile == Profile::Test {
-        for s in DEPENDENCY_STEPS {
-            busted.insert(s, "test profile".into());
-        }
-    }
     for s in &spec.cache.bust {
         let name = step_name(s).ok_or_else(|| CompileError::UnknownStep(s.clone()))?;
         busted.insert(name, "[cache] bust".into());
@@ -356,10 +402,12 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     let mut push = |name: &'static str,
                     summary: String,
                     run: Run,
+                    resolve: Option<ResolveRun>,
                     mounts: Vec<CacheMount>,
                     secrets: Vec<String>,
                     origin: &'static str| {
         let is_exec = matches!(run, Run::Exec { .. });
+        let dependency = DEPENDENCY_STEPS.contains(&name);
         let cache = if profile == Profile::Release {
             CacheRule::IgnoreCache {
                 reason: "release profile".into(),
@@ -374,7 +422,15 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
                     reason: why.clone(),
                 }
             }
-        } else if spec.cache.epoch.is_some() && DEPENDENCY_STEPS.contains(&name) {
+        } else if reresolve && dependency {
+            // A locked step has nothing to resolve: the test profile re-runs its install.
+            let reason = "test profile".to_string();
+            if resolve.is_some() {
+                CacheRule::Reresolve { reason }
+            } else {
+                CacheRule::Bust { reason }
+            }
+        } else if spec.cache.epoch.is_some() && dependency {
             CacheRule::Epoch
         } else {
             CacheRule::Reuse
@@ -386,6 +442,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             cache,
             cache_mounts: mounts,
             secrets,
+            resolve,
             origin,
             span: spec.span_of(origin),
         });
@@ -404,6 +461,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         Run::Image {
             reference: base.pinned_reference(),
         },
+        None,
         vec![],
         vec![],
         if spec.base.image.is_some() {
@@ -444,6 +502,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
                 user: "root".into(),
                 cwd: "/".into(),
             },
+            None,
             mounts,
             ca_secret(),
             "system.apt",
@@ -470,12 +529,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     let has_python = !spec.python.packages.is_empty() || spec.python.requirements.is_some();
     if let (Some(l), true) = (locked, has_python) {
         // The lock covers packages and requirements: one step, exact files, no resolver.
-        let mut args: Vec<String> = ["python", "-m", "pip", "install"]
-            .map(String::from)
-            .to_vec();
-        if !cache_mounts {
-            args.push("--no-cache-dir".into());
-        }
+        let mut args = pip_install(cache_mounts);
         args.extend(["--require-hashes", "--no-deps", "-r", LOCK_MOUNT].map(String::from));
         args.extend(index_args(spec));
         push(
@@ -485,6 +539,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
                 l.python_count
             ),
             pip_run(args),
+            None,
             pip_mounts(),
             ca_secret(),
             if spec.python.packages.is_empty() {
@@ -494,25 +549,47 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             },
         );
     }
+    // Unlocked: resolve, then install exactly what was resolved (see `ResolveRun`).
+    let resolved_install = || {
+        let mut args = pip_install(cache_mounts);
+        args.extend(["--no-deps", "-r", RESOLVED_MOUNT].map(String::from));
+        args.extend(index_args(spec));
+        pip_run(args)
+    };
+    let resolve = |what: &str, reqs: Vec<String>| {
+        let mut pip_args = vec![];
+        if !cache_mounts {
+            pip_args.push("--no-cache-dir".to_string());
+        }
+        pip_args.extend(["-c".into(), CONSTRAINTS_MOUNT.into()]);
+        pip_args.extend(index_args(spec));
+        pip_args.extend(reqs);
+        ResolveRun {
+            title: format!("resolve {what}"),
+            pip_args,
+        }
+    };
     if !spec.python.packages.is_empty() && locked.is_none() {
-        let mut args = pip_prefix(spec, cache_mounts);
-        args.extend(spec.python.packages.iter().cloned());
+        let list = spec.python.packages.join(" ");
         push(
             "pip",
-            format!("pip install {}", spec.python.packages.join(" ")),
-            pip_run(args),
+            format!("pip install {list}"),
+            resolved_install(),
+            Some(resolve(&list, spec.python.packages.clone())),
             pip_mounts(),
             ca_secret(),
             "python.packages",
         );
     }
     if let (Some(req), None) = (&spec.python.requirements, locked) {
-        let mut args = pip_prefix(spec, cache_mounts);
-        args.extend(["-r".into(), REQUIREMENTS_MOUNT.into()]);
         push(
             "requirements",
             format!("pip install -r {req}"),
-            pip_run(args),
+            resolved_install(),
+            Some(resolve(
+                &format!("-r {req}"),
+                vec!["-r".into(), REQUIREMENTS_MOUNT.into()],
+            )),
             pip_mounts(),
             ca_secret(),
             "python.requirements",
@@ -536,6 +613,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             user: "root".into(),
             cwd: "/".into(),
         },
+        None,
         vec![],
         vec![],
         if spec.locations.contains_key("image.user") {
@@ -566,6 +644,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
                 copies,
                 owner: owner.clone(),
             },
+            None,
             vec![],
             vec![],
             "image.copy",
@@ -583,20 +662,40 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     // Titles as progress shows them: "[torchkit 2/5] apt: apt-get install git".
     let n = steps.len();
     for (i, s) in steps.iter_mut().enumerate() {
-        s.title = format!("[torchkit {}/{n}] {}: {}", i + 1, s.name, s.title);
-        // Busted steps are marked where users look: the progress line.
-        match &s.cache {
-            CacheRule::Bust { reason } | CacheRule::IgnoreCache { reason } => {
-                s.title.push_str(&format!(" (re-run: {reason})"));
+        let prefix = format!("[torchkit {}/{n}] {}: ", i + 1, s.name);
+        s.title = format!("{prefix}{}", s.title);
+        if let Some(r) = &mut s.resolve {
+            r.title = format!("{prefix}{}", r.title);
+        }
+        // Busted steps are marked where users look: the progress line. A re-resolved
+        // step marks its resolve; its install runs only if the resolved set changed.
+        let mark = |reason: &str| format!(" (re-run: {reason})");
+        match (&s.cache, &mut s.resolve) {
+            (CacheRule::Reresolve { reason }, Some(r)) => r.title.push_str(&mark(reason)),
+            (
+                CacheRule::Bust { reason }
+                | CacheRule::IgnoreCache { reason }
+                | CacheRule::Reresolve { reason },
+                r,
+            ) => {
+                s.title.push_str(&mark(reason));
+                if let Some(r) = r {
+                    r.title.push_str(&mark(reason));
+                }
             }
-            CacheRule::Reuse | CacheRule::Epoch => {}
+            (CacheRule::Reuse | CacheRule::Epoch, _) => {}
         }
     }
 
     // Only steps that exist and take the bust node are listed.
     let busted_list: Vec<String> = steps
         .iter()
-        .filter(|s| matches!(s.cache, CacheRule::Bust { .. }))
+        .filter(|s| {
+            matches!(
+                s.cache,
+                CacheRule::Bust { .. } | CacheRule::Reresolve { .. }
+            )
+        })
         .map(|s| s.name.to_string())
         .collect();
     if !busted_list.is_empty() && opts.build_token.is_none() {
@@ -739,15 +838,14 @@ fn apt_command(pkgs: &[String], keep: bool, ca: bool) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script]
 }
 
-fn pip_prefix(spec: &Spec, cache: bool) -> Vec<String> {
+/// `python -m pip install`, with `--no-cache-dir` when no cache is mounted.
+fn pip_install(cache: bool) -> Vec<String> {
     let mut a: Vec<String> = ["python", "-m", "pip", "install"]
         .map(String::from)
         .to_vec();
     if !cache {
         a.push("--no-cache-dir".into());
     }
-    a.extend(["-c".into(), CONSTRAINTS_MOUNT.into()]);
-    a.extend(index_args(spec));
     a
 }
 

@@ -1,5 +1,6 @@
 use serde_json::Value;
 
+use super::lower::{BUST_MOUNT, EPOCH_MOUNT};
 use super::*;
 use crate::llb;
 use crate::resolve::resolve;
@@ -43,15 +44,29 @@ fn ops(c: &Compiled) -> Vec<Value> {
         .clone()
 }
 
+/// The op of a step (for a resolved dependency step: its install).
 fn op<'a>(ops: &'a [Value], step: &str) -> &'a Value {
     let needle = format!("] {step}:");
+    let resolve = format!("] {step}: resolve ");
+    ops.iter()
+        .find(|o| {
+            o["metadata"]["custom_name"]
+                .as_str()
+                .is_some_and(|n| n.contains(&needle) && !n.contains(&resolve))
+        })
+        .unwrap_or_else(|| panic!("no op for step {step}"))
+}
+
+/// The resolve op of a dependency step.
+fn resolve_op<'a>(ops: &'a [Value], step: &str) -> &'a Value {
+    let needle = format!("] {step}: resolve ");
     ops.iter()
         .find(|o| {
             o["metadata"]["custom_name"]
                 .as_str()
                 .is_some_and(|n| n.contains(&needle))
         })
-        .unwrap_or_else(|| panic!("no op for step {step}"))
+        .unwrap_or_else(|| panic!("no resolve op for step {step}"))
 }
 
 fn mount_dests(op: &Value) -> Vec<String> {
@@ -111,33 +126,39 @@ fn dev_reuses_cache_and_mounts_download_caches() {
 }
 
 #[test]
-fn test_profile_busts_dependencies_through_a_node_and_keeps_caches() {
+fn test_profile_reresolves_through_the_bust_node_and_keeps_caches() {
     let spec = spec_with("[cache]\nprofile = \"test\"\n");
     let c = compiled(&spec, &token());
     assert_eq!(c.plan.busted, ["pip", "requirements"]);
+    assert!(matches!(c.plan.steps[2].cache, CacheRule::Reresolve { .. }));
     let ops = ops(&c);
     for step in ["pip", "requirements"] {
-        let o = op(&ops, step);
-        assert_ne!(
-            o["metadata"]["ignore_cache"], true,
-            "{step}: ignore_cache would prune its cache mounts"
-        );
-        let dests = mount_dests(o);
-        assert!(
-            dests.contains(&"/run/torchkit/bust".to_string()),
-            "{step}: {dests:?}"
-        );
-        assert!(
-            dests.contains(&PIP_CACHE_DIR.to_string()),
-            "{step}: download cache kept"
-        );
-        assert!(o["metadata"]["custom_name"]
+        let (r, i) = (resolve_op(&ops, step), op(&ops, step));
+        for o in [r, i] {
+            assert_ne!(
+                o["metadata"]["ignore_cache"], true,
+                "{step}: ignore_cache would prune its cache mounts"
+            );
+            assert!(
+                mount_dests(o).contains(&PIP_CACHE_DIR.to_string()),
+                "{step}: download cache kept"
+            );
+        }
+        // The resolve re-runs every build; the install takes no per-build input, only the
+        // resolved set, so an unchanged resolution keeps its layer.
+        assert!(mount_dests(r).contains(&BUST_MOUNT.to_string()), "{step}");
+        assert!(!mount_dests(i).contains(&BUST_MOUNT.to_string()), "{step}");
+        assert!(r["metadata"]["custom_name"]
             .as_str()
             .unwrap()
             .ends_with("(re-run: test profile)"));
+        assert!(!i["metadata"]["custom_name"]
+            .as_str()
+            .unwrap()
+            .contains("re-run"));
     }
-    assert!(!mount_dests(op(&ops, "apt")).contains(&"/run/torchkit/bust".to_string()));
-    // A new token re-runs the dependency steps (new digests) and leaves base and apt alone.
+    assert!(!mount_dests(op(&ops, "apt")).contains(&BUST_MOUNT.to_string()));
+    // A new token re-runs the resolutions (new digests) and leaves the rest alone.
     let c2 = compiled(
         &spec,
         &CompileOptions {
@@ -146,18 +167,85 @@ fn test_profile_busts_dependencies_through_a_node_and_keeps_caches() {
         },
     );
     let ops2 = super::tests::ops(&c2);
-    for (step, same) in [
-        ("base", true),
-        ("apt", true),
-        ("pip", false),
-        ("requirements", false),
-    ] {
+    assert_ne!(
+        digest(resolve_op(&ops, "pip")),
+        digest(resolve_op(&ops2, "pip"))
+    );
+    assert_eq!(digest(op(&ops, "apt")), digest(op(&ops2, "apt")));
+    assert_eq!(digest(op(&ops, "base")), digest(op(&ops2, "base")));
+}
+
+#[test]
+fn the_install_half_installs_exactly_the_resolved_set() {
+    let c = compiled(&spec_with(""), &CompileOptions::default());
+    let ops = ops(&c);
+    for step in ["pip", "requirements"] {
+        let (r, i) = (resolve_op(&ops, step), op(&ops, step));
+        let args: Vec<&str> = r["exec"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(&args[..2], ["python", "-c"]);
+        assert_eq!(args[2], RESOLVE_SCRIPT);
+        assert_eq!(args[3], format!("{RESOLVED_DIR}/{RESOLVED_FILE}"));
+        assert!(args.contains(&CONSTRAINTS_MOUNT), "{args:?}");
         assert_eq!(
-            digest(op(&ops, step)) == digest(op(&ops2, step)),
-            same,
-            "{step}"
+            i["exec"]["args"],
+            serde_json::json!([
+                "python",
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "-r",
+                RESOLVED_MOUNT
+            ])
         );
+        // The install reads the resolve's output, read-only, through a selector: BuildKit
+        // keys it on that file's content. It needs neither constraints nor requirements.
+        let mounts = i["exec"]["mounts"].as_array().unwrap();
+        let set = mounts
+            .iter()
+            .find(|m| m["dest"] == RESOLVED_MOUNT)
+            .expect("the resolved set is mounted");
+        assert_eq!(set["readonly"], true);
+        assert_eq!(set["selector"], format!("/{RESOLVED_FILE}"));
+        let dests = mount_dests(i);
+        assert!(!dests.contains(&CONSTRAINTS_MOUNT.to_string()), "{dests:?}");
+        assert!(
+            !dests.contains(&REQUIREMENTS_MOUNT.to_string()),
+            "{dests:?}"
+        );
+        let rdests = mount_dests(r);
+        assert!(rdests.contains(&RESOLVED_DIR.to_string()), "{rdests:?}");
     }
+    assert!(mount_dests(resolve_op(&ops, "requirements")).contains(&REQUIREMENTS_MOUNT.to_string()));
+    // The two halves share the step's line in the spec and its number in progress.
+    let pip = &c.plan.steps[2];
+    let r = pip.resolve.as_ref().unwrap();
+    assert!(r
+        .title
+        .starts_with("[torchkit 3/6] pip: resolve six==1.16.0"));
+    assert!(pip
+        .title
+        .starts_with("[torchkit 3/6] pip: pip install six==1.16.0"));
+}
+
+#[test]
+fn no_cache_reruns_both_halves() {
+    let c = compiled(
+        &spec_with(""),
+        &CompileOptions {
+            no_cache: NoCache::Steps(vec!["pip".into()]),
+            ..token()
+        },
+    );
+    let ops = ops(&c);
+    assert!(mount_dests(resolve_op(&ops, "pip")).contains(&BUST_MOUNT.to_string()));
+    assert!(mount_dests(op(&ops, "pip")).contains(&BUST_MOUNT.to_string()));
+    assert!(!mount_dests(op(&ops, "requirements")).contains(&BUST_MOUNT.to_string()));
 }
 
 #[test]
@@ -186,7 +274,12 @@ fn epoch_busts_exactly_the_dependency_steps() {
     ] {
         assert_eq!(digest(op(&a, step)) == digest(op(&b, step)), same, "{step}");
     }
-    assert!(mount_dests(op(&a, "pip")).contains(&"/run/torchkit/epoch".to_string()));
+    assert!(mount_dests(op(&a, "pip")).contains(&EPOCH_MOUNT.to_string()));
+    assert!(mount_dests(resolve_op(&a, "pip")).contains(&EPOCH_MOUNT.to_string()));
+    assert_ne!(
+        digest(resolve_op(&a, "requirements")),
+        digest(resolve_op(&b, "requirements"))
+    );
     let epoch = a
         .iter()
         .find(|o| o["metadata"]["custom_name"] == "[torchkit] epoch 2026-01");
@@ -220,6 +313,11 @@ fn release_rebuilds_everything_without_cache_mounts() {
     );
     for s in ["base", "apt", "pip", "requirements", "user", "copy"] {
         assert_eq!(op(&ops, s)["metadata"]["ignore_cache"], true, "{s}");
+    }
+    for s in ["pip", "requirements"] {
+        let r = resolve_op(&ops, s);
+        assert_eq!(r["metadata"]["ignore_cache"], true, "{s} resolve");
+        assert!(r["exec"]["args"].to_string().contains("--no-cache-dir"));
     }
     for s in ["apt", "pip", "requirements"] {
         let o = op(&ops, s);
@@ -530,6 +628,10 @@ fn a_lock_pins_the_base_and_installs_exactly_its_set() {
     );
     assert!(!dump.contains(REQUIREMENTS_MOUNT), "{dump}");
     assert!(
+        c.plan.steps[2].resolve.is_none() && !dump.contains(RESOLVED_MOUNT),
+        "a lock is the resolution: nothing to resolve"
+    );
+    assert!(
         dump.contains(&format!("pytorch:2.8.0-cuda12.8-cudnn9-runtime@{DIGEST}")),
         "{dump}"
     );
@@ -548,6 +650,20 @@ fn a_lock_pins_the_base_and_installs_exactly_its_set() {
         llb::dump(&c2.definition).unwrap()["result"],
         llb::dump(&c.definition).unwrap()["result"]
     );
+}
+
+#[test]
+fn the_test_profile_reinstalls_a_locked_set() {
+    // With a lock there is no resolution to redo, so `test` re-runs the install itself.
+    let c = compiled(
+        &spec_with("[cache]\nprofile = \"test\"\n"),
+        &CompileOptions {
+            lock: Some(locked()),
+            ..token()
+        },
+    );
+    assert!(matches!(c.plan.steps[2].cache, CacheRule::Bust { .. }));
+    assert!(mount_dests(op(&ops(&c), "pip")).contains(&BUST_MOUNT.to_string()));
 }
 
 #[test]

@@ -23,8 +23,8 @@ use wire::{CopyWire, SpecWire, KEYS, S};
 /// `--no-cache-filter`, and what progress shows.
 pub const STEPS: &[&str] = &["base", "apt", "pip", "requirements", "user", "copy"];
 
-/// Steps that install dependencies: they re-run when `[cache] epoch` changes and in the
-/// `test` profile.
+/// Steps that install dependencies: they re-run when `[cache] epoch` changes, and the
+/// `test` profile re-resolves them.
 pub const DEPENDENCY_STEPS: &[&str] = &["pip", "requirements"];
 
 /// A validated `torchkit.toml`.

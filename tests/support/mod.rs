@@ -324,7 +324,8 @@ pub fn vertices(stderr: &str) -> std::collections::BTreeMap<String, Vertex> {
     out
 }
 
-/// The plan's steps among the vertices (`[torchkit 3/6] pip: …` → `pip`).
+/// The plan's steps among the vertices (`[torchkit 3/6] pip: …` → `pip`; its resolve
+/// vertex, `[torchkit 3/6] pip: resolve …`, → `pip:resolve`).
 pub fn steps(stderr: &str) -> std::collections::BTreeMap<String, Vertex> {
     vertices(stderr)
         .into_values()
@@ -334,8 +335,14 @@ pub fn steps(stderr: &str) -> std::collections::BTreeMap<String, Vertex> {
             if !counter.contains('/') {
                 return None;
             }
-            let step = rest.split(':').next()?.to_string();
-            Some((step, v))
+            let (step, what) = rest.split_once(": ")?;
+            // A dependency step has two vertices: `pip: resolve …` and `pip: pip install …`.
+            let key = if what.starts_with("resolve ") {
+                format!("{step}:resolve")
+            } else {
+                step.to_string()
+            };
+            Some((key, v))
         })
         .collect()
 }
