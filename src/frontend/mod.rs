@@ -182,11 +182,13 @@ async fn build(
 ) -> Result<(), FrontendError> {
     let started = std::time::Instant::now();
     let opts = options::parse(raw, session_id)?;
-    let caps = bridge.ping().await?;
+    // The ping and the reads are independent round trips: run them together. A daemon
+    // without the caps fails on the caps, whatever the reads did.
+    let (caps, read) = tokio::join!(bridge.ping(), read_inputs(bridge, &opts));
+    let caps = caps?;
     caps.require_frontend(REQUIRED_GATEWAY_CAPS)?;
     caps.require_frontend(FRONTEND_CAPS)?;
-
-    let read = read_inputs(bridge, &opts).await?;
+    let read = read?;
     let read_ms = started.elapsed().as_millis();
     let text = read.spec;
     let spec = spec::parse(&text, &opts.filename).map_err(|error| FrontendError::Spec {
@@ -410,19 +412,17 @@ async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, 
     // client's session.
     let spec_side = async {
         let (r, vertex) = solve_local(bridge, local).await?;
-        let bytes = bridge
-            .read_file(&r, &opts.filename, None)
-            .await
-            .map_err(|source| FrontendError::ReadSpec {
-                filename: opts.filename.clone(),
-                source,
-            })?;
-        let beside = bridge.read_file(&r, &ignore_beside, None).await.ok();
-        let lock = bridge
-            .read_file(&r, crate::lock::LOCK_FILE, None)
-            .await
-            .ok();
-        Ok::<_, FrontendError>((bytes, beside, vertex, lock))
+        // Three reads of one ref, each a round trip: together.
+        let (bytes, beside, lock) = tokio::join!(
+            bridge.read_file(&r, &opts.filename, None),
+            bridge.read_file(&r, &ignore_beside, None),
+            bridge.read_file(&r, crate::lock::LOCK_FILE, None),
+        );
+        let bytes = bytes.map_err(|source| FrontendError::ReadSpec {
+            filename: opts.filename.clone(),
+            source,
+        })?;
+        Ok::<_, FrontendError>((bytes, beside.ok(), vertex, lock.ok()))
     };
     let context_side = async {
         let (r, _) = solve_local(bridge, ctx).await?;
