@@ -363,3 +363,46 @@ fn the_ca_secret_reaches_pip_through_the_frontend() {
     ]));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
 }
+
+/// `docker buildx build --print=<subrequest>` (buildx 0.13: behind BUILDX_EXPERIMENTAL=1)
+/// through the syntax line: buildx prints the frontend's answer, and nothing is built.
+fn print(request: &str) -> Output {
+    ok(docker()
+        .current_dir(case("basic"))
+        .env("BUILDX_EXPERIMENTAL", "1")
+        .args([
+            "buildx",
+            "build",
+            &format!("--print={request}"),
+            "-f",
+            "torchkit.toml",
+            ".",
+        ]))
+}
+
+#[test]
+fn buildx_print_answers_targets_outline_and_describe() {
+    require_environment();
+    let o = print("targets");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert!(rows[0].starts_with("TARGET"), "{stdout}");
+    let names: Vec<&str> = rows[1..]
+        .iter()
+        .filter_map(|r| r.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["base", "user", "copy"], "{stdout}");
+    assert!(rows.last().unwrap().contains("copy (default)"), "{stdout}");
+
+    let o = print("outline");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    for want in ["TORCHKIT_PROFILE", "TORCHKIT_CUDA", "torchkit-ca"] {
+        assert!(stdout.contains(want), "no {want} in:\n{stdout}");
+    }
+
+    let o = print("subrequests.describe");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    for want in ["outline", "targets", "subrequests.describe"] {
+        assert!(stdout.contains(want), "no {want} in:\n{stdout}");
+    }
+}

@@ -27,6 +27,7 @@ pub mod options;
 pub mod solve;
 pub mod status;
 pub mod stdio;
+pub mod subrequest;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -42,6 +43,7 @@ use crate::spec::{self, Spec, SpecError};
 
 use options::{FrontendOptions, OptionsError};
 use solve::SolveError;
+use subrequest::Subrequest;
 
 /// Gateway caps the frontend needs besides [`REQUIRED_GATEWAY_CAPS`].
 pub const FRONTEND_CAPS: &[&str] = &["readfile"];
@@ -188,6 +190,10 @@ async fn build(
     let caps = caps?;
     caps.require_frontend(REQUIRED_GATEWAY_CAPS)?;
     caps.require_frontend(FRONTEND_CAPS)?;
+    if opts.subrequest == Some(Subrequest::Describe) {
+        bridge.return_result(None, subrequest::describe()).await?;
+        return Ok(());
+    }
     let read = read?;
     let read_ms = started.elapsed().as_millis();
     let text = read.spec;
@@ -215,6 +221,10 @@ async fn build(
                 log(&format!("Warn failed: {e}"));
             }
         }
+    }
+
+    if let Some(sub) = opts.subrequest {
+        return answer(bridge, sub, &spec, &res, &opts).await;
     }
 
     let lock = locked_set(
@@ -250,6 +260,43 @@ async fn build(
         compiled.plan.base.pinned_reference(),
         started.elapsed().as_millis()
     ));
+    Ok(())
+}
+
+/// Answer `targets` or `outline` from the plan this build would run (no base lookup: the
+/// steps do not depend on the digest).
+async fn answer(
+    bridge: &Bridge,
+    sub: Subrequest,
+    spec: &Spec,
+    res: &resolve::Resolution,
+    opts: &FrontendOptions,
+) -> Result<(), FrontendError> {
+    let mut compile = CompileOptions {
+        profile: opts.profile,
+        build_token: Some(random_token()),
+        no_cache: opts.no_cache.clone(),
+        ca_bundle: opts.ca_bundle,
+        target: opts.target.clone(),
+        ..CompileOptions::default()
+    };
+    let p = match plan::plan(spec, res, &compile) {
+        // A release plan needs a pinned base, which only the build looks up; the steps
+        // are the same in every profile.
+        Err(plan::CompileError::ReleaseUnpinned { .. }) => {
+            compile.profile = Some(crate::spec::Profile::Dev);
+            plan::plan(spec, res, &compile)
+        }
+        p => p,
+    }
+    .map_err(|e| FrontendError::Solve(SolveError::Compile(e)))?;
+    let metadata = match sub {
+        Subrequest::Targets => subrequest::targets(spec, &p),
+        Subrequest::Outline => subrequest::outline(spec, &p, opts),
+        Subrequest::Describe => subrequest::describe(),
+    };
+    bridge.return_result(None, metadata).await?;
+    log(&format!("answered {}", sub.id()));
     Ok(())
 }
 

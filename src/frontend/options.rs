@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use super::subrequest::Subrequest;
 use crate::buildkit::output::CacheEntry;
 use crate::error::Hint;
 use crate::plan::NoCache;
@@ -102,7 +103,7 @@ pub enum OptionsError {
     /// A renamed build context (`contextkey`); the compiled graph reads `context`.
     #[error("torchkit reads the build context from the local named `context`, and this build renames it to `{0}`")]
     ContextKey(String),
-    /// A subrequest (`--call outline`, `--print`, `--check`).
+    /// A subrequest torchkit does not answer (`--call check`, say).
     #[error("the torchkit frontend does not answer the subrequest `{0}`")]
     Subrequest(String),
 }
@@ -131,9 +132,14 @@ impl Hint for OptionsError {
             OptionsError::ContextKey(_) => {
                 Some("build without renaming the context (no `contextkey` option)".into())
             }
-            OptionsError::Subrequest(_) => {
-                Some("run the build without --call/--print/--check".into())
-            }
+            OptionsError::Subrequest(_) => Some(format!(
+                "torchkit answers {}; or run the build without --print/--call",
+                Subrequest::ALL
+                    .iter()
+                    .map(|s| s.id().trim_start_matches("frontend."))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
 }
@@ -173,6 +179,8 @@ pub struct FrontendOptions {
     pub locked: bool,
     /// `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: Option<i64>,
+    /// `requestid`: answer this subrequest instead of building.
+    pub subrequest: Option<Subrequest>,
 }
 
 /// The frontend options in the environment (`BUILDKIT_FRONTEND_OPT_<i>`, in index order;
@@ -235,9 +243,12 @@ pub fn parse(
     opts: &BTreeMap<String, String>,
     session_id: Option<String>,
 ) -> Result<FrontendOptions, OptionsError> {
-    if let Some(id) = opts.get(OPT_REQUEST_ID).filter(|v| !v.is_empty()) {
-        return Err(OptionsError::Subrequest(id.clone()));
-    }
+    let subrequest = match opts.get(OPT_REQUEST_ID).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(id) => {
+            Some(Subrequest::from_id(id).ok_or_else(|| OptionsError::Subrequest(id.clone()))?)
+        }
+    };
     if let Some(p) = opts.get(OPT_PLATFORM) {
         for one in p.split(',').filter(|s| !s.trim().is_empty()) {
             if !is_amd64(one) {
@@ -362,6 +373,7 @@ pub fn parse(
         ca_bundle,
         locked,
         source_date_epoch,
+        subrequest,
     })
 }
 
@@ -484,8 +496,17 @@ mod tests {
         assert!(e.to_string().contains("TORCHKIT_PROFILE=prod"));
         let e = parse(&opts(&[("contextkey", "ctx2")]), None).unwrap_err();
         assert!(matches!(e, OptionsError::ContextKey(_)));
-        let e = parse(&opts(&[("requestid", "frontend.outline")]), None).unwrap_err();
+        let e = parse(&opts(&[("requestid", "frontend.lint")]), None).unwrap_err();
         assert!(matches!(e, OptionsError::Subrequest(_)));
+        assert!(
+            e.hint()
+                .unwrap()
+                .contains("outline, targets, subrequests.describe"),
+            "{:?}",
+            e.hint()
+        );
+        let o = parse(&opts(&[("requestid", "frontend.targets")]), None).unwrap();
+        assert_eq!(o.subrequest, Some(Subrequest::Targets));
     }
 
     #[test]

@@ -368,6 +368,149 @@ async fn arm64_is_refused_before_anything_is_solved() {
     );
 }
 
+fn returned_json(seen: &Seen) -> serde_json::Value {
+    let ret = seen.returned.as_ref().expect("returned");
+    assert!(ret.error.is_none(), "{:?}", ret.error);
+    let result = ret.result.as_ref().unwrap();
+    // Metadata only: no image to export.
+    assert_eq!(
+        result.result,
+        Some(gw::result::Result::Ref(gw::Ref::default()))
+    );
+    assert_eq!(result.metadata["version"], b"1.0.0");
+    assert!(!result.metadata["result.txt"].is_empty());
+    serde_json::from_slice(&result.metadata["result.json"]).unwrap()
+}
+
+const FULL_SPEC: &str = "[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n[system]\napt = [\"jq\"]\n[python]\npackages = [\"six==1.16.0\"]\n[image]\nuser = \"root\"\ncopy = [\"src/\"]\n[cache]\nprofile = \"release\"\n";
+
+#[tokio::test]
+async fn targets_lists_the_steps_and_builds_nothing() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", FULL_SPEC)],
+        &[
+            ("filename", "torchkit.toml"),
+            ("requestid", "frontend.targets"),
+        ],
+    )
+    .await;
+    out.expect("answered");
+    // Only the two input loads: no base lookup, no build.
+    assert_eq!(seen.solves.len(), 2);
+    let v = returned_json(&seen);
+    let names: Vec<&str> = v["Targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["base", "apt", "pip", "user", "copy"]);
+    let t = &v["Targets"];
+    assert_eq!(t[4]["default"], true);
+    assert!(t[0].get("default").is_none());
+    // A release spec whose base is not pinned yet is listed under the dev rules (same
+    // steps; only a build looks the base up), so no "(re-run: …)" marks.
+    assert_eq!(t[1]["description"], "apt-get install jq");
+    assert_eq!(t[1]["Location"]["ranges"][0]["start"]["line"], 5);
+    assert!(t[0]["base"]
+        .as_str()
+        .unwrap()
+        .starts_with("docker.io/pytorch/pytorch:2.8.0-cuda12.8"));
+    assert_eq!(v["Sources"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn outline_lists_build_args_with_this_builds_values() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", FULL_SPEC)],
+        &[
+            ("filename", "torchkit.toml"),
+            ("requestid", "frontend.outline"),
+            ("build-arg:TORCHKIT_PROFILE", "test"),
+            ("build-arg:TORCHKIT_CA_SECRET", "1"),
+        ],
+    )
+    .await;
+    out.expect("answered");
+    let v = returned_json(&seen);
+    let arg = |n: &str| {
+        v["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["Name"] == n)
+            .unwrap_or_else(|| panic!("no {n} in {v}"))
+            .clone()
+    };
+    assert_eq!(arg("TORCHKIT_PROFILE")["Value"], "test");
+    assert_eq!(
+        arg("TORCHKIT_PROFILE")["Location"]["ranges"][0]["start"]["line"],
+        12
+    );
+    assert_eq!(arg("TORCHKIT_CUDA")["Value"], "12.8");
+    assert_eq!(arg("TORCHKIT_FLAVOR")["Value"], "runtime");
+    assert_eq!(arg("TORCHKIT_CA_SECRET")["Value"], "1");
+    assert_eq!(
+        v["secrets"],
+        serde_json::json!([{"Name": "torchkit-ca", "Required": true}])
+    );
+    assert_eq!(
+        v["cache"],
+        serde_json::json!([{"ID": "torchkit/apt/cu128"}, {"ID": "torchkit/pip/cu128"}])
+    );
+}
+
+#[tokio::test]
+async fn describe_lists_what_torchkit_answers() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", FULL_SPEC)],
+        &[("requestid", "frontend.subrequests.describe")],
+    )
+    .await;
+    out.expect("answered");
+    let v = returned_json(&seen);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "frontend.outline",
+            "frontend.targets",
+            "frontend.subrequests.describe"
+        ]
+    );
+    assert_eq!(v[0]["type"], "rpc");
+    assert_eq!(v[0]["version"], "1.0.0");
+}
+
+#[tokio::test]
+async fn an_unknown_subrequest_is_refused_with_the_ones_torchkit_answers() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", FULL_SPEC)],
+        &[("requestid", "frontend.lint")],
+    )
+    .await;
+    assert!(
+        matches!(
+            out,
+            Err(FrontendError::Options(OptionsError::Subrequest(_)))
+        ),
+        "{out:?}"
+    );
+    let err = seen.returned.unwrap().error.unwrap();
+    assert!(
+        err.message
+            .contains("does not answer the subrequest `frontend.lint`")
+            && err.message.contains("outline, targets"),
+        "{}",
+        err.message
+    );
+}
+
 #[tokio::test]
 async fn a_missing_spec_says_to_pass_dash_f() {
     let (out, seen) = run_fake(&[("dockerfile", "torchkit.toml", SPEC)], &[]).await;
