@@ -36,6 +36,40 @@ fn case(name: &str) -> PathBuf {
     root().join("tests/e2e-frontend").join(name)
 }
 
+/// This run's copy of the `basic` case, with a file unique to the run in its context. The
+/// daemon's build cache outlives test runs and keys a copy by content, not by mtime: without
+/// the unique file, a copy layer cached from another checkout (other mtimes) could stand in
+/// for one side of a comparison and not the other.
+fn basic() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                let dest = to.join(e.file_name());
+                if e.file_type().unwrap().is_dir() {
+                    copy(&e.path(), &dest);
+                } else {
+                    std::fs::copy(e.path(), &dest).unwrap();
+                }
+            }
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "torchkit-e2e-frontend-{}-{nanos}",
+            std::process::id()
+        ));
+        copy(&case("basic"), &dir);
+        std::fs::write(dir.join("app/run-id.txt"), format!("{nanos}\n")).unwrap();
+        dir
+    })
+    .clone()
+}
+
 /// A `docker` command that finds the test daemon and the Debian buildx plugin even when
 /// `env.sh` was not sourced.
 fn docker() -> Command {
@@ -178,7 +212,7 @@ fn reference() -> &'static Facts {
         let tag = format!("{IMAGE}:driver");
         ok(torchkit()
             .args(["build", "--progress", "plain", "-t", &tag])
-            .arg(case("basic").join("torchkit.toml")));
+            .arg(basic().join("torchkit.toml")));
         facts(&tag)
     })
 }
@@ -223,7 +257,7 @@ fn docker_build_through_the_syntax_line_matches_torchkit_build() {
     require_environment();
     let tag = format!("{IMAGE}:docker-build");
     ok(docker()
-        .current_dir(case("basic"))
+        .current_dir(basic())
         .args(["build", "-f", "torchkit.toml", "-t", &tag, "."]));
     assert_same_as_reference("docker build", &tag);
 }
@@ -232,7 +266,7 @@ fn docker_build_through_the_syntax_line_matches_torchkit_build() {
 fn docker_buildx_build_through_the_syntax_line_matches_torchkit_build() {
     require_environment();
     let tag = format!("{IMAGE}:buildx");
-    ok(docker().current_dir(case("basic")).args([
+    ok(docker().current_dir(basic()).args([
         "buildx",
         "build",
         "--load",
@@ -259,7 +293,7 @@ fn torchkit_build_with_the_frontend_image_matches_torchkit_build() {
             "-t",
             &tag,
         ])
-        .arg(case("basic").join("torchkit.toml")));
+        .arg(basic().join("torchkit.toml")));
     assert_same_as_reference("torchkit build --frontend", &tag);
 }
 
@@ -267,7 +301,7 @@ fn torchkit_build_with_the_frontend_image_matches_torchkit_build() {
 fn frontend_options_reach_the_image() {
     require_environment();
     let tag = format!("{IMAGE}:options");
-    ok(docker().current_dir(case("basic")).args([
+    ok(docker().current_dir(basic()).args([
         "build",
         "-f",
         "torchkit.toml",
@@ -313,7 +347,7 @@ fn a_bad_spec_fails_with_its_line_in_the_docker_output() {
 #[test]
 fn another_platform_is_refused_clearly() {
     require_environment();
-    let o = run(docker().current_dir(case("basic")).args([
+    let o = run(docker().current_dir(basic()).args([
         "build",
         "--platform",
         "linux/arm64",
@@ -368,7 +402,7 @@ fn the_ca_secret_reaches_pip_through_the_frontend() {
 /// through the syntax line: buildx prints the frontend's answer, and nothing is built.
 fn print(request: &str) -> Output {
     ok(docker()
-        .current_dir(case("basic"))
+        .current_dir(basic())
         .env("BUILDX_EXPERIMENTAL", "1")
         .args([
             "buildx",
