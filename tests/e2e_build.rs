@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::{
-    describe, docker_socket, registry_digest, require_daemon, steps, Vertex, START_HINT,
+    describe, docker_socket, host_gateway, registry_digest, require_daemon, steps, Vertex,
+    START_HINT,
 };
 
 /// The image the shared build stores in dockerd.
@@ -675,18 +676,6 @@ fn failing_step_is_named_and_writes_nothing() {
     );
     assert!(r.stdout.is_empty());
     assert_no_output(dir.path(), &r);
-}
-
-/// The docker bridge's gateway: how RUN containers reach this host.
-fn host_gateway() -> String {
-    let ip = docker(&[
-        "network",
-        "inspect",
-        "bridge",
-        "-f",
-        "{{(index .IPAM.Config 0).Gateway}}",
-    ]);
-    ip.trim().to_string()
 }
 
 #[test]

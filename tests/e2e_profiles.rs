@@ -14,10 +14,41 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod support;
-use support::{describe, docker_socket, require_daemon, steps, Vertex};
+use support::{describe, docker_socket, host_gateway, require_daemon, steps, Vertex};
 
 const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 const REGISTRY_LOG: &str = "/var/lib/torchkit-test-env/registry.log";
+
+/// The vertices of the profiles spec, a dependency step's resolve and install apart.
+const ALL_STEPS: &[&str] = &[
+    "base",
+    "apt",
+    "pip:resolve",
+    "pip",
+    "requirements:resolve",
+    "requirements",
+    "user",
+];
+
+/// The two tests assert what the daemon's cache does, and one of them runs a release build
+/// (`ignore_cache` on every op, the shared base included). Run side by side, that build made
+/// the other test's cached install re-run in 2 of 4 runs; one at a time, never.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A value no earlier run used: the daemon's build cache outlives test runs.
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
 
 fn torchkit_build(dir: &Path, profile: &str, extra: &[&str]) -> BTreeMap<String, Vertex> {
     let addr = format!("docker://{}", docker_socket().display());
@@ -44,17 +75,9 @@ fn torchkit_build(dir: &Path, profile: &str, extra: &[&str]) -> BTreeMap<String,
 
 fn build(dir: &Path, profile: &str) -> BTreeMap<String, Vertex> {
     let s = torchkit_build(dir, profile, &[]);
-    for name in [
-        "base",
-        "apt",
-        "pip:resolve",
-        "pip",
-        "requirements:resolve",
-        "requirements",
-        "user",
-    ] {
+    for name in ALL_STEPS {
         assert!(
-            s.contains_key(name),
+            s.contains_key(*name),
             "no {name} step in the {profile} build:\n{}",
             describe(&s)
         );
@@ -102,6 +125,7 @@ fn assert_ran(s: &BTreeMap<String, Vertex>, names: &[&str], what: &str) {
 #[test]
 fn profiles_and_epoch_from_the_status_stream() {
     require_daemon();
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("profiles");
     std::fs::create_dir_all(&dir).unwrap();
@@ -149,14 +173,7 @@ fn profiles_and_epoch_from_the_status_stream() {
 
     // A new epoch re-runs exactly the dependency steps once; apt stays cached. The epoch is
     // new to this daemon (its build cache outlives test runs), so nothing can match it.
-    let epoch = format!(
-        "run-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let epoch = unique("run");
     let spec = std::fs::read_to_string(dir.join("torchkit.toml")).unwrap();
     std::fs::write(
         dir.join("torchkit.toml"),
@@ -186,19 +203,7 @@ fn profiles_and_epoch_from_the_status_stream() {
 
     // release: every step re-runs.
     let s = build(&dir, "release");
-    assert_ran(
-        &s,
-        &[
-            "base",
-            "apt",
-            "pip:resolve",
-            "pip",
-            "requirements:resolve",
-            "requirements",
-            "user",
-        ],
-        "release",
-    );
+    assert_ran(&s, ALL_STEPS, "release");
 }
 
 /// A package index on this host that RUN containers reach through the docker bridge:
@@ -212,22 +217,7 @@ struct Index {
 
 impl Index {
     fn start() -> Index {
-        let host = String::from_utf8(
-            Command::new("docker")
-                .args([
-                    "network",
-                    "inspect",
-                    "bridge",
-                    "-f",
-                    "{{(index .IPAM.Config 0).Gateway}}",
-                ])
-                .output()
-                .expect("docker network inspect")
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .to_string();
+        let host = host_gateway();
         assert!(!host.is_empty(), "no docker bridge gateway");
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind((host.as_str(), 0))
@@ -329,19 +319,13 @@ fn installed(image: &str, module: &str) -> String {
 #[test]
 fn test_profile_installs_a_new_release_and_only_then() {
     require_daemon();
+    let _serial = serial();
     let index = Index::start();
     index.publish("tkdemo", "1.0");
     let tmp = tempfile::tempdir().unwrap();
     // A run-unique epoch: the daemon's build cache outlives test runs, and this index's
     // URL (its port) may repeat.
-    let epoch = format!(
-        "release-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let epoch = unique("release");
     std::fs::write(
         tmp.path().join("torchkit.toml"),
         format!(

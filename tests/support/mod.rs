@@ -22,6 +22,26 @@ pub fn docker_socket() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
 }
 
+/// The docker bridge's gateway: how RUN containers reach this host.
+pub fn host_gateway() -> String {
+    let out = std::process::Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}}",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("docker network inspect bridge: {e}\n{START_HINT}"));
+    assert!(
+        out.status.success(),
+        "docker network inspect bridge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Panics (never skips) with the fix when dockerd does not answer `/_ping`.
 pub fn require_daemon() {
     let sock = docker_socket();
