@@ -12,7 +12,7 @@ use crate::spec::{Span, Spec, DEPENDENCY_STEPS};
 use super::{
     CacheRule, CompileError, CompileOptions, Plan, Run, Step, CA_SECRET_ID, CA_SECRET_PATH,
     CONSTRAINTS_MOUNT, DEFAULT_PATH, LOCK_MOUNT, REQUIREMENTS_MOUNT, RESOLVED_DIR, RESOLVED_FILE,
-    RESOLVED_MOUNT,
+    RESOLVED_MOUNT, RESOLVE_SCRIPT, RESOLVE_SCRIPT_MOUNT,
 };
 
 /// Where the epoch node is mounted in dependency steps.
@@ -121,7 +121,14 @@ pub(super) fn lower(
         State::from(l)
     });
 
+    let resolver = plan.steps.iter().any(|s| s.resolve.is_some()).then(|| {
+        llb::scratch().file(
+            FileAction::mkfile("/resolve.py", 0o644, RESOLVE_SCRIPT, None)
+                .custom_name("[torchkit] resolver script"),
+        )
+    });
     let nodes = Nodes {
+        resolver,
         constraints,
         epoch,
         bust,
@@ -176,12 +183,15 @@ pub(super) fn lower(
                         .run(mounts(exec(args, &step.title), step, Part::Whole, &nodes))
                         .root(),
                     Some(r) => {
-                        let resolve = exec(&r.argv(), &r.title).mount(Mount::bind(
-                            RESOLVED_DIR,
-                            &llb::scratch(),
-                            "/",
-                            false,
-                        ));
+                        let script = nodes.resolver.as_ref().expect("made for resolving steps");
+                        let resolve = exec(&r.argv(), &r.title)
+                            .mount(Mount::bind(
+                                RESOLVE_SCRIPT_MOUNT,
+                                script,
+                                "/resolve.py",
+                                true,
+                            ))
+                            .mount(Mount::bind(RESOLVED_DIR, &llb::scratch(), "/", false));
                         let set = cur
                             .run(mounts(resolve, step, Part::Resolve, &nodes))
                             .mount(RESOLVED_DIR)
@@ -231,6 +241,8 @@ pub(super) fn lower(
 
 /// The small nodes exec steps mount.
 struct Nodes<'a> {
+    /// The resolve script, when a step resolves.
+    resolver: Option<State>,
     constraints: State,
     epoch: Option<State>,
     bust: Option<State>,

@@ -240,12 +240,12 @@ pub struct ResolveRun {
 }
 
 impl ResolveRun {
-    /// The exec's argv: the script, its output file, pip's arguments.
+    /// The exec's argv: the script (mounted from a file op, so errors quote a short
+    /// command line), its output file, pip's arguments.
     pub fn argv(&self) -> Vec<String> {
         let mut a: Vec<String> = vec![
             "python".into(),
-            "-c".into(),
-            RESOLVE_SCRIPT.into(),
+            RESOLVE_SCRIPT_MOUNT.into(),
             format!("{RESOLVED_DIR}/{RESOLVED_FILE}"),
         ];
         a.extend(self.pip_args.iter().cloned());
@@ -253,8 +253,10 @@ impl ResolveRun {
     }
 }
 
-/// The resolve script (Python 3.6+, standard library): `python -c <script> OUT PIP_ARGS…`.
+/// The resolve script (Python 3.6+, standard library): `python resolve.py OUT PIP_ARGS…`.
 pub const RESOLVE_SCRIPT: &str = include_str!("resolve.py");
+/// Where the resolve exec mounts the script (read-only, from a file op on scratch).
+pub const RESOLVE_SCRIPT_MOUNT: &str = "/run/torchkit/resolve.py";
 /// Where the resolve exec writes (a scratch mount, the exec's only used output).
 pub const RESOLVED_DIR: &str = "/run/torchkit/out";
 /// The resolved set's file name in [`RESOLVED_DIR`].

@@ -1,6 +1,6 @@
 # torchkit: the resolve half of a dependency step (see docs/caching.md).
 #
-# Run as `python -c <this file> OUT PIP_ARGS...` in the layer the install will run on. It asks
+# Run as `python resolve.py OUT PIP_ARGS...` in the layer the install will run on. It asks
 # pip what `pip install PIP_ARGS` would install (`--dry-run --report`, pip >= 22.2) and
 # writes that set to OUT as an exact requirements file: `name==version --hash=sha256:...`
 # per line, sorted. The install step mounts OUT read-only and runs
@@ -10,6 +10,7 @@
 # Direct URLs stay direct (`name @ url`); a VCS checkout or a local directory has no archive
 # hash, and then no line carries one (pip's hash-checking mode is all or nothing).
 # Python 3.6+, standard library only: it runs on whatever interpreter the base image has.
+# torchkit mounts it read-only at /run/torchkit/resolve.py (src/plan/lower.rs).
 import json
 import os
 import subprocess

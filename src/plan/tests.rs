@@ -187,9 +187,14 @@ fn the_install_half_installs_exactly_the_resolved_set() {
             .iter()
             .map(|a| a.as_str().unwrap())
             .collect();
-        assert_eq!(&args[..2], ["python", "-c"]);
-        assert_eq!(args[2], RESOLVE_SCRIPT);
-        assert_eq!(args[3], format!("{RESOLVED_DIR}/{RESOLVED_FILE}"));
+        assert_eq!(
+            &args[..3],
+            [
+                "python",
+                RESOLVE_SCRIPT_MOUNT,
+                &format!("{RESOLVED_DIR}/{RESOLVED_FILE}")
+            ]
+        );
         assert!(args.contains(&CONSTRAINTS_MOUNT), "{args:?}");
         assert_eq!(
             i["exec"]["args"],
@@ -220,8 +225,19 @@ fn the_install_half_installs_exactly_the_resolved_set() {
         );
         let rdests = mount_dests(r);
         assert!(rdests.contains(&RESOLVED_DIR.to_string()), "{rdests:?}");
+        assert!(
+            rdests.contains(&RESOLVE_SCRIPT_MOUNT.to_string()),
+            "{rdests:?}"
+        );
     }
     assert!(mount_dests(resolve_op(&ops, "requirements")).contains(&REQUIREMENTS_MOUNT.to_string()));
+    // The script is one named file op, never a layer: failures quote a short command.
+    let script: Vec<&Value> = ops
+        .iter()
+        .filter(|o| o["metadata"]["custom_name"] == "[torchkit] resolver script")
+        .collect();
+    assert_eq!(script.len(), 1);
+    assert!(script[0].to_string().contains("pip install --dry-run"));
     // The two halves share the step's line in the spec and its number in progress.
     let pip = &c.plan.steps[2];
     let r = pip.resolve.as_ref().unwrap();
