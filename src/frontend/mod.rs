@@ -17,7 +17,8 @@
 //!    spec, else the context's), as the Dockerfile frontend does;
 //! 3. parse the spec, apply the `TORCHKIT_*` build-args, resolve;
 //! 4. [`solve::build_spec`] with the frontend's options (session id, excludes, labels,
-//!    target, no-cache, CA secret, cache imports).
+//!    target, no-cache, CA secret, cache imports), or, for `requestid` (`buildx --print`),
+//!    answer the [`subrequest`] from the plan instead of building.
 //!
 //! Any failure is returned to the daemon with `Return{error}` ([`status`]): spec errors and
 //! resolver errors located in the spec carry an `errdefs.Source`, so the docker CLI prints
