@@ -16,7 +16,7 @@
 use base64::Engine as _;
 
 use crate::proto::google::rpc::Status as RpcStatus;
-use crate::spec::SpecError;
+use crate::spec::{Span, SpecError};
 
 /// The type URL of BuildKit's `errdefs.Source` error detail.
 pub const SOURCE_DETAIL_TYPE_URL: &str = "github.com/moby/buildkit/errdefs.Source+json";
@@ -45,21 +45,28 @@ fn with_hint(message: &str, hint: Option<&str>) -> String {
 /// The `errdefs.Source` JSON for the span of `e` in `text`: lines are 1-based, characters
 /// 0-based, as the Dockerfile frontend writes them.
 pub fn source_detail_json(e: &SpecError, text: &str) -> serde_json::Value {
-    let span = e.span;
-    let pos =
-        |line: u32, col: u32| serde_json::json!({"line": line, "character": col.saturating_sub(1)});
-    let end_line = span.end_line.max(span.line);
     serde_json::json!({
         "info": {
             "filename": e.file,
             "data": base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
             "language": "toml",
         },
-        "ranges": [{
-            "start": pos(span.line, span.col),
-            "end": pos(end_line, if end_line == span.line { span.end_col.max(span.col) } else { span.end_col }),
-        }],
+        "ranges": [range_json(e.span)],
     })
+}
+
+/// A spec span as BuildKit's `pb.Range` JSON (lines 1-based, characters 0-based), the end
+/// never before the start. Shared by `errdefs.Source` and the subrequest answers.
+pub fn range_json(span: Span) -> serde_json::Value {
+    let pos =
+        |line: u32, col: u32| serde_json::json!({"line": line, "character": col.saturating_sub(1)});
+    let end_line = span.end_line.max(span.line);
+    let end_col = if end_line == span.line {
+        span.end_col.max(span.col)
+    } else {
+        span.end_col
+    };
+    serde_json::json!({"start": pos(span.line, span.col), "end": pos(end_line, end_col)})
 }
 
 /// A located spec error: the message (`torchkit.toml:3:1: …`) and hint, plus the

@@ -251,15 +251,9 @@ pub fn outline(spec: &Spec, plan: &Plan, opts: &FrontendOptions) -> BTreeMap<Str
     answer(&outline, txt)
 }
 
-/// `pb.Location` as Go's encoding/json writes it, numbered as in the LLB source map (lines
-/// from 1, characters from 0), over the spec, source 0.
+/// `pb.Location` as Go's encoding/json writes it, over the spec (source 0).
 fn location(span: Span) -> Value {
-    json!({
-        "ranges": [{
-            "start": {"line": span.line, "character": span.col.saturating_sub(1)},
-            "end": {"line": span.end_line, "character": span.end_col.saturating_sub(1)},
-        }]
-    })
+    json!({ "ranges": [super::status::range_json(span)] })
 }
 
 /// The spec as the only source (`[][]byte`: base64 strings in JSON).
