@@ -13,8 +13,17 @@
 #   project; its Dockerfile is the hand-written equivalent (see test-vs-no-cache.sh).
 # Each side is built once to warm the cache, then N times, alternating, with `docker build -t`
 # (export to the image store included). Both name the base by the tag the spec resolves to.
-# Prints the medians, the ratio and the frontend image's size. Needs the test environment
-# and the pushed frontend image (scripts/frontend-image.sh).
+#
+# The floor: BuildKit charges every `# syntax=` build for resolving the frontend image,
+# starting its container and tearing it down, whatever the frontend does. To show that cost
+# apart from torchkit's own work, the same loop also builds a one-line Dockerfile
+# (`FROM <base>`) two ways: with the builtin frontend, and with benches/gateway_floor.rs, a
+# frontend that makes only the calls the builtin makes for that line. Their gap is the floor.
+# FLOOR=0 skips it.
+#
+# Prints the medians, the ratios, the gaps in milliseconds and the frontend image's size.
+# Needs the test environment and the pushed frontend image (scripts/frontend-image.sh); it
+# builds and pushes the floor image itself (cargo, static, like the frontend).
 set -euo pipefail
 
 N=${N:-10}
@@ -27,6 +36,8 @@ if [ -z "${DOCKER_HOST:-}" ] && [ -f "$ENV_SH" ]; then
 fi
 
 WORKLOAD=${WORKLOAD:-minimal}
+FLOOR=${FLOOR:-1}
+FLOOR_IMAGE=${FLOOR_IMAGE:-localhost:5000/torchkit/gateway-floor:bench}
 CA=${CA:-/etc/ssl/certs/ca-certificates.crt}
 BASE_REF=docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
 WORK=$(mktemp -d)
@@ -58,33 +69,66 @@ DOCKERFILE
 esac
 sed -i "1s|^# syntax=.*|# syntax=$FRONTEND|" "$WORK/torchkit.toml"
 
+if [ "$FLOOR" = 1 ]; then
+  TARGET=x86_64-unknown-linux-gnu
+  echo "==> building the floor frontend $FLOOR_IMAGE (benches/gateway_floor.rs, static)" >&2
+  (cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --locked \
+    --profile frontend --target "$TARGET" --target-dir target/static --example gateway-floor)
+  mkdir "$WORK/floor-image"
+  cp "$ROOT/target/static/$TARGET/frontend/examples/gateway-floor" "$WORK/floor-image/"
+  # The labels of frontend.Dockerfile, so that BuildKit runs both the same way.
+  cat > "$WORK/floor-image/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY gateway-floor /gateway-floor
+LABEL moby.buildkit.frontend.network.none="true"
+LABEL moby.buildkit.frontend.caps="moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests"
+ENTRYPOINT ["/gateway-floor"]
+DOCKERFILE
+  docker build --progress quiet -t "$FLOOR_IMAGE" "$WORK/floor-image" >/dev/null
+  docker push --quiet "$FLOOR_IMAGE" >/dev/null
+  rm -rf "$WORK/floor-image"
+  echo "FROM $BASE_REF" > "$WORK/floor-builtin.Dockerfile"
+  printf '# syntax=%s\nFROM %s\n' "$FLOOR_IMAGE" "$BASE_REF" > "$WORK/floor-gateway.Dockerfile"
+fi
+
 build() { # $1 = file; prints wall seconds
-  local t0 t1
+  local t0 t1 args=("${extra[@]}")
+  case "$1" in floor-*) args=(--build-arg "FLOOR_BASE=$BASE_REF") ;; esac
   t0=$(date +%s%N)
-  docker build --progress quiet "${extra[@]}" -f "$WORK/$1" -t "torchkit-bench:${1%%.*}" "$WORK" >/dev/null
+  docker build --progress quiet "${args[@]}" -f "$WORK/$1" -t "torchkit-bench:${1%%.*}" "$WORK" >/dev/null
   t1=$(date +%s%N)
   echo "scale=3; ($t1 - $t0) / 1000000000" | bc
 }
 
+files=(torchkit.toml Dockerfile)
+[ "$FLOOR" = 1 ] && files+=(floor-gateway.Dockerfile floor-builtin.Dockerfile)
 echo "warming the cache ($WORKLOAD) ..." >&2
-build torchkit.toml >/dev/null
-build Dockerfile >/dev/null
+for f in "${files[@]}"; do build "$f" >/dev/null; done
 
-tk=(); df=()
-for i in $(seq "$N"); do
-  tk+=("$(build torchkit.toml)")
-  df+=("$(build Dockerfile)")
+declare -A runs
+for _ in $(seq "$N"); do
+  for f in "${files[@]}"; do runs[$f]="${runs[$f]:-} $(build "$f")"; done
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
-mt=$(median "${tk[@]}")
-md=$(median "${df[@]}")
+# shellcheck disable=SC2086
+med() { median ${runs[$1]}; }
+ratio() { echo "scale=2; $1 / $2" | bc; }
+gap_ms() { echo "($1 - $2) * 1000 / 1" | bc; }
+mt=$(med torchkit.toml)
+md=$(med Dockerfile)
 size=$(docker image inspect --format '{{.Size}}' "$FRONTEND")
 echo "workload:                  $WORKLOAD"
-echo "runs per side:             $N (warm, fully cached, docker build -t)"
-echo "torchkit frontend runs:    ${tk[*]}"
-echo "Dockerfile frontend runs:  ${df[*]}"
+echo "runs per side:             $N (warm, fully cached, docker build -t, interleaved)"
+echo "torchkit frontend runs:   ${runs[torchkit.toml]}"
+echo "Dockerfile frontend runs: ${runs[Dockerfile]}"
 echo "median torchkit frontend:  ${mt}s"
 echo "median Dockerfile builtin: ${md}s"
-echo "ratio:                     $(echo "scale=2; $mt / $md" | bc)x"
+echo "ratio:                     $(ratio "$mt" "$md")x ($(gap_ms "$mt" "$md") ms more; 1.2x allows $(gap_ms "$md * 1.2" "$md") ms)"
+if [ "$FLOOR" = 1 ]; then
+  mg=$(med floor-gateway.Dockerfile)
+  mb=$(med floor-builtin.Dockerfile)
+  echo "floor, FROM <base> only:   gateway-floor ${mg}s vs builtin ${mb}s = $(ratio "$mg" "$mb")x ($(gap_ms "$mg" "$mb") ms: BuildKit's cost of any frontend image)"
+  echo "torchkit beyond the floor: $(( $(gap_ms "$mt" "$md") - $(gap_ms "$mg" "$mb") )) ms"
+fi
 echo "frontend image:            $FRONTEND, $size bytes"
