@@ -43,8 +43,10 @@ FROM scratch
 COPY --from=bin /torchkit /torchkit
 # The frontend needs no network: it only talks to the daemon over stdin/stdout.
 LABEL moby.buildkit.frontend.network.none="true"
-# Frontend inputs (forwarded by the Dockerfile frontend's `# syntax=` hop) are accepted.
-LABEL moby.buildkit.frontend.caps="moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests"
+# The caps BuildKit checks before running the image: frontend inputs (forwarded by the
+# Dockerfile frontend's `# syntax=` hop), subrequests (`buildx build --print`) and named
+# contexts (`--build-context <base>=docker-image://…`, which replaces the base).
+LABEL moby.buildkit.frontend.caps="moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts"
 LABEL org.opencontainers.image.title="torchkit frontend" \
       org.opencontainers.image.description="BuildKit frontend for torchkit.toml (reproducible PyTorch/CUDA images)" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -81,7 +81,7 @@ if [ "$FLOOR" = 1 ]; then
 FROM scratch
 COPY gateway-floor /gateway-floor
 LABEL moby.buildkit.frontend.network.none="true"
-LABEL moby.buildkit.frontend.caps="moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests"
+LABEL moby.buildkit.frontend.caps="moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts"
 ENTRYPOINT ["/gateway-floor"]
 DOCKERFILE
   docker build --progress quiet -t "$FLOOR_IMAGE" "$WORK/floor-image" >/dev/null

@@ -161,3 +161,33 @@ fn missing_spec_says_where_it_looked() {
     );
     assert!(e.contains("hint:"), "{e}");
 }
+
+#[test]
+fn bad_build_contexts_are_refused_before_any_daemon_is_asked() {
+    let spec = example("quickstart");
+    for (flag, want) in [
+        (
+            "nope",
+            "invalid --build-context `nope`: expected NAME=docker-image://IMAGE",
+        ),
+        (
+            "pytorch/pytorch=local:src",
+            "torchkit takes a named context only as an image",
+        ),
+    ] {
+        let o = torchkit(&[
+            "build",
+            "--addr",
+            "unix:///nonexistent/torchkit-test.sock",
+            "--build-context",
+            flag,
+            &spec,
+        ]);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{err}");
+        assert!(err.contains(want), "{flag}: {err}");
+        assert!(err.contains("hint:"), "{err}");
+        assert!(!err.contains("nonexistent"), "asked the daemon: {err}");
+        assert!(o.stdout.is_empty());
+    }
+}

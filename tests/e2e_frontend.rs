@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+mod support;
+
 const FRONTEND: &str = "localhost:5000/torchkit/frontend:dev";
 const REGISTRY: &str = "127.0.0.1:5000";
 const TEST_ENV: &str = "/var/lib/torchkit-test-env";
@@ -439,4 +441,69 @@ fn buildx_print_answers_targets_outline_and_describe() {
     for want in ["outline", "targets", "subrequests.describe"] {
         assert!(stdout.contains(want), "no {want} in:\n{stdout}");
     }
+}
+
+/// `--build-context <base>=docker-image://<image>` builds on that image instead of the base,
+/// as buildx replaces a `FROM`: through buildx and the `# syntax=` frontend, and through the
+/// driver. The replacement here is the stand-in under another name (the registry itself
+/// rather than the docker.io mirror), so the layers match the reference build and the
+/// labels say which image was used. A context that is not an image is refused.
+#[test]
+fn a_build_context_for_the_base_builds_on_that_image() {
+    require_environment();
+    let base = "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime";
+    let direct = format!("localhost:5000/{base}");
+    let context = format!("{base}=docker-image://{direct}");
+    let digest =
+        support::registry_digest(REGISTRY, "pytorch/pytorch", "2.8.0-cuda12.8-cudnn9-runtime")
+            .expect("the stand-in is in the registry");
+    let through_buildx = format!("{IMAGE}:build-context-buildx");
+    ok(docker().current_dir(basic()).args([
+        "buildx",
+        "build",
+        "--build-context",
+        &context,
+        "-f",
+        "torchkit.toml",
+        "-t",
+        &through_buildx,
+        ".",
+    ]));
+    let through_driver = format!("{IMAGE}:build-context-driver");
+    ok(torchkit()
+        .args(["build", "--progress", "plain", "--build-context", &context])
+        .args(["-t", &through_driver])
+        .arg(basic().join("torchkit.toml")));
+    for (how, tag) in [
+        ("buildx", &through_buildx),
+        ("torchkit build", &through_driver),
+    ] {
+        let f = facts(tag);
+        assert_eq!(f.labels["torchkit.base"], direct.as_str(), "{how}");
+        assert_eq!(f.labels["torchkit.base.digest"], digest.as_str(), "{how}");
+        assert_eq!(
+            f.layers,
+            reference().layers,
+            "{how}: other layers than the reference"
+        );
+        assert_eq!(f.files, reference().files, "{how}");
+    }
+
+    // A directory (buildx sends it as a local) is not an image to build on.
+    let o = run(docker().current_dir(basic()).args([
+        "buildx",
+        "build",
+        "--build-context",
+        &format!("{base}=app"),
+        "-f",
+        "torchkit.toml",
+        ".",
+    ]));
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("torchkit takes a named context only as an image"),
+        "{out}"
+    );
+    assert!(out.contains("docker-image://"), "{out}");
 }

@@ -18,6 +18,7 @@
 //!   | `target` | `--target` |
 //!   | `no-cache` | `--no-cache` (empty value) / `--no-cache-filter` (comma list) |
 //!   | `label:<k>` | `--label k=v` |
+//!   | `context:<name>` | `--build-context name=docker-image://image` (replaces the base) |
 //!   | `cache-imports` | `--import-cache`, JSON `[{"Type":…,"Attrs":{…}}]` as buildctl sends it |
 //!   | `build-arg:SOURCE_DATE_EPOCH` | the environment (also sent in driver mode: the daemon stamps exporters with it) |
 //!   | `build-arg:TORCHKIT_PROFILE`, `…_CUDA`, `…_FLAVOR`, `…_DRIVER`, `…_GPU` | `--profile`, `--cuda`, `--flavor`, `--driver`/`--detect`, `--gpu`/`--detect` |
@@ -49,6 +50,7 @@ use crate::buildkit::{BuildError, BuildOptions, Client, ConnectOptions, TlsOptio
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
 use crate::error::Hint;
+use crate::frontend::options;
 use crate::frontend::solve::{build_spec, SolveError};
 use crate::plan::{CompileOptions, NoCache, CA_SECRET_ID};
 
@@ -120,6 +122,10 @@ pub struct Args {
     /// Stop after this step.
     #[arg(long, value_name = "STEP")]
     target: Option<String>,
+    /// Build on another image than the resolved base (repeatable), as buildx replaces a
+    /// `FROM`: `--build-context pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime=docker-image://mirror.example/pytorch:2.8.0`.
+    #[arg(long = "build-context", value_name = "NAME=docker-image://IMAGE")]
+    build_contexts: Vec<String>,
     /// Write the exporters' response (digests, descriptor) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
@@ -290,6 +296,12 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         ),
     };
     let no_cache = NoCache::from_flags(args.no_cache, &args.no_cache_filter);
+    // Checked here either way; with --frontend the frontend applies them (and warns).
+    let named_contexts = build_contexts(&args.build_contexts)?;
+    let base_source = match &args.frontend {
+        None => base_source(&loaded, &named_contexts)?,
+        Some(_) => None,
+    };
 
     let mut frontend_attrs = BTreeMap::new();
     if let Some(e) = source_date_epoch {
@@ -320,6 +332,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         target: args.target.clone(),
         source_date_epoch,
         lock,
+        base_source,
         ..CompileOptions::default()
     };
     Ok(Prepared {
@@ -498,6 +511,40 @@ fn check_secret(id: &str, source: &SecretSource) -> anyhow::Result<()> {
     }
 }
 
+/// `--build-context NAME=docker-image://IMAGE` flags → name → image, checked as the
+/// frontend checks its `context:` options.
+fn build_contexts(flags: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut opts = BTreeMap::new();
+    for f in flags {
+        let Some((name, value)) = f.split_once('=').filter(|(n, _)| !n.is_empty()) else {
+            return Err(flag_error(
+                format!("invalid --build-context `{f}`: expected NAME=docker-image://IMAGE"),
+                "for example --build-context pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime=docker-image://mirror.example/pytorch:2.8.0",
+            ));
+        };
+        opts.insert(format!("{}{name}", options::OPT_CONTEXT), value.to_string());
+    }
+    options::named_contexts(&opts).map_err(hinted)
+}
+
+/// The image a `--build-context` puts in place of the base, warning about the ones that
+/// name nothing in this build.
+fn base_source(
+    loaded: &Loaded,
+    named_contexts: &BTreeMap<String, String>,
+) -> anyhow::Result<Option<String>> {
+    if named_contexts.is_empty() {
+        return Ok(None);
+    }
+    let names =
+        crate::plan::base_context_names(&loaded.spec, &loaded.resolution).map_err(hinted)?;
+    let (source, unused) = options::base_source(named_contexts, &names);
+    for w in unused {
+        crate::cli::warn(&w);
+    }
+    Ok(source)
+}
+
 /// The frontend options of `--frontend` mode (see the module docs).
 fn frontend_options(
     args: &Args,
@@ -526,6 +573,11 @@ fn frontend_options(
     }
     for (k, v) in labels {
         o.insert(format!("label:{k}"), v.clone());
+    }
+    for c in &args.build_contexts {
+        if let Some((name, value)) = c.split_once('=') {
+            o.insert(format!("{}{name}", options::OPT_CONTEXT), value.to_string());
+        }
     }
     if !cache_imports.is_empty() {
         let list: Vec<serde_json::Value> = cache_imports

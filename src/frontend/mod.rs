@@ -15,7 +15,8 @@
 //! 2. read the spec from the `dockerfile` local (`filename`, so `docker build -f
 //!    torchkit.toml .` works) and `.dockerignore` (`<filename>.dockerignore` beside the
 //!    spec, else the context's), as the Dockerfile frontend does;
-//! 3. parse the spec, apply the `TORCHKIT_*` build-args, resolve;
+//! 3. parse the spec, apply the `TORCHKIT_*` build-args, resolve; a named context for the
+//!    base (`--build-context <base>=docker-image://<image>`) puts that image in its place;
 //! 4. [`solve::build_spec`] with the frontend's options (session id, excludes, labels,
 //!    target, no-cache, CA secret, cache imports), or, for `requestid` (`buildx --print`),
 //!    answer the [`subrequest`] from the plan instead of building.
@@ -212,6 +213,21 @@ async fn build(
             None => FrontendError::Resolve(e),
         })?;
     let mut warnings = res.warnings.clone();
+    // `--build-context <base>=docker-image://<image>`: build on that image instead.
+    let mut base_source = None;
+    if !opts.named_contexts.is_empty() {
+        let names = plan::base_context_names(&spec, &res)
+            .map_err(|e| FrontendError::Solve(SolveError::Compile(e)))?;
+        let (source, unused) = options::base_source(&opts.named_contexts, &names);
+        if let Some(s) = &source {
+            log(&format!(
+                "building on {s} instead of {} (--build-context)",
+                names[0]
+            ));
+        }
+        base_source = source;
+        warnings.extend(unused);
+    }
     if spec.target.detect {
         warnings.push("[target] detect = true has no effect in the frontend (it runs inside BuildKit, not on your host); pass --build-arg TORCHKIT_DRIVER=… and TORCHKIT_GPU=… instead".into());
     }
@@ -225,7 +241,7 @@ async fn build(
     }
 
     if let Some(sub) = opts.subrequest {
-        return answer(bridge, sub, &spec, &res, &opts).await;
+        return answer(bridge, sub, &spec, &res, &opts, base_source).await;
     }
 
     let lock = locked_set(
@@ -248,6 +264,7 @@ async fn build(
         labels: opts.labels.clone(),
         target: opts.target.clone(),
         source_date_epoch: opts.source_date_epoch,
+        base_source,
         ..CompileOptions::default()
     };
     let solve = SolveOptions {
@@ -272,6 +289,7 @@ async fn answer(
     spec: &Spec,
     res: &resolve::Resolution,
     opts: &FrontendOptions,
+    base_source: Option<String>,
 ) -> Result<(), FrontendError> {
     let mut compile = CompileOptions {
         profile: opts.profile,
@@ -279,6 +297,7 @@ async fn answer(
         no_cache: opts.no_cache.clone(),
         ca_bundle: opts.ca_bundle,
         target: opts.target.clone(),
+        base_source,
         ..CompileOptions::default()
     };
     let p = match plan::plan(spec, res, &compile) {

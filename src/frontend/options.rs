@@ -41,6 +41,11 @@ pub const OPT_REQUEST_ID: &str = "requestid";
 pub const OPT_BUILD_ARG: &str = "build-arg:";
 /// Prefix of `--label` options.
 pub const OPT_LABEL: &str = "label:";
+/// Prefix of named build contexts (`--build-context NAME=VALUE`), optionally with a
+/// `::<platform>` suffix on the name, as the Dockerfile frontend reads them.
+pub const OPT_CONTEXT: &str = "context:";
+/// The kind of named context torchkit takes: an image to build on instead of the base.
+pub const IMAGE_CONTEXT_SCHEME: &str = "docker-image://";
 
 /// `--build-arg TORCHKIT_DRIVER=570.124.06`: overrides `[target] driver`.
 pub const ARG_DRIVER: &str = "TORCHKIT_DRIVER";
@@ -103,6 +108,14 @@ pub enum OptionsError {
     /// A renamed build context (`contextkey`); the compiled graph reads `context`.
     #[error("torchkit reads the build context from the local named `context`, and this build renames it to `{0}`")]
     ContextKey(String),
+    /// A named build context that is not an image (`local:`, `git`, `oci-layout://`, …).
+    #[error("--build-context {name}={value}: torchkit takes a named context only as an image to build on instead of its base (docker-image://…)")]
+    NamedContext {
+        /// The context's name.
+        name: String,
+        /// What it was given.
+        value: String,
+    },
     /// A subrequest torchkit does not answer (`--call check`, say).
     #[error("the torchkit frontend does not answer the subrequest `{0}`")]
     Subrequest(String),
@@ -132,6 +145,9 @@ impl Hint for OptionsError {
             OptionsError::ContextKey(_) => {
                 Some("build without renaming the context (no `contextkey` option)".into())
             }
+            OptionsError::NamedContext { .. } => Some(
+                "replace the base with `--build-context <base>=docker-image://<image>` (`torchkit plan` prints the base); copy files with [image] copy".into(),
+            ),
             OptionsError::Subrequest(_) => Some(format!(
                 "torchkit answers {}; or run the build without --print/--call",
                 Subrequest::ALL
@@ -181,6 +197,8 @@ pub struct FrontendOptions {
     pub source_date_epoch: Option<i64>,
     /// `requestid`: answer this subrequest instead of building.
     pub subrequest: Option<Subrequest>,
+    /// Named build contexts: name → the image given for it (see [`base_source`]).
+    pub named_contexts: BTreeMap<String, String>,
 }
 
 /// The frontend options in the environment (`BUILDKIT_FRONTEND_OPT_<i>`, in index order;
@@ -208,6 +226,62 @@ pub fn from_env_vars(
         })
         .collect();
     (opts, session)
+}
+
+/// The named contexts among `opts` (`context:NAME[::PLATFORM]` → `docker-image://IMAGE`):
+/// name → image. A name for another platform than linux/amd64 is not this build's and is
+/// skipped; `NAME::linux/amd64` wins over a plain `NAME`, as in the Dockerfile frontend (it
+/// sorts after it, so it is inserted last). Any other kind of context is refused.
+pub fn named_contexts(
+    opts: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, OptionsError> {
+    let mut out = BTreeMap::new();
+    for (key, value) in opts {
+        let Some(name) = key.strip_prefix(OPT_CONTEXT) else {
+            continue;
+        };
+        let name = match name.split_once("::") {
+            Some((n, p)) if is_amd64(p) => n,
+            Some(_) => continue,
+            None => name,
+        };
+        let image = value
+            .trim()
+            .strip_prefix(IMAGE_CONTEXT_SCHEME)
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| OptionsError::NamedContext {
+                name: name.to_string(),
+                value: value.clone(),
+            })?;
+        out.insert(name.to_string(), image.to_string());
+    }
+    Ok(out)
+}
+
+/// Which of `contexts` replaces the base, given the names the base answers to
+/// ([`crate::plan::base_context_names`]; a context name is compared in the same familiar
+/// form, so `docker.io/pytorch/pytorch:…` and `pytorch/pytorch:…` are one name). Returns the
+/// image to build on, if any, and a warning for each context that names nothing in this
+/// build.
+pub fn base_source(
+    contexts: &BTreeMap<String, String>,
+    base_names: &[String],
+) -> (Option<String>, Vec<String>) {
+    let mut source = None;
+    let mut warnings = Vec::new();
+    for (name, image) in contexts {
+        let familiar = crate::llb::familiar_image_ref(name).unwrap_or_else(|_| name.clone());
+        if base_names.contains(&familiar) {
+            source = Some(image.clone());
+        } else {
+            warnings.push(format!(
+                "--build-context {name} names no image of this build and is ignored; the base is {}",
+                base_names.first().map(String::as_str).unwrap_or("?")
+            ));
+        }
+    }
+    (source, warnings)
 }
 
 fn step(option: &'static str, s: &str) -> Result<String, OptionsError> {
@@ -374,6 +448,7 @@ pub fn parse(
         locked,
         source_date_epoch,
         subrequest,
+        named_contexts: named_contexts(opts)?,
     })
 }
 
@@ -539,5 +614,71 @@ mod tests {
             "{:?}",
             e.hint()
         );
+    }
+
+    #[test]
+    fn named_contexts_take_images_for_this_platform() {
+        let o = parse(
+            &opts(&[
+                (
+                    "context:pytorch/pytorch:2.8.0",
+                    "docker-image://a.example/pytorch:1",
+                ),
+                ("context:ubuntu", "docker-image://a.example/ubuntu:1"),
+                (
+                    "context:ubuntu::linux/amd64",
+                    " docker-image://b.example/ubuntu:2 ",
+                ),
+                (
+                    "context:ubuntu::linux/arm64",
+                    "docker-image://c.example/ubuntu:3",
+                ),
+                ("label:x", "1"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            o.named_contexts,
+            opts(&[
+                ("pytorch/pytorch:2.8.0", "a.example/pytorch:1"),
+                ("ubuntu", "b.example/ubuntu:2"),
+            ])
+        );
+        for bad in [
+            "local:src",
+            "oci-layout://./layout",
+            "docker-image://",
+            "input:base",
+        ] {
+            let e = parse(&opts(&[("context:base", bad)]), None).unwrap_err();
+            assert!(
+                matches!(&e, OptionsError::NamedContext { name, value } if name == "base" && value == bad),
+                "{bad}: {e:?}"
+            );
+            assert!(e.hint().unwrap().contains("docker-image://"));
+        }
+    }
+
+    #[test]
+    fn the_base_source_is_matched_in_any_spelling_and_the_rest_warned_about() {
+        let names = vec!["pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime".to_string()];
+        let contexts = opts(&[
+            (
+                "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime",
+                "mirror.example/pytorch:2.8.0",
+            ),
+            (
+                "pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime",
+                "x.example/y:1",
+            ),
+        ]);
+        let (source, warnings) = base_source(&contexts, &names);
+        assert_eq!(source.as_deref(), Some("mirror.example/pytorch:2.8.0"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with(
+            "--build-context pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime names no image"
+        ));
+        assert_eq!(base_source(&BTreeMap::new(), &names), (None, vec![]));
     }
 }

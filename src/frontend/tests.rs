@@ -550,6 +550,75 @@ async fn target_and_no_cache_reach_the_graph() {
     assert!(dump.contains("[torchkit] bust"), "{dump}");
 }
 
+#[tokio::test]
+async fn a_named_context_for_the_base_replaces_it_and_others_are_warned_about() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", SPEC)],
+        &[
+            ("filename", "torchkit.toml"),
+            (
+                "context:docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime",
+                "docker-image://localhost:5000/mirror/pytorch:2.8.0",
+            ),
+            ("context:ubuntu", "docker-image://ubuntu:24.04"),
+        ],
+    )
+    .await;
+    out.expect("build");
+    let (_, _, def) = seen.solves.last().unwrap();
+    let dump = llb::dump(def).unwrap().to_string();
+    let pinned = format!(
+        "docker-image://localhost:5000/mirror/pytorch:2.8.0@sha256:{}",
+        "ab".repeat(32)
+    );
+    assert!(dump.contains(&pinned), "{dump}");
+    assert!(!dump.contains("docker.io/pytorch"), "{dump}");
+    let ret = seen.returned.as_ref().expect("returned");
+    let config: serde_json::Value =
+        serde_json::from_slice(&ret.result.as_ref().unwrap().metadata["containerimage.config"])
+            .unwrap();
+    assert_eq!(
+        config["config"]["Labels"]["torchkit.base"],
+        "localhost:5000/mirror/pytorch:2.8.0"
+    );
+    let about: Vec<_> = seen
+        .warnings
+        .iter()
+        .filter(|w| w.contains("--build-context"))
+        .collect();
+    assert_eq!(about.len(), 1, "{:?}", seen.warnings);
+    assert!(
+        about[0].contains("--build-context ubuntu names no image of this build")
+            && about[0].contains("the base is pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"),
+        "{about:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_named_context_that_is_not_an_image_is_refused() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", SPEC)],
+        &[
+            ("filename", "torchkit.toml"),
+            ("context:pytorch/pytorch", "local:pytorch"),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(
+            out,
+            Err(FrontendError::Options(OptionsError::NamedContext { .. }))
+        ),
+        "{out:?}"
+    );
+    let err = seen.returned.unwrap().error.unwrap();
+    assert!(
+        err.message.contains("only as an image") && err.message.contains("hint: replace the base"),
+        "{}",
+        err.message
+    );
+}
+
 #[test]
 fn dockerignore_patterns_drop_comments_and_blanks() {
     assert_eq!(

@@ -56,7 +56,10 @@ pub use exec::{Exec, ExecState, Mount, Network, Security, Sharing};
 pub use file::{CopyOpts, FileAction, MkdirOpts, Owner, RmOpts, UserRef};
 pub use marshal::{decode, definition_bytes, digest_of, marshal, validate};
 pub use platform::Platform;
-pub use source::{image, local, normalize_image_ref, scratch, Differ, Image, Local, ResolveMode};
+pub use source::{
+    familiar_image_ref, image, local, normalize_image_ref, scratch, Differ, Image, Local,
+    ResolveMode,
+};
 pub use sourcemap::{Range, SourceInfo, SourceLocation};
 pub use state::State;
 

@@ -334,6 +334,19 @@ fn has_tag(reference: &str) -> bool {
     last.contains(':')
 }
 
+/// The short form Docker prints and the Dockerfile frontend matches named build contexts
+/// against (`reference.FamiliarString`, `:latest` dropped): `docker.io/library/ubuntu:latest`
+/// → `ubuntu`, `docker.io/pytorch/pytorch:2.8.0-…` → `pytorch/pytorch:2.8.0-…`; other
+/// registries are kept. Normalizes first, so any spelling of one image gives one name.
+pub fn familiar_image_ref(reference: &str) -> Result<String, LlbError> {
+    let full = normalize_image_ref(reference)?;
+    let short = full
+        .strip_prefix("docker.io/library/")
+        .or_else(|| full.strip_prefix("docker.io/"))
+        .unwrap_or(&full);
+    Ok(short.strip_suffix(":latest").unwrap_or(short).to_string())
+}
+
 /// Normalizes a Docker image reference like `reference.ParseNormalizedNamed` +
 /// `TagNameOnly` in Go: adds the `docker.io` domain, the `library/` namespace for official
 /// images and the `latest` tag when neither tag nor digest is given.

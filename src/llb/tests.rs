@@ -71,3 +71,24 @@ fn platform_display_and_default() {
     let s: State = image("ubuntu").platform(Platform::linux_arm64()).into();
     assert_eq!(s.get_platform(), Some(&Platform::linux_arm64()));
 }
+
+#[test]
+fn familiar_names_as_docker_prints_them() {
+    for (given, familiar) in [
+        ("ubuntu", "ubuntu"),
+        ("docker.io/library/ubuntu:latest", "ubuntu"),
+        ("index.docker.io/library/ubuntu:24.04", "ubuntu:24.04"),
+        (
+            "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime",
+            "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime",
+        ),
+        (
+            "localhost:5000/mirror/pytorch:2.8.0",
+            "localhost:5000/mirror/pytorch:2.8.0",
+        ),
+        ("nvcr.io/nvidia/pytorch:latest", "nvcr.io/nvidia/pytorch"),
+    ] {
+        assert_eq!(familiar_image_ref(given).unwrap(), familiar, "{given}");
+    }
+    assert!(familiar_image_ref("Bad/Name").is_err());
+}

@@ -97,6 +97,11 @@ pub struct CompileOptions {
     /// `name=version` list, and one `pip` step installs its requirements with
     /// `--require-hashes --no-deps` (the file is a read-only bind mount, never a layer).
     pub lock: Option<crate::lock::LockedSet>,
+    /// An image to build on instead of the resolved base, from a named build context
+    /// (`--build-context <base>=docker-image://<image>`, see [`base_context_names`]). It
+    /// replaces the reference wholly: `[base] mirror` and digest pins of the spec and the lock
+    /// do not apply to it (its own `@sha256:` does, else the caller's lookup).
+    pub base_source: Option<String>,
 }
 
 /// The output of [`compile`].
@@ -778,23 +783,22 @@ fn step_name(s: &str) -> Option<&'static str> {
 }
 
 /// The base image a spec builds on: the resolved (or overridden) reference with the mirror
-/// applied, pinned by the spec's digest, else by `opts.base.digest`.
+/// applied, pinned by the spec's digest, else the lock's, else `opts.base.digest`; or, with
+/// `opts.base_source`, that image instead.
 pub fn base_plan(
     spec: &Spec,
     res: &Resolution,
     opts: &CompileOptions,
 ) -> Result<BasePlan, CompileError> {
-    let name = match &spec.base.image {
-        Some(i) => i.clone(),
-        None => res.image.full(),
-    };
-    let mut reference = crate::llb::normalize_image_ref(&name)?;
-    // A pinned reference is split back into name and digest.
-    let mut digest = None;
-    if let Some((n, d)) = reference.clone().split_once('@') {
-        reference = n.to_string();
-        digest = Some(d.to_string());
+    if let Some(source) = &opts.base_source {
+        let (reference, digest) = split_digest(crate::llb::normalize_image_ref(source)?);
+        return Ok(BasePlan {
+            reference,
+            digest: digest.or_else(|| opts.base.digest.clone()),
+        });
     }
+    let (mut reference, digest) =
+        split_digest(crate::llb::normalize_image_ref(&base_name(spec, res))?);
     if let Some(m) = &spec.base.mirror {
         if let Some(rest) = reference.strip_prefix("docker.io/") {
             reference = format!("{m}/{rest}");
@@ -814,6 +818,37 @@ pub fn base_plan(
         .or(locked)
         .or_else(|| opts.base.digest.clone());
     Ok(BasePlan { reference, digest })
+}
+
+/// The base as the spec names it (`[base] image`) or the resolver picked it.
+fn base_name(spec: &Spec, res: &Resolution) -> String {
+    match &spec.base.image {
+        Some(i) => i.clone(),
+        None => res.image.full(),
+    }
+}
+
+/// A normalized reference split into name and `@sha256:` digest.
+fn split_digest(reference: String) -> (String, Option<String>) {
+    match reference.split_once('@') {
+        Some((n, d)) => (n.to_string(), Some(d.to_string())),
+        None => (reference, None),
+    }
+}
+
+/// The names a named build context can replace the base by, in the Dockerfile frontend's
+/// familiar form (`pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime`, what `FROM` would say):
+/// the image the spec or the resolver chose and, when `[base] mirror` rewrites it, the
+/// mirrored reference.
+pub fn base_context_names(spec: &Spec, res: &Resolution) -> Result<Vec<String>, CompileError> {
+    let (chosen, _) = split_digest(crate::llb::normalize_image_ref(&base_name(spec, res))?);
+    let mirrored = base_plan(spec, res, &CompileOptions::default())?.reference;
+    let mut names = vec![crate::llb::familiar_image_ref(&chosen)?];
+    let m = crate::llb::familiar_image_ref(&mirrored)?;
+    if !names.contains(&m) {
+        names.push(m);
+    }
+    Ok(names)
 }
 
 fn apt_command(pkgs: &[String], keep: bool, ca: bool) -> Vec<String> {

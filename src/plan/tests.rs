@@ -696,3 +696,51 @@ fn a_lock_for_another_base_does_not_pin_this_one() {
     );
     assert_eq!(c.plan.base.digest, None);
 }
+
+#[test]
+fn a_named_context_names_the_base_in_its_familiar_forms() {
+    let spec = spec_with("");
+    let res = resolve(&spec.request()).unwrap();
+    assert_eq!(
+        base_context_names(&spec, &res).unwrap(),
+        vec!["pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"]
+    );
+    let spec = spec_with("[base]\nmirror = \"mirror.example.com/hub\"\n");
+    assert_eq!(
+        base_context_names(&spec, &res).unwrap(),
+        vec![
+            "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime",
+            "mirror.example.com/hub/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
+        ]
+    );
+}
+
+#[test]
+fn a_base_source_replaces_the_base_with_its_own_pin_only() {
+    // The mirror and the lock's digest belong to the image the spec names, not to this one;
+    // the lock's package set still installs.
+    let spec = spec_with("[base]\nmirror = \"mirror.example.com/hub\"\n");
+    let c = compiled(
+        &spec,
+        &CompileOptions {
+            base_source: Some("localhost:5000/mirror/pytorch:2.8.0".into()),
+            lock: Some(locked()),
+            ..token()
+        },
+    );
+    assert_eq!(c.plan.base.reference, "localhost:5000/mirror/pytorch:2.8.0");
+    assert_eq!(c.plan.base.digest, None);
+    let dump = llb::dump(&c.definition).unwrap().to_string();
+    assert!(dump.contains("--require-hashes"), "{dump}");
+
+    let pinned = format!("localhost:5000/mirror/pytorch:2.8.0@{DIGEST}");
+    let c = compiled(
+        &spec,
+        &CompileOptions {
+            base_source: Some(pinned.clone()),
+            profile: Some(Profile::Release),
+            ..token()
+        },
+    );
+    assert_eq!(c.plan.base.pinned_reference(), pinned);
+}
