@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::{
-    describe, docker_socket, host_gateway, registry_digest, require_daemon, steps, Vertex,
+    describe, docker, docker_socket, host_gateway, registry_digest, require_daemon, steps, Vertex,
     START_HINT,
 };
 
@@ -114,20 +114,6 @@ fn ca_bundle() -> &'static str {
         std::fs::write(&path, pem).unwrap();
         path.display().to_string()
     })
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("docker {args:?}: {e}\n{START_HINT}"));
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Lists a tar archive's entries.

@@ -80,16 +80,7 @@ fn build(args: &[&str], what: &str) -> BTreeMap<String, bool> {
 }
 
 fn prune() {
-    let out = Command::new("docker")
-        .args(["builder", "prune", "-af"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run docker builder prune");
-    assert!(
-        out.status.success(),
-        "docker builder prune -af failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::docker(&["builder", "prune", "-af"]);
 }
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {

@@ -294,17 +294,10 @@ impl Drop for Index {
 
 /// The version of `module` in `image`, as Python imports it.
 fn installed(image: &str, module: &str) -> String {
-    let out = Command::new("docker")
-        .args(["run", "--rm", image, "python", "-c"])
-        .arg(format!("import {module}; print({module}.VERSION)"))
-        .output()
-        .expect("docker run");
-    assert!(
-        out.status.success(),
-        "docker run {image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    let code = format!("import {module}; print({module}.VERSION)");
+    support::docker(&["run", "--rm", image, "python", "-c", &code])
+        .trim()
+        .to_string()
 }
 
 #[test]

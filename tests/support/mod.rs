@@ -22,24 +22,32 @@ pub fn docker_socket() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
 }
 
-/// The docker bridge's gateway: how RUN containers reach this host.
-pub fn host_gateway() -> String {
+/// `docker ARGS` (no stdin), which must succeed: its stdout.
+pub fn docker(args: &[&str]) -> String {
     let out = std::process::Command::new("docker")
-        .args([
-            "network",
-            "inspect",
-            "bridge",
-            "-f",
-            "{{(index .IPAM.Config 0).Gateway}}",
-        ])
+        .args(args)
+        .stdin(std::process::Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("docker network inspect bridge: {e}\n{START_HINT}"));
+        .unwrap_or_else(|e| panic!("docker {args:?}: {e}\n{START_HINT}"));
     assert!(
         out.status.success(),
-        "docker network inspect bridge: {}",
+        "docker {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The docker bridge's gateway: how RUN containers reach this host.
+pub fn host_gateway() -> String {
+    docker(&[
+        "network",
+        "inspect",
+        "bridge",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+    ])
+    .trim()
+    .to_string()
 }
 
 /// Panics (never skips) with the fix when dockerd does not answer `/_ping`.
