@@ -12,6 +12,9 @@
 //! ```
 //!
 //! **Pure core** — no IO, no tokio, no clock, no randomness; inputs are data, output is bytes:
+//! - [`vocab`]: the values users type (CUDA request, flavor, profile, step, GPU list), one
+//!   parser each for the spec, flags, environment variables and build-args, and
+//!   [`vocab::Overrides`];
 //! - [`spec`]: `torchkit.toml` → validated [`spec::Spec`], errors with `file:line:col` and hints;
 //! - [`matrix`]: the CUDA ⇄ driver ⇄ torch ⇄ GPU tables, each citing its source;
 //! - [`resolve`]: request + matrix → [`resolve::Resolution`] (base image, CUDA, why);
@@ -45,6 +48,7 @@ pub mod matrix;
 pub mod plan;
 pub mod resolve;
 pub mod spec;
+pub mod vocab;
 
 pub mod probe;
 

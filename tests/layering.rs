@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-const CORE: &[&str] = &["spec", "matrix", "resolve", "plan", "llb", "lock"];
+const CORE: &[&str] = &["vocab", "spec", "matrix", "resolve", "plan", "llb", "lock"];
 const FORBIDDEN: &[&str] = &[
     "tokio",
     "tonic",

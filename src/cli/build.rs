@@ -53,6 +53,7 @@ use crate::error::Hint;
 use crate::frontend::options;
 use crate::frontend::solve::{build_spec, SolveError};
 use crate::plan::{CompileOptions, NoCache, CA_SECRET_ID};
+use crate::vocab::{GpuList, Step};
 
 /// Flags of `torchkit build`.
 #[derive(Debug, clap::Args)]
@@ -114,14 +115,14 @@ pub struct Args {
     #[arg(long)]
     no_cache: bool,
     /// Re-run these steps (comma-separated step names: apt, pip, requirements, user, copy, …).
-    #[arg(long, value_delimiter = ',', value_name = "STEPS")]
-    no_cache_filter: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "STEPS", value_parser = common::value::<Step>)]
+    no_cache_filter: Vec<Step>,
     /// Image label (repeatable), `KEY=VALUE`; overrides the spec's labels.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
     /// Stop after this step.
-    #[arg(long, value_name = "STEP")]
-    target: Option<String>,
+    #[arg(long, value_name = "STEP", value_parser = common::value::<Step>)]
+    target: Option<Step>,
     /// Build on another image than the resolved base (repeatable), as buildx replaces a
     /// `FROM`: `--build-context pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime=docker-image://mirror.example/pytorch:2.8.0`.
     #[arg(long = "build-context", value_name = "NAME=docker-image://IMAGE")]
@@ -329,7 +330,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         ca_bundle: args.ca_bundle.is_some(),
         no_cache,
         labels,
-        target: args.target.clone(),
+        target: args.target,
         source_date_epoch,
         lock,
         base_source,
@@ -559,8 +560,8 @@ fn frontend_options(
         |n| n.to_string_lossy().into_owned(),
     );
     o.insert("filename".to_string(), filename);
-    if let Some(t) = &args.target {
-        o.insert("target".into(), t.clone());
+    if let Some(t) = args.target {
+        o.insert("target".into(), t.to_string());
     }
     match no_cache {
         NoCache::Off => {}
@@ -568,7 +569,8 @@ fn frontend_options(
             o.insert("no-cache".into(), String::new());
         }
         NoCache::Steps(s) => {
-            o.insert("no-cache".into(), s.join(","));
+            let names: Vec<&str> = s.iter().map(|s| s.as_str()).collect();
+            o.insert("no-cache".into(), names.join(","));
         }
     }
     for (k, v) in labels {
@@ -592,23 +594,17 @@ fn frontend_options(
     let mut arg = |k: &str, v: String| {
         o.insert(format!("build-arg:{k}"), v);
     };
-    if let Some(p) = &args.spec.profile {
-        arg("TORCHKIT_PROFILE", p.clone());
-    }
-    if let Some(c) = &args.spec.cuda {
-        arg("TORCHKIT_CUDA", c.clone());
-    }
-    if let Some(f) = &args.spec.flavor {
-        arg("TORCHKIT_FLAVOR", f.clone());
-    }
-    // Driver and GPUs after --detect: the frontend cannot probe this host.
+    // The overrides as build-args; driver and GPUs after --detect, since the frontend
+    // cannot probe this host.
+    let mut overrides = args.spec.overrides();
     if loaded.request.driver != loaded.spec.target.driver {
-        if let Some(d) = &loaded.request.driver {
-            arg("TORCHKIT_DRIVER", d.clone());
-        }
+        overrides.driver = loaded.request.driver.clone();
     }
     if loaded.request.gpus != loaded.spec.target.gpus && !loaded.request.gpus.is_empty() {
-        arg("TORCHKIT_GPU", loaded.request.gpus.join(","));
+        overrides.gpus = Some(GpuList(loaded.request.gpus.clone()));
+    }
+    for (k, v) in overrides.to_build_args() {
+        arg(&k, v);
     }
     if args.ca_bundle.is_some() {
         arg("TORCHKIT_CA_BUNDLE", "1".into());

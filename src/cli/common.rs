@@ -4,12 +4,57 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-
 use crate::cli::Hinted;
 use crate::probe;
-use crate::resolve::{self, CudaRequest, Flavor, Request, Resolution};
-use crate::spec::{self, Profile, Spec, SpecError};
+use crate::resolve::{self, Request, Resolution};
+use crate::spec::{self, Spec, SpecError};
+use crate::vocab::{names, CudaRequest, Flavor, GpuList, Overrides, Profile};
+
+/// clap's parser for a vocabulary value: the type's own `FromStr`, with its hint on the
+/// line after clap's `error: invalid value …` (clap prints only the error's text).
+pub fn value<T: std::str::FromStr<Err = crate::vocab::ParseError>>(s: &str) -> Result<T, String> {
+    s.parse::<T>().map_err(|e| format!("{e}\nhint: {}", e.help))
+}
+
+/// Flags that override what a spec asks for of the resolver, each with its environment
+/// variable (the same name as the frontend's build-arg). Values are parsed by the
+/// vocabulary's types (src/vocab.rs), as in the spec and the build-args.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OverrideArgs {
+    /// Override `[torch] cuda`: X.Y, X.Y.Z, cuXYZ, auto or cpu.
+    #[arg(long, env = names::CUDA, value_name = "X.Y|cuXYZ|auto|cpu", value_parser = value::<CudaRequest>)]
+    pub cuda: Option<CudaRequest>,
+    /// Override `[target] driver`: the host's NVIDIA driver, as nvidia-smi prints it.
+    #[arg(long, env = names::DRIVER, value_name = "V")]
+    pub driver: Option<String>,
+    /// Override `[target] gpus`: compute capabilities (9.0) or product names (H100),
+    /// comma-separated or repeated.
+    #[arg(long = "gpu", env = names::GPU, value_name = "CC|NAME[,…]", value_parser = value::<GpuList>)]
+    pub gpus: Vec<GpuList>,
+    /// Override `[torch] flavor`: runtime or devel.
+    #[arg(long, env = names::FLAVOR, value_name = "runtime|devel", value_parser = value::<Flavor>)]
+    pub flavor: Option<Flavor>,
+}
+
+impl OverrideArgs {
+    /// The overrides these flags give (no profile: see [`SpecArgs::overrides`]).
+    pub fn overrides(&self) -> Overrides {
+        let gpus = (!self.gpus.is_empty()).then(|| {
+            let mut all = GpuList::default();
+            for g in &self.gpus {
+                all.extend(g.clone());
+            }
+            all
+        });
+        Overrides {
+            cuda: self.cuda.clone(),
+            flavor: self.flavor,
+            driver: self.driver.clone(),
+            gpus,
+            profile: None,
+        }
+    }
+}
 
 /// Flags that choose the spec and override what it asks for.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,24 +62,24 @@ pub struct SpecArgs {
     /// The spec file, or a directory holding `torchkit.toml`.
     #[arg(value_name = "SPEC", default_value = "torchkit.toml")]
     pub spec: PathBuf,
-    /// Override `[torch] cuda`: X.Y, auto or cpu.
-    #[arg(long, env = "TORCHKIT_CUDA")]
-    pub cuda: Option<String>,
-    /// Override `[target] driver`.
-    #[arg(long, env = "TORCHKIT_DRIVER")]
-    pub driver: Option<String>,
-    /// Override `[target] gpus` (repeatable): a compute capability or a product name.
-    #[arg(long = "gpu", env = "TORCHKIT_GPU", value_delimiter = ',')]
-    pub gpus: Vec<String>,
-    /// Override `[torch] flavor`.
-    #[arg(long, value_parser = ["runtime", "devel"])]
-    pub flavor: Option<String>,
-    /// Override `[cache] profile`.
-    #[arg(long, env = "TORCHKIT_PROFILE", value_parser = ["dev", "test", "release"])]
-    pub profile: Option<String>,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+    /// Override `[cache] profile`: dev, test or release.
+    #[arg(long, env = names::PROFILE, value_name = "dev|test|release", value_parser = value::<Profile>)]
+    pub profile: Option<Profile>,
     /// Probe this host's driver and GPUs (as `[target] detect = true`).
     #[arg(long)]
     pub detect: bool,
+}
+
+impl SpecArgs {
+    /// Every override these flags (and their environment variables) give.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            profile: self.profile,
+            ..self.overrides.overrides()
+        }
+    }
 }
 
 /// A spec, the request it makes after overrides, and its resolution.
@@ -87,36 +132,18 @@ pub fn read_spec(args: &SpecArgs) -> anyhow::Result<(Spec, PathBuf)> {
     Ok((spec, path))
 }
 
-/// Apply overrides to a spec's request.
+/// The spec's request with the flags' overrides applied, then the host's probed driver and
+/// GPUs where neither the flags nor the spec give them.
 pub fn request(spec: &Spec, args: &SpecArgs) -> anyhow::Result<Request> {
-    let mut req = spec.request();
-    if let Some(c) = &args.cuda {
-        req.cuda = match c.as_str() {
-            "auto" => CudaRequest::Auto,
-            "cpu" => CudaRequest::Cpu,
-            v => CudaRequest::Version(v.trim_start_matches("cu").to_string()),
-        };
-    }
-    if let Some(f) = &args.flavor {
-        req.flavor = if f == "devel" {
-            Flavor::Devel
-        } else {
-            Flavor::Runtime
-        };
-    }
-    if let Some(d) = &args.driver {
-        req.driver = Some(d.clone());
-    }
-    if !args.gpus.is_empty() {
-        req.gpus = args.gpus.clone();
-    }
+    let overrides = args.overrides();
+    let mut req = spec.request_with(&overrides);
     if args.detect || spec.target.detect {
         let facts = probe::probe();
         let (driver, gpus) = probe::for_resolver(&facts);
-        if args.driver.is_none() && driver.is_some() {
+        if overrides.driver.is_none() && driver.is_some() {
             req.driver = driver;
         }
-        if args.gpus.is_empty() && !gpus.is_empty() {
+        if overrides.gpus.is_none() && !gpus.is_empty() {
             req.gpus = gpus;
         }
         if !facts.has_driver() {
@@ -141,10 +168,7 @@ pub fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
     let (spec, path) = read_spec(args)?;
     let request = request(&spec, args)?;
     let resolution = resolve(&spec, &request)?;
-    let profile = match &args.profile {
-        Some(p) => Profile::parse(p).context("profile")?,
-        None => spec.cache.profile,
-    };
+    let profile = spec.profile_with(args.profile);
     Ok(Loaded {
         spec,
         path,

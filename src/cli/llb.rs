@@ -22,8 +22,8 @@ pub struct Args {
     #[arg(long)]
     no_cache: bool,
     /// Re-run these steps (comma-separated step names).
-    #[arg(long, value_delimiter = ',')]
-    no_cache_filter: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "STEPS", value_parser = common::value::<crate::vocab::Step>)]
+    no_cache_filter: Vec<crate::vocab::Step>,
     /// Pin the base by digest through the registry (no daemon needed); a `release` build
     /// needs a pinned base.
     #[arg(long)]

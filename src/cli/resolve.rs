@@ -12,9 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::cli::common::OverrideArgs;
 use crate::cli::hinted;
-use crate::error::Hint;
-use crate::resolve::{self, CudaRequest, Flavor, Request, Resolution, ResolveError, Verdict};
+use crate::resolve::{self, Request, Resolution, Verdict};
 use crate::spec::Spec;
 
 /// Flags of `torchkit resolve`.
@@ -28,21 +28,8 @@ pub struct Args {
     #[arg(long, value_name = "V", required_unless_present = "spec")]
     pub torch: Option<String>,
 
-    /// CUDA variant: X.Y (e.g. 12.8), `auto` (best for the target) or `cpu`.
-    #[arg(long, value_name = "X.Y|auto|cpu")]
-    pub cuda: Option<String>,
-
-    /// Host NVIDIA driver version, as nvidia-smi prints it (e.g. 570.124.06).
-    #[arg(long, value_name = "V")]
-    pub driver: Option<String>,
-
-    /// Target GPU: compute capability (9.0) or product name (H100). Repeat for several.
-    #[arg(long = "gpu", value_name = "CC|NAME")]
-    pub gpus: Vec<String>,
-
-    /// Image flavour.
-    #[arg(long, value_enum)]
-    pub flavor: Option<FlavorArg>,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
 
     /// torchvision release instead of the one paired with torch.
     #[arg(long, value_name = "V")]
@@ -57,24 +44,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// `--flavor` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FlavorArg {
-    /// `…-runtime`: no compiler toolchain.
-    Runtime,
-    /// `…-devel`: nvcc and headers.
-    Devel,
-}
-
-impl From<FlavorArg> for Flavor {
-    fn from(f: FlavorArg) -> Self {
-        match f {
-            FlavorArg::Runtime => Flavor::Runtime,
-            FlavorArg::Devel => Flavor::Devel,
-        }
-    }
-}
-
 /// Run `torchkit resolve`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = match &args.spec {
@@ -86,10 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let (req, from_spec) = request(&args, spec.as_ref())?;
+    let req = request(&args, spec.as_ref());
     if spec.as_ref().is_some_and(|s| s.target.detect)
-        && args.driver.is_none()
-        && args.gpus.is_empty()
+        && args.overrides.driver.is_none()
+        && args.overrides.gpus.is_empty()
     {
         let mut err = io::stderr().lock();
         let _ = writeln!(
@@ -101,8 +70,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(e) => {
             // Point at the spec line when the offending value came from the spec.
-            if let Some((spec, key)) = spec.as_ref().zip(spec_key(&e, &from_spec)) {
-                return Err(hinted(spec.error_at(key, e.to_string(), e.hint())));
+            if let Some(located) = spec
+                .as_ref()
+                .and_then(|spec| crate::plan::locate_resolve_error(spec, &req, &e))
+            {
+                return Err(hinted(located));
             }
             return Err(hinted(e));
         }
@@ -122,42 +94,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Which request fields came from the spec (not overridden by a flag).
-#[derive(Debug, Default)]
-struct FromSpec {
-    torch: bool,
-    cuda: bool,
-    driver: bool,
-    gpus: bool,
-}
-
-/// Merge the spec's request with the flags; flags win.
-fn request(args: &Args, spec: Option<&Spec>) -> anyhow::Result<(Request, FromSpec)> {
-    let mut req = spec.map(Spec::request).unwrap_or_default();
-    let mut from = FromSpec {
-        torch: spec.is_some(),
-        cuda: spec.is_some(),
-        driver: spec.is_some_and(|s| s.target.driver.is_some()),
-        gpus: spec.is_some_and(|s| !s.target.gpus.is_empty()),
+/// The spec's request (or, without a spec, `--torch`'s) with the flags applied; flags win.
+fn request(args: &Args, spec: Option<&Spec>) -> Request {
+    let overrides = args.overrides.overrides();
+    let mut req = match spec {
+        Some(s) => s.request_with(&overrides),
+        None => Request::default().overridden(&overrides),
     };
     if let Some(t) = &args.torch {
         req.torch = t.clone();
-        from.torch = false;
-    }
-    if let Some(c) = &args.cuda {
-        req.cuda = CudaRequest::parse(c).map_err(hinted)?;
-        from.cuda = false;
-    }
-    if let Some(d) = &args.driver {
-        req.driver = Some(d.clone());
-        from.driver = false;
-    }
-    if !args.gpus.is_empty() {
-        req.gpus = args.gpus.clone();
-        from.gpus = false;
-    }
-    if let Some(f) = args.flavor {
-        req.flavor = f.into();
     }
     if args.torchvision.is_some() {
         req.torchvision = args.torchvision.clone();
@@ -165,25 +110,7 @@ fn request(args: &Args, spec: Option<&Spec>) -> anyhow::Result<(Request, FromSpe
     if args.torchaudio.is_some() {
         req.torchaudio = args.torchaudio.clone();
     }
-    Ok((req, from))
-}
-
-/// The spec key an error is about, when that value came from the spec.
-fn spec_key(e: &ResolveError, from: &FromSpec) -> Option<&'static str> {
-    let (key, ok) = match e {
-        ResolveError::InvalidTorch { .. } | ResolveError::UnknownTorch { .. } => {
-            ("torch.version", from.torch)
-        }
-        ResolveError::InvalidCuda { .. } | ResolveError::CudaNotShipped(_) => {
-            ("torch.cuda", from.cuda)
-        }
-        ResolveError::InvalidDriver { .. } => ("target.driver", from.driver),
-        ResolveError::UnknownGpu { .. } | ResolveError::AmbiguousGpu { .. } => {
-            ("target.gpus", from.gpus)
-        }
-        ResolveError::NoCompatibleVariant { .. } => ("torch.version", from.torch),
-    };
-    ok.then_some(key)
+    req
 }
 
 /// The JSON form: `image` is the full reference; its parts stay under `image_ref`.
@@ -208,13 +135,7 @@ fn report(r: &Resolution) -> String {
     line("python", &r.python);
     line("torchvision", &r.torchvision);
     line("torchaudio", &r.torchaudio);
-    line(
-        "flavor",
-        match r.flavor {
-            Flavor::Runtime => "runtime",
-            Flavor::Devel => "devel",
-        },
-    );
+    line("flavor", r.flavor.as_str());
     line("index", &r.index_url);
     line(
         "min driver",

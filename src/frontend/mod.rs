@@ -255,14 +255,14 @@ async fn build(
     .await?;
     let compile = CompileOptions {
         lock,
-        profile: opts.profile,
+        profile: opts.overrides.profile,
         build_token: Some(random_token()),
         session_id: opts.session_id.clone(),
         context_excludes: read.excludes,
         ca_bundle: opts.ca_bundle,
         no_cache: opts.no_cache.clone(),
         labels: opts.labels.clone(),
-        target: opts.target.clone(),
+        target: opts.target,
         source_date_epoch: opts.source_date_epoch,
         base_source,
         ..CompileOptions::default()
@@ -292,11 +292,11 @@ async fn answer(
     base_source: Option<String>,
 ) -> Result<(), FrontendError> {
     let mut compile = CompileOptions {
-        profile: opts.profile,
+        profile: opts.overrides.profile,
         build_token: Some(random_token()),
         no_cache: opts.no_cache.clone(),
         ca_bundle: opts.ca_bundle,
-        target: opts.target.clone(),
+        target: opts.target,
         base_source,
         ..CompileOptions::default()
     };
@@ -304,7 +304,7 @@ async fn answer(
         // A release plan needs a pinned base, which only the build looks up; the steps
         // are the same in every profile.
         Err(plan::CompileError::ReleaseUnpinned { .. }) => {
-            compile.profile = Some(crate::spec::Profile::Dev);
+            compile.profile = Some(crate::vocab::Profile::Dev);
             plan::plan(spec, res, &compile)
         }
         p => p,
@@ -322,20 +322,7 @@ async fn answer(
 
 /// The spec's resolver request with the `TORCHKIT_*` build-arg overrides applied.
 pub fn request(spec: &Spec, opts: &FrontendOptions) -> Request {
-    let mut req = spec.request();
-    if let Some(c) = &opts.cuda {
-        req.cuda = c.clone();
-    }
-    if let Some(f) = opts.flavor {
-        req.flavor = f;
-    }
-    if let Some(d) = &opts.driver {
-        req.driver = Some(d.clone());
-    }
-    if !opts.gpus.is_empty() {
-        req.gpus = opts.gpus.clone();
-    }
-    req
+    spec.request_with(&opts.overrides)
 }
 
 /// What the frontend reads before compiling.

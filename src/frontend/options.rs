@@ -13,8 +13,7 @@ use super::subrequest::Subrequest;
 use crate::buildkit::output::CacheEntry;
 use crate::error::Hint;
 use crate::plan::NoCache;
-use crate::resolve::{CudaRequest, Flavor};
-use crate::spec::{did_you_mean, Profile, STEPS};
+use crate::vocab::{BuildArgError, Overrides, ParseError, Step};
 
 /// `BUILDKIT_FRONTEND_OPT_<i>`: one `key=value` frontend option each, `i` = 0, 1, …
 pub const ENV_FRONTEND_OPT_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
@@ -47,16 +46,8 @@ pub const OPT_CONTEXT: &str = "context:";
 /// The kind of named context torchkit takes: an image to build on instead of the base.
 pub const IMAGE_CONTEXT_SCHEME: &str = "docker-image://";
 
-/// `--build-arg TORCHKIT_DRIVER=570.124.06`: overrides `[target] driver`.
-pub const ARG_DRIVER: &str = "TORCHKIT_DRIVER";
-/// `--build-arg TORCHKIT_GPU=H100,8.9`: overrides `[target] gpus`.
-pub const ARG_GPU: &str = "TORCHKIT_GPU";
-/// `--build-arg TORCHKIT_CUDA=12.8|auto|cpu`: overrides `[torch] cuda`.
-pub const ARG_CUDA: &str = "TORCHKIT_CUDA";
-/// `--build-arg TORCHKIT_PROFILE=dev|test|release`: overrides `[cache] profile`.
-pub const ARG_PROFILE: &str = "TORCHKIT_PROFILE";
-/// `--build-arg TORCHKIT_FLAVOR=runtime|devel`: overrides `[torch] flavor`.
-pub const ARG_FLAVOR: &str = "TORCHKIT_FLAVOR";
+// The override build-args (`TORCHKIT_CUDA`, `…_FLAVOR`, `…_DRIVER`, `…_GPU`, `…_PROFILE`)
+// are the vocabulary's: `crate::vocab::names`, read by `Overrides::from_build_args`.
 /// `--build-arg TORCHKIT_CA_SECRET=1`: mount the secret `torchkit-ca` (a CA bundle, passed
 /// with `--secret id=torchkit-ca,src=…`) into the steps that download.
 pub const ARG_CA_SECRET: &str = "TORCHKIT_CA_SECRET";
@@ -87,7 +78,11 @@ pub enum OptionsError {
     /// `cache-imports` is not the JSON list BuildKit clients send.
     #[error("invalid frontend option cache-imports: {0}")]
     CacheImports(String),
-    /// An override build-arg has a bad value.
+    /// An override build-arg (`TORCHKIT_CUDA`, …) has a value its type refuses.
+    #[error(transparent)]
+    Override(#[from] BuildArgError),
+    /// A switch build-arg (`TORCHKIT_CA_SECRET`, `TORCHKIT_LOCKED`, `SOURCE_DATE_EPOCH`)
+    /// has a bad value.
     #[error("invalid --build-arg {arg}={value}: {why}")]
     BuildArg {
         /// The build-arg name.
@@ -98,12 +93,12 @@ pub enum OptionsError {
         why: String,
     },
     /// `--target` or `--no-cache-filter` names no torchkit step.
-    #[error("{option} names `{step}`, which is not a torchkit step")]
+    #[error("{option}: {source}")]
     UnknownStep {
         /// `--target` or `--no-cache-filter`.
         option: &'static str,
-        /// The name given.
-        step: String,
+        /// Why the name is refused.
+        source: ParseError,
     },
     /// A renamed build context (`contextkey`); the compiled graph reads `context`.
     #[error("torchkit reads the build context from the local named `context`, and this build renames it to `{0}`")]
@@ -130,18 +125,13 @@ impl Hint for OptionsError {
             OptionsError::CacheImports(_) => {
                 Some("pass caches with --cache-from type=registry,ref=…".into())
             }
+            OptionsError::Override(e) => e.hint(),
             OptionsError::BuildArg { arg, .. } => Some(match *arg {
-                ARG_PROFILE => "profiles are dev, test and release".into(),
                 ARG_CA_SECRET | ARG_CA_BUNDLE | ARG_LOCKED => format!("use {arg}=1 (or 0)"),
-                ARG_FLAVOR => "flavors are runtime and devel".into(),
                 ARG_SOURCE_DATE_EPOCH => "SOURCE_DATE_EPOCH is seconds since 1970 (`date +%s`)".into(),
-                ARG_CUDA => "use a CUDA version such as 12.8, `auto` or `cpu`".into(),
-                _ => "see docs/spec.md".into(),
+                _ => "see docs/frontend.md".into(),
             }),
-            OptionsError::UnknownStep { step, .. } => Some(match did_you_mean(step, STEPS) {
-                Some(s) => format!("did you mean `{s}`? steps are: {}", STEPS.join(", ")),
-                None => format!("steps are: {}", STEPS.join(", ")),
-            }),
+            OptionsError::UnknownStep { source, .. } => source.hint(),
             OptionsError::ContextKey(_) => {
                 Some("build without renaming the context (no `contextkey` option)".into())
             }
@@ -172,23 +162,15 @@ pub struct FrontendOptions {
     /// The session serving the locals (`BUILDKIT_SESSION_ID`).
     pub session_id: Option<String>,
     /// `--target`.
-    pub target: Option<String>,
+    pub target: Option<Step>,
     /// `--no-cache` / `--no-cache-filter`.
     pub no_cache: NoCache,
     /// `--label`s.
     pub labels: BTreeMap<String, String>,
     /// `--cache-from`.
     pub cache_imports: Vec<CacheEntry>,
-    /// `TORCHKIT_DRIVER`.
-    pub driver: Option<String>,
-    /// `TORCHKIT_GPU`.
-    pub gpus: Vec<String>,
-    /// `TORCHKIT_CUDA`.
-    pub cuda: Option<CudaRequest>,
-    /// `TORCHKIT_FLAVOR`.
-    pub flavor: Option<Flavor>,
-    /// `TORCHKIT_PROFILE`.
-    pub profile: Option<Profile>,
+    /// `TORCHKIT_CUDA`, `…_FLAVOR`, `…_DRIVER`, `…_GPU`, `…_PROFILE`.
+    pub overrides: Overrides,
     /// `TORCHKIT_CA_SECRET` (or `TORCHKIT_CA_BUNDLE`).
     pub ca_bundle: bool,
     /// `TORCHKIT_LOCKED`: a missing or stale `torchkit.lock` fails the build.
@@ -284,16 +266,9 @@ pub fn base_source(
     (source, warnings)
 }
 
-fn step(option: &'static str, s: &str) -> Result<String, OptionsError> {
-    let s = s.trim();
-    if STEPS.contains(&s) {
-        Ok(s.to_string())
-    } else {
-        Err(OptionsError::UnknownStep {
-            option,
-            step: s.to_string(),
-        })
-    }
+fn step(option: &'static str, s: &str) -> Result<Step, OptionsError> {
+    s.parse()
+        .map_err(|source| OptionsError::UnknownStep { option, source })
 }
 
 fn is_amd64(p: &str) -> bool {
@@ -375,39 +350,7 @@ pub fn parse(
         value: value.to_string(),
         why: why.to_string(),
     };
-    let cuda = match arg(ARG_CUDA) {
-        None => None,
-        Some(c) => Some(match c.as_str() {
-            "auto" => CudaRequest::Auto,
-            "cpu" => CudaRequest::Cpu,
-            v => {
-                let v = v.trim_start_matches("cu");
-                if v.is_empty() || !v.chars().all(|c| c.is_ascii_digit() || c == '.') {
-                    return Err(bad(ARG_CUDA, &c, "not a CUDA version"));
-                }
-                CudaRequest::Version(v.to_string())
-            }
-        }),
-    };
-    let profile = match arg(ARG_PROFILE) {
-        None => None,
-        Some(p) => Some(Profile::parse(&p).ok_or_else(|| bad(ARG_PROFILE, &p, "unknown profile"))?),
-    };
-    let gpus = arg(ARG_GPU)
-        .map(|g| {
-            g.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    let flavor = match arg(ARG_FLAVOR).as_deref() {
-        None => None,
-        Some("runtime") => Some(Flavor::Runtime),
-        Some("devel") => Some(Flavor::Devel),
-        Some(v) => return Err(bad(ARG_FLAVOR, v, "expected runtime or devel")),
-    };
+    let overrides = Overrides::from_build_args(opts)?;
     let mut ca_bundle = false;
     for name in [ARG_CA_SECRET, ARG_CA_BUNDLE] {
         match arg(name).as_deref() {
@@ -439,11 +382,7 @@ pub fn parse(
         no_cache,
         labels,
         cache_imports,
-        driver: arg(ARG_DRIVER),
-        gpus,
-        cuda,
-        flavor,
-        profile,
+        overrides,
         ca_bundle,
         locked,
         source_date_epoch,
@@ -455,6 +394,7 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::{CudaRequest, Flavor, GpuList, Profile};
 
     fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -537,18 +477,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.filename, "torchkit.toml");
-        assert_eq!(o.driver.as_deref(), Some("570.124.06"));
-        assert_eq!(o.gpus, vec!["H100", "8.9"]);
-        assert_eq!(o.cuda, Some(CudaRequest::Version("12.8".into())));
-        assert_eq!(o.profile, Some(Profile::Test));
+        assert_eq!(
+            o.overrides,
+            Overrides {
+                cuda: Some(CudaRequest::Version("12.8".into())),
+                flavor: Some(Flavor::Devel),
+                driver: Some("570.124.06".into()),
+                gpus: Some(GpuList(vec!["H100".into(), "8.9".into()])),
+                profile: Some(Profile::Test),
+            }
+        );
         assert!(o.ca_bundle);
-        assert_eq!(o.flavor, Some(Flavor::Devel));
         assert_eq!(o.source_date_epoch, Some(1_700_000_000));
         assert_eq!(o.labels.get("org.example.a").map(String::as_str), Some("1"));
-        assert_eq!(o.target.as_deref(), Some("user"));
+        assert_eq!(o.target, Some(Step::User));
         assert_eq!(
             o.no_cache,
-            NoCache::Steps(vec!["pip".into(), "requirements".into()])
+            NoCache::Steps(vec![Step::Pip, Step::Requirements])
         );
         let all = parse(&opts(&[("no-cache", "")]), None).unwrap();
         assert_eq!(all.no_cache, NoCache::All);
@@ -566,7 +511,9 @@ mod tests {
         let e = parse(&opts(&[("target", "pipp")]), None).unwrap_err();
         assert!(e.hint().unwrap().contains("did you mean `pip`?"), "{e:?}");
         let e = parse(&opts(&[("no-cache", "pip,nope")]), None).unwrap_err();
-        assert!(matches!(e, OptionsError::UnknownStep { ref step, .. } if step == "nope"));
+        assert!(
+            matches!(e, OptionsError::UnknownStep { ref source, .. } if source.input == "nope")
+        );
         let e = parse(&opts(&[("build-arg:TORCHKIT_PROFILE", "prod")]), None).unwrap_err();
         assert!(e.to_string().contains("TORCHKIT_PROFILE=prod"));
         let e = parse(&opts(&[("contextkey", "ctx2")]), None).unwrap_err();

@@ -25,10 +25,12 @@ use serde_json::{json, Value};
 use crate::plan::{Plan, CA_SECRET_ID};
 use crate::spec::{Span, Spec};
 
-use super::options::{
-    FrontendOptions, ARG_CA_SECRET, ARG_CUDA, ARG_DRIVER, ARG_FLAVOR, ARG_GPU, ARG_LOCKED,
-    ARG_PROFILE, ARG_SOURCE_DATE_EPOCH,
+use crate::vocab::names::{
+    CUDA as ARG_CUDA, DRIVER as ARG_DRIVER, FLAVOR as ARG_FLAVOR, GPU as ARG_GPU,
+    PROFILE as ARG_PROFILE,
 };
+
+use super::options::{FrontendOptions, ARG_CA_SECRET, ARG_LOCKED, ARG_SOURCE_DATE_EPOCH};
 
 /// The version of every answer's shape (BuildKit's definitions are all `1.0.0`).
 pub const VERSION: &str = "1.0.0";
@@ -139,7 +141,7 @@ pub fn targets(spec: &Spec, plan: &Plan) -> BTreeMap<String, Vec<u8>> {
             if default {
                 t["default"] = json!(true);
             }
-            if s.name == "base" {
+            if s.name == crate::vocab::Step::Base {
                 t["base"] = json!(plan.base.pinned_reference());
             }
             t
@@ -155,12 +157,13 @@ pub fn targets(spec: &Spec, plan: &Plan) -> BTreeMap<String, Vec<u8>> {
 /// build uses), the CA secret and the steps' cache mounts.
 pub fn outline(spec: &Spec, plan: &Plan, opts: &FrontendOptions) -> BTreeMap<String, Vec<u8>> {
     let res = &plan.resolution;
+    let request = spec.request_with(&opts.overrides);
     let located = |key: &str| spec.locations.get(key).map(|_| location(spec.span_of(key)));
     let args: Vec<(&str, &str, String, Option<Value>)> = vec![
         (
             ARG_PROFILE,
             "Cache profile: dev, test or release",
-            opts.profile.unwrap_or(spec.cache.profile).to_string(),
+            spec.profile_with(opts.overrides.profile).to_string(),
             located("cache.profile"),
         ),
         (
@@ -178,20 +181,13 @@ pub fn outline(spec: &Spec, plan: &Plan, opts: &FrontendOptions) -> BTreeMap<Str
         (
             ARG_DRIVER,
             "Host NVIDIA driver version the image must run on",
-            opts.driver
-                .clone()
-                .or_else(|| spec.target.driver.clone())
-                .unwrap_or_default(),
+            request.driver.clone().unwrap_or_default(),
             located("target.driver"),
         ),
         (
             ARG_GPU,
             "Target GPUs, comma-separated (compute capability or product name)",
-            if opts.gpus.is_empty() {
-                spec.target.gpus.join(",")
-            } else {
-                opts.gpus.join(",")
-            },
+            request.gpus.join(","),
             located("target.gpus"),
         ),
         (

@@ -265,7 +265,7 @@ impl SpecInputs {
             "torch",
             fingerprint(&(
                 &spec.torch.version,
-                crate::spec::cuda_str(&spec.torch.cuda),
+                spec.torch.cuda.to_string(),
                 spec.torch.flavor.as_str(),
                 &spec.torch.torchvision,
                 &spec.torch.torchaudio,

@@ -7,7 +7,8 @@ use crate::llb::{
     self, pb, CopyOpts, Exec, FileAction, Mount, Owner, Platform, Range, Sharing, SourceInfo,
     SourceLocation, State,
 };
-use crate::spec::{Span, Spec, DEPENDENCY_STEPS};
+use crate::spec::{Span, Spec};
+use crate::vocab::Step as StepName;
 
 use super::{
     CacheRule, CompileError, CompileOptions, Plan, Run, Step, CA_SECRET_ID, CA_SECRET_PATH,
@@ -80,19 +81,25 @@ pub(super) fn lower(
         )
     });
     let bust = match (&opts.build_token, plan.busted.is_empty()) {
-        (Some(token), false) => Some(
-            llb::scratch().file(
-                FileAction::mkfile("/bust", 0o644, token.as_bytes().to_vec(), None)
-                    .custom_name(format!("[torchkit] bust: {}", plan.busted.join(", "))),
+        (Some(token), false) => Some(llb::scratch().file(
+            FileAction::mkfile("/bust", 0o644, token.as_bytes().to_vec(), None).custom_name(
+                format!(
+                        "[torchkit] bust: {}",
+                        plan.busted
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
             ),
-        ),
+        )),
         _ => None,
     };
     // A locked build installs from the lock, not from the context's requirements file.
     let lock = opts
         .lock
         .as_ref()
-        .filter(|_| plan.steps.iter().any(|s| s.name == "pip"))
+        .filter(|_| plan.steps.iter().any(|s| s.name == StepName::Pip))
         .map(|l| {
             llb::scratch().file(
                 FileAction::mkfile("/lock.txt", 0o644, l.python.as_bytes().to_vec(), None)
@@ -268,7 +275,7 @@ fn mounts(mut e: Exec, step: &Step, part: Part, n: &Nodes<'_>) -> Exec {
     if step.secrets.iter().any(|s| s == CA_SECRET_ID) {
         e = e.mount(Mount::secret(CA_SECRET_PATH, CA_SECRET_ID));
     }
-    if DEPENDENCY_STEPS.contains(&step.name) {
+    if step.name.is_dependency() {
         // The constraints steer a resolution; the install of a resolved set needs none.
         if part != Part::Install {
             e = e.mount(Mount::bind(
@@ -291,7 +298,7 @@ fn mounts(mut e: Exec, step: &Step, part: Part, n: &Nodes<'_>) -> Exec {
     if let (true, Some(b)) = (bust, &n.bust) {
         e = e.mount(Mount::bind(BUST_MOUNT, b, "/bust", true));
     }
-    if let (Some(ctx), Some(path), "requirements", false) =
+    if let (Some(ctx), Some(path), StepName::Requirements, false) =
         (&n.context, n.requirements, step.name, part == Part::Install)
     {
         e = e.mount(Mount::bind(
@@ -301,7 +308,7 @@ fn mounts(mut e: Exec, step: &Step, part: Part, n: &Nodes<'_>) -> Exec {
             true,
         ));
     }
-    if let (Some(l), "pip") = (&n.lock, step.name) {
+    if let (Some(l), StepName::Pip) = (&n.lock, step.name) {
         e = e.mount(Mount::bind(LOCK_MOUNT, l, "/lock.txt", true));
     }
     e

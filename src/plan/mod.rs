@@ -31,7 +31,8 @@ use serde::Serialize;
 use crate::error::Hint;
 use crate::llb::{pb, LlbError};
 use crate::resolve::Resolution;
-use crate::spec::{Profile, Span, Spec, DEPENDENCY_STEPS, STEPS};
+use crate::spec::{Span, Spec};
+use crate::vocab::{Profile, Step as StepName};
 
 pub use image_config::image_config;
 
@@ -53,12 +54,12 @@ pub enum NoCache {
     /// Re-run every step.
     All,
     /// Re-run these steps.
-    Steps(Vec<String>),
+    Steps(Vec<StepName>),
 }
 
 impl NoCache {
     /// From `--no-cache` (all steps) and `--no-cache-filter` (these steps), as buildx reads them.
-    pub fn from_flags(all: bool, filter: &[String]) -> Self {
+    pub fn from_flags(all: bool, filter: &[StepName]) -> Self {
         if all {
             NoCache::All
         } else if !filter.is_empty() {
@@ -90,7 +91,7 @@ pub struct CompileOptions {
     /// Labels added by the caller (`--label`, frontend `label:*`); they override the spec.
     pub labels: BTreeMap<String, String>,
     /// Stop after this step (frontend option `target`, `--target`), like a Dockerfile stage.
-    pub target: Option<String>,
+    pub target: Option<StepName>,
     /// `SOURCE_DATE_EPOCH`: exported to the steps and used as the image's `created`.
     pub source_date_epoch: Option<i64>,
     /// A current `torchkit.lock`: the base is pinned to its digest, apt installs its
@@ -128,14 +129,11 @@ pub enum CompileError {
     #[error("steps {steps:?} must re-run but no build token was given")]
     MissingBuildToken {
         /// The busted steps.
-        steps: Vec<String>,
+        steps: Vec<StepName>,
     },
-    /// `--no-cache-filter` named an unknown step.
-    #[error("unknown step `{0}`")]
-    UnknownStep(String),
     /// The target step is valid but this spec has no such step (no apt packages, say).
     #[error("this spec has no `{0}` step to stop at")]
-    StepNotInPlan(String),
+    StepNotInPlan(StepName),
     /// The base config could not be used.
     #[error("base image config: {0}")]
     BaseConfig(String),
@@ -154,10 +152,6 @@ impl Hint for CompileError {
             Self::MissingBuildToken { .. } => {
                 Some("this is a bug in the caller: pass CompileOptions::build_token".into())
             }
-            Self::UnknownStep(s) => Some(match crate::spec::did_you_mean(s, STEPS) {
-                Some(x) => format!("did you mean `{x}`? steps are: {}", STEPS.join(", ")),
-                None => format!("steps are: {}", STEPS.join(", ")),
-            }),
             Self::StepNotInPlan(_) => Some("`torchkit plan` lists the steps of this spec".into()),
             Self::BaseConfig(_) => None,
             Self::Llb(e) => e.hint(),
@@ -181,7 +175,7 @@ pub struct Plan {
     /// The epoch node, when `[cache] epoch` is set.
     pub epoch: Option<String>,
     /// Steps that take the per-build bust node (re-run on every build, caches kept).
-    pub busted: Vec<String>,
+    pub busted: Vec<StepName>,
     /// The steps, in order.
     pub steps: Vec<Step>,
     /// The runtime config of the image.
@@ -210,8 +204,8 @@ impl BasePlan {
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
-    /// The step name (`apt`, `pip`, …).
-    pub name: &'static str,
+    /// The step (`apt`, `pip`, …).
+    pub name: StepName,
     /// The progress title.
     pub title: String,
     /// How the step runs.
@@ -365,7 +359,7 @@ pub const DEFAULT_PATH: &str =
 
 /// Build the plan (no LLB yet).
 pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan, CompileError> {
-    let profile = opts.profile.unwrap_or(spec.cache.profile);
+    let profile = spec.profile_with(opts.profile);
     let base = base_plan(spec, res, opts)?;
     if profile == Profile::Release && base.digest.is_none() {
         return Err(CompileError::ReleaseUnpinned {
@@ -377,22 +371,20 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     // The test profile re-resolves the dependency steps (see `CacheRule::Reresolve`); the
     // other reasons re-run whole steps.
     let reresolve = profile == Profile::Test;
-    let mut busted: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut busted: BTreeMap<StepName, String> = BTreeMap::new();
     for s in &spec.cache.bust {
-        let name = step_name(s).ok_or_else(|| CompileError::UnknownStep(s.clone()))?;
-        busted.insert(name, "[cache] bust".into());
+        busted.insert(*s, "[cache] bust".into());
     }
     match &opts.no_cache {
         NoCache::Off => {}
         NoCache::All => {
-            for s in STEPS {
-                busted.insert(s, "--no-cache".into());
+            for s in StepName::ALL {
+                busted.insert(*s, "--no-cache".into());
             }
         }
         NoCache::Steps(list) => {
             for s in list {
-                let name = step_name(s).ok_or_else(|| CompileError::UnknownStep(s.clone()))?;
-                busted.insert(name, "--no-cache-filter".into());
+                busted.insert(*s, "--no-cache-filter".into());
             }
         }
     }
@@ -406,7 +398,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     let owner = format!("{}:{}", user.uid, user.uid);
 
     let mut steps: Vec<Step> = vec![];
-    let mut push = |name: &'static str,
+    let mut push = |name: StepName,
                     summary: String,
                     run: Run,
                     resolve: Option<ResolveRun>,
@@ -414,12 +406,12 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
                     secrets: Vec<String>,
                     origin: &'static str| {
         let is_exec = matches!(run, Run::Exec { .. });
-        let dependency = DEPENDENCY_STEPS.contains(&name);
+        let dependency = name.is_dependency();
         let cache = if profile == Profile::Release {
             CacheRule::IgnoreCache {
                 reason: "release profile".into(),
             }
-        } else if let Some(why) = busted.get(name) {
+        } else if let Some(why) = busted.get(&name) {
             if is_exec {
                 CacheRule::Bust {
                     reason: why.clone(),
@@ -463,7 +455,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     };
 
     push(
-        "base",
+        StepName::Base,
         base.pinned_reference(),
         Run::Image {
             reference: base.pinned_reference(),
@@ -492,7 +484,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             });
         }
         push(
-            "apt",
+            StepName::Apt,
             match locked {
                 Some(l) if !l.apt.is_empty() => {
                     format!(
@@ -540,7 +532,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         args.extend(["--require-hashes", "--no-deps", "-r", LOCK_MOUNT].map(String::from));
         args.extend(index_args(spec));
         push(
-            "pip",
+            StepName::Pip,
             format!(
                 "pip install --require-hashes -r torchkit.lock ({} packages)",
                 l.python_count
@@ -579,7 +571,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     if !spec.python.packages.is_empty() && locked.is_none() {
         let list = spec.python.packages.join(" ");
         push(
-            "pip",
+            StepName::Pip,
             format!("pip install {list}"),
             resolved_install(),
             Some(resolve(&list, spec.python.packages.clone())),
@@ -590,7 +582,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     }
     if let (Some(req), None) = (&spec.python.requirements, locked) {
         push(
-            "requirements",
+            StepName::Requirements,
             format!("pip install -r {req}"),
             resolved_install(),
             Some(resolve(
@@ -612,7 +604,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         )
     };
     push(
-        "user",
+        StepName::User,
         user_summary,
         Run::Exec {
             args: user_command(&user.name, user.uid, &spec.image.workdir),
@@ -638,7 +630,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
             .map(|c| (c.src.clone(), c.dest.clone()))
             .collect();
         push(
-            "copy",
+            StepName::Copy,
             format!(
                 "copy {}",
                 copies
@@ -658,11 +650,10 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         );
     }
 
-    if let Some(t) = &opts.target {
-        let name = step_name(t).ok_or_else(|| CompileError::UnknownStep(t.clone()))?;
-        match steps.iter().position(|s| s.name == name) {
+    if let Some(t) = opts.target {
+        match steps.iter().position(|s| s.name == t) {
             Some(i) => steps.truncate(i + 1),
-            None => return Err(CompileError::StepNotInPlan(t.clone())),
+            None => return Err(CompileError::StepNotInPlan(t)),
         }
     }
 
@@ -695,7 +686,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     }
 
     // Only steps that exist and take the bust node are listed.
-    let busted_list: Vec<String> = steps
+    let busted_list: Vec<StepName> = steps
         .iter()
         .filter(|s| {
             matches!(
@@ -703,7 +694,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
                 CacheRule::Bust { .. } | CacheRule::Reresolve { .. }
             )
         })
-        .map(|s| s.name.to_string())
+        .map(|s| s.name)
         .collect();
     if !busted_list.is_empty() && opts.build_token.is_none() {
         return Err(CompileError::MissingBuildToken { steps: busted_list });
@@ -777,10 +768,6 @@ pub const REQUIREMENTS_MOUNT: &str = "/run/torchkit/requirements.txt";
 pub const CONSTRAINTS_MOUNT: &str = "/run/torchkit/constraints.txt";
 /// Where a locked build mounts the lock's requirements (`name==version --hash=…`).
 pub const LOCK_MOUNT: &str = "/run/torchkit/lock.txt";
-
-fn step_name(s: &str) -> Option<&'static str> {
-    STEPS.iter().copied().find(|x| *x == s)
-}
 
 /// The base image a spec builds on: the resolved (or overridden) reference with the mirror
 /// applied, pinned by the spec's digest, else the lock's, else `opts.base.digest`; or, with

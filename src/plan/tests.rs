@@ -85,7 +85,7 @@ fn digest(op: &Value) -> String {
 #[test]
 fn steps_run_stable_to_volatile() {
     let c = compiled(&spec_with(""), &token());
-    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
         ["base", "apt", "pip", "requirements", "user", "copy"]
@@ -129,7 +129,7 @@ fn dev_reuses_cache_and_mounts_download_caches() {
 fn test_profile_reresolves_through_the_bust_node_and_keeps_caches() {
     let spec = spec_with("[cache]\nprofile = \"test\"\n");
     let c = compiled(&spec, &token());
-    assert_eq!(c.plan.busted, ["pip", "requirements"]);
+    assert_eq!(c.plan.busted, [StepName::Pip, StepName::Requirements]);
     assert!(matches!(c.plan.steps[2].cache, CacheRule::Reresolve { .. }));
     let ops = ops(&c);
     for step in ["pip", "requirements"] {
@@ -254,7 +254,7 @@ fn no_cache_reruns_both_halves() {
     let c = compiled(
         &spec_with(""),
         &CompileOptions {
-            no_cache: NoCache::Steps(vec!["pip".into()]),
+            no_cache: NoCache::Steps(vec![StepName::Pip]),
             ..token()
         },
     );
@@ -367,19 +367,11 @@ fn bust_list_and_no_cache_filter() {
         true,
         "file ops bust with ignore_cache"
     );
-    assert_eq!(c.plan.busted, ["apt"]);
+    assert_eq!(c.plan.busted, [StepName::Apt]);
 
-    let opts = CompileOptions {
-        no_cache: NoCache::Steps(vec!["pipp".into()]),
-        ..token()
-    };
-    let res = resolve(&spec.request()).unwrap();
-    let e = compile(&spec, &res, &opts).unwrap_err();
-    assert!(
-        e.hint().unwrap().contains("did you mean `pip`"),
-        "{:?}",
-        e.hint()
-    );
+    // An unknown step never reaches the plan: the vocabulary refuses it with a hint.
+    let e = "pipp".parse::<StepName>().unwrap_err();
+    assert!(e.hint().unwrap().contains("did you mean `pip`"), "{e:?}");
 
     let all = compiled(
         &spec_with(""),
@@ -388,7 +380,15 @@ fn bust_list_and_no_cache_filter() {
             ..token()
         },
     );
-    assert_eq!(all.plan.busted, ["apt", "pip", "requirements", "user"]);
+    assert_eq!(
+        all.plan.busted,
+        [
+            StepName::Apt,
+            StepName::Pip,
+            StepName::Requirements,
+            StepName::User
+        ]
+    );
 }
 
 #[test]
@@ -526,7 +526,7 @@ fn root_user_and_no_optional_steps() {
     )
     .unwrap();
     let c = compiled(&spec, &token());
-    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["base", "user"]);
     let cfg: Value = serde_json::from_slice(&c.image_config).unwrap();
     assert_eq!(cfg["config"]["User"], "root");
@@ -551,7 +551,7 @@ fn resolve_errors_point_at_the_spec() {
     assert!(located.message.contains("12.6"), "{}", located.message);
     // An override from the CLI is not the spec's fault.
     let mut req2 = req.clone();
-    req2.cuda = crate::resolve::CudaRequest::Version("11.7".into());
+    req2.cuda = crate::vocab::CudaRequest::Version("11.7".into());
     let e2 = resolve(&req2).unwrap_err();
     assert!(locate_resolve_error(&spec, &req2, &e2).is_none());
 }
@@ -561,11 +561,11 @@ fn target_stops_after_a_step() {
     let c = compiled(
         &spec_with(""),
         &CompileOptions {
-            target: Some("pip".into()),
+            target: Some(StepName::Pip),
             ..token()
         },
     );
-    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["base", "apt", "pip"]);
     let spec = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
     let res = resolve(&spec.request()).unwrap();
@@ -573,7 +573,7 @@ fn target_stops_after_a_step() {
         &spec,
         &res,
         &CompileOptions {
-            target: Some("apt".into()),
+            target: Some(StepName::Apt),
             ..token()
         },
     )
@@ -602,7 +602,7 @@ fn a_lock_pins_the_base_and_installs_exactly_its_set() {
         },
     );
     assert_eq!(c.plan.base.digest.as_deref(), Some(DIGEST));
-    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
         ["base", "apt", "pip", "user", "copy"],

@@ -28,8 +28,9 @@ pub enum ResolveError {
         /// Newest known patch.
         newest: String,
     },
-    /// The CUDA field is neither `auto`, `cpu` nor a version.
-    #[error("`{input}` is not a CUDA request: expected X.Y (e.g. 12.8), cuXYZ, auto or cpu")]
+    /// A CUDA variant that is not `MAJOR.MINOR` (only a request built by hand can be: the
+    /// parser of [`crate::vocab::CudaRequest`] refuses it).
+    #[error("`{input}` is not a CUDA variant: expected MAJOR.MINOR, e.g. 12.8")]
     InvalidCuda {
         /// As given.
         input: String,

@@ -23,6 +23,8 @@
 
 use serde::Serialize;
 
+use crate::vocab::{CudaRequest, Flavor, Overrides};
+
 use crate::matrix::{
     self, ComputeCapability, Coverage, GpuLookup, Matrix, TagStatus, TorchRelease, Variant, Version,
 };
@@ -32,17 +34,6 @@ mod error;
 mod tests;
 
 pub use error::{CudaNotShipped, ResolveError};
-
-/// `runtime` or `devel` flavour of the `pytorch/pytorch` images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    /// `…-runtime`: no compiler toolchain.
-    #[default]
-    Runtime,
-    /// `…-devel`: nvcc and headers.
-    Devel,
-}
 
 /// What the user asked for (from the spec, CLI flags or the probe).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -63,16 +54,25 @@ pub struct Request {
     pub torchaudio: Option<String>,
 }
 
-/// The CUDA part of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum CudaRequest {
-    /// Pick the best variant for the target.
-    #[default]
-    Auto,
-    /// CPU-only torch.
-    Cpu,
-    /// An exact CUDA variant, "12.8".
-    Version(String),
+impl Request {
+    /// This request with `o` applied: each override given wins (an empty GPU list is no
+    /// override). The one place where a flag, an environment variable or a build-arg
+    /// replaces what the spec asked for.
+    pub fn overridden(mut self, o: &Overrides) -> Request {
+        if let Some(c) = &o.cuda {
+            self.cuda = c.clone();
+        }
+        if let Some(f) = o.flavor {
+            self.flavor = f;
+        }
+        if let Some(d) = &o.driver {
+            self.driver = Some(d.clone());
+        }
+        if let Some(g) = o.gpus.as_ref().filter(|g| !g.is_empty()) {
+            self.gpus = g.as_slice().to_vec();
+        }
+        self
+    }
 }
 
 /// A resolved base image reference.
@@ -160,46 +160,6 @@ pub struct Resolution {
     pub reasons: Vec<String>,
     /// Candidates considered and rejected.
     pub rejected: Vec<Rejected>,
-}
-
-impl Flavor {
-    /// `"runtime"` or `"devel"`, as in the image tag.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Flavor::Runtime => "runtime",
-            Flavor::Devel => "devel",
-        }
-    }
-}
-
-impl CudaRequest {
-    /// Parse `auto`, `cpu`, `X.Y`, `X.Y.Z` or `cuXYZ` (case-insensitive).
-    pub fn parse(s: &str) -> Result<CudaRequest, ResolveError> {
-        let t = s.trim().to_ascii_lowercase();
-        match t.as_str() {
-            "auto" => Ok(CudaRequest::Auto),
-            "cpu" => Ok(CudaRequest::Cpu),
-            _ => normalize_cuda(&t)
-                .map(|v| CudaRequest::Version(v.to_string()))
-                .ok_or_else(|| ResolveError::InvalidCuda {
-                    input: s.to_string(),
-                }),
-        }
-    }
-}
-
-/// `"12.8"`, `"12.8.1"` or `"cu128"` → `12.8`.
-fn normalize_cuda(s: &str) -> Option<Version> {
-    let t = s.trim().to_ascii_lowercase();
-    if let Some(d) = t.strip_prefix("cu") {
-        if d.len() < 3 || !d.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let (maj, min) = d.split_at(d.len() - 1);
-        return Version::parse(&format!("{maj}.{min}")).ok();
-    }
-    let v = Version::parse(&t).ok()?;
-    (v.parts().len() >= 2).then(|| v.major_minor())
 }
 
 /// Registry and repository of every image torchkit resolves to.
@@ -531,11 +491,9 @@ pub fn resolve(req: &Request) -> Result<Resolution, ResolveError> {
 
     let candidates: Vec<Variant> = match &req.cuda {
         CudaRequest::Version(s) => {
+            // `CudaRequest` holds MAJOR.MINOR: its parser checked the form.
             let want =
-                normalize_cuda(s).ok_or_else(|| ResolveError::InvalidCuda { input: s.clone() })?;
-            if s.trim() != want.as_str() {
-                reasons.push(format!("CUDA {s} read as the {want} variant"));
-            }
+                Version::parse(s).map_err(|_| ResolveError::InvalidCuda { input: s.clone() })?;
             match release.variant(&want) {
                 Some(v) => {
                     reasons.push(format!(

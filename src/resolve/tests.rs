@@ -13,7 +13,7 @@ fn req(torch: &str) -> Request {
 fn with(torch: &str, cuda: &str, driver: Option<&str>, gpus: &[&str]) -> Request {
     Request {
         torch: torch.into(),
-        cuda: CudaRequest::parse(cuda).unwrap(),
+        cuda: cuda.parse().unwrap(),
         driver: driver.map(Into::into),
         gpus: gpus.iter().map(|g| g.to_string()).collect(),
         ..Request::default()
@@ -353,19 +353,15 @@ fn unknown_torch_names_nearest_known() {
 
 #[test]
 fn bad_inputs_are_typed_errors() {
+    // The spellings of a CUDA request are the vocabulary's (src/vocab.rs); a variant built
+    // by hand that is not MAJOR.MINOR is still refused here.
     assert!(matches!(
-        CudaRequest::parse("twelve"),
+        resolve(&Request {
+            cuda: CudaRequest::Version("twelve".into()),
+            ..req("2.8.0")
+        }),
         Err(ResolveError::InvalidCuda { .. })
     ));
-    assert_eq!(
-        CudaRequest::parse("CU128").unwrap(),
-        CudaRequest::Version("12.8".into())
-    );
-    assert_eq!(
-        CudaRequest::parse("12.8.1").unwrap(),
-        CudaRequest::Version("12.8".into())
-    );
-    assert_eq!(CudaRequest::parse("Auto").unwrap(), CudaRequest::Auto);
     assert!(matches!(
         resolve(&with("2.8.0", "auto", Some("latest"), &[])),
         Err(ResolveError::InvalidDriver { .. })

@@ -10,22 +10,13 @@
 mod wire;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::Range;
 
 use serde::Serialize;
 
 use crate::error::Hint;
-use crate::resolve::{CudaRequest, Flavor};
+use crate::vocab::{CudaRequest, Flavor, GpuList, Overrides, ParseError, Profile, Step};
 use wire::{CopyWire, SpecWire, KEYS, S};
-
-/// The build steps, in graph order. These names are what users type in `[cache] bust`,
-/// `--no-cache-filter`, and what progress shows.
-pub const STEPS: &[&str] = &["base", "apt", "pip", "requirements", "user", "copy"];
-
-/// Steps that install dependencies: they re-run when `[cache] epoch` changes, and the
-/// `test` profile re-resolves them.
-pub const DEPENDENCY_STEPS: &[&str] = &["pip", "requirements"];
 
 /// A validated `torchkit.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,7 +52,6 @@ pub struct Torch {
     /// Release, "2.8.0".
     pub version: String,
     /// CUDA request.
-    #[serde(serialize_with = "ser_cuda")]
     pub cuda: CudaRequest,
     /// Image flavour.
     pub flavor: Flavor,
@@ -69,19 +59,6 @@ pub struct Torch {
     pub torchvision: Option<String>,
     /// torchaudio override.
     pub torchaudio: Option<String>,
-}
-
-fn ser_cuda<S: serde::Serializer>(c: &CudaRequest, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&cuda_str(c))
-}
-
-/// The text form of a CUDA request: `auto`, `cpu` or `12.8`.
-pub fn cuda_str(c: &CudaRequest) -> String {
-    match c {
-        CudaRequest::Auto => "auto".into(),
-        CudaRequest::Cpu => "cpu".into(),
-        CudaRequest::Version(v) => v.clone(),
-    }
 }
 
 /// `[target]`: the host the image will run on.
@@ -164,50 +141,10 @@ pub struct Copy {
 pub struct Cache {
     /// The cache profile.
     pub profile: Profile,
-    /// Steps to force to re-run, by name.
-    pub bust: Vec<String>,
+    /// Steps to force to re-run.
+    pub bust: Vec<Step>,
     /// A string whose change re-runs the dependency steps.
     pub epoch: Option<String>,
-}
-
-/// The cache profile: how much of the cache a build may reuse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Profile {
-    /// Reuse layers and download caches.
-    #[default]
-    Dev,
-    /// Re-resolve dependencies (fresh pip/requirements), keep download caches.
-    Test,
-    /// Rebuild every step on a pinned base, no cache mounts.
-    Release,
-}
-
-impl Profile {
-    /// Parse `dev|test|release`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "dev" => Some(Self::Dev),
-            "test" => Some(Self::Test),
-            "release" => Some(Self::Release),
-            _ => None,
-        }
-    }
-
-    /// The name as written.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Dev => "dev",
-            Self::Test => "test",
-            Self::Release => "release",
-        }
-    }
-}
-
-impl fmt::Display for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// `[base]`: overrides of the resolved base image.
@@ -457,6 +394,13 @@ impl Validator<'_> {
         ))
     }
 
+    /// A value in the vocabulary's spelling (src/vocab.rs), located at its span when refused.
+    fn value<T: std::str::FromStr<Err = ParseError>>(&self, v: &S<String>) -> R<T> {
+        v.get_ref()
+            .parse()
+            .or_else(|e: ParseError| self.err(v.span(), e.to_string(), e.help))
+    }
+
     fn mark<T>(&mut self, key: &'static str, v: &S<T>) {
         self.locations
             .insert(key, Span::from_range(self.text, v.span()));
@@ -575,39 +519,15 @@ impl Validator<'_> {
             None => CudaRequest::Auto,
             Some(c) => {
                 self.mark("torch.cuda", c);
-                match c.get_ref().as_str() {
-                    "auto" => CudaRequest::Auto,
-                    "cpu" => CudaRequest::Cpu,
-                    v if is_major_minor(v) => CudaRequest::Version(v.to_string()),
-                    v => {
-                        let norm = v.trim_start_matches("cu");
-                        let help = if norm.len() >= 3 && norm.chars().all(|c| c.is_ascii_digit()) {
-                            format!(
-                                "write CUDA as MAJOR.MINOR: \"{}.{}\"",
-                                &norm[..norm.len() - 1],
-                                &norm[norm.len() - 1..]
-                            )
-                        } else {
-                            "use \"auto\", \"cpu\" or a CUDA version like \"12.8\"".to_string()
-                        };
-                        return self.err(c.span(), format!("`{v}` is not a CUDA version"), help);
-                    }
-                }
+                self.value(c)?
             }
         };
         let flavor = match &t.flavor {
             None => Flavor::Runtime,
-            Some(f) => match f.get_ref().as_str() {
-                "runtime" => Flavor::Runtime,
-                "devel" => Flavor::Devel,
-                v => {
-                    let help = match did_you_mean(v, &["runtime", "devel"]) {
-                        Some(s) => format!("did you mean \"{s}\"?"),
-                        None => "use \"runtime\" or \"devel\" (devel adds nvcc and headers)".into(),
-                    };
-                    return self.err(f.span(), format!("unknown flavor `{v}`"), help);
-                }
-            },
+            Some(f) => {
+                self.mark("torch.flavor", f);
+                self.value(f)?
+            }
         };
         let mut companion = |key: &'static str, v: Option<S<String>>| -> R<Option<String>> {
             match v {
@@ -652,31 +572,16 @@ impl Validator<'_> {
                 Some(d.into_inner())
             }
         };
-        let mut gpus = vec![];
+        let mut gpus = GpuList::default();
         if let Some(list) = t.gpus {
             self.mark("target.gpus", &list);
             for g in list.into_inner() {
-                let s = g.get_ref().trim();
-                if s.is_empty() || s.chars().any(|c| c.is_control()) {
-                    return self.err(
-                        g.span(),
-                        "empty GPU entry",
-                        "give a compute capability (\"9.0\") or a product name (\"H100\")",
-                    );
-                }
-                if s.chars().next().is_some_and(|c| c.is_ascii_digit()) && !is_major_minor(s) {
-                    return self.err(
-                        g.span(),
-                        format!("`{s}` is not a compute capability"),
-                        "write it as MAJOR.MINOR, e.g. \"8.6\" or \"9.0\"",
-                    );
-                }
-                gpus.push(s.to_string());
+                gpus.extend(self.value(&g)?);
             }
         }
         Ok(Target {
             driver,
-            gpus,
+            gpus: gpus.0,
             detect: t.detect.map(|d| d.into_inner()).unwrap_or(false),
         })
     }
@@ -896,35 +801,16 @@ impl Validator<'_> {
             None => Profile::Dev,
             Some(p) => {
                 self.mark("cache.profile", &p);
-                match Profile::parse(p.get_ref()) {
-                    Some(v) => v,
-                    None => {
-                        let help = match did_you_mean(p.get_ref(), &["dev", "test", "release"]) {
-                            Some(s) => format!("did you mean \"{s}\"?"),
-                            None => "use \"dev\", \"test\" or \"release\"".into(),
-                        };
-                        return self.err(
-                            p.span(),
-                            format!("unknown cache profile `{}`", p.get_ref()),
-                            help,
-                        );
-                    }
-                }
+                self.value(&p)?
             }
         };
-        let mut bust = vec![];
+        let mut bust: Vec<Step> = vec![];
         if let Some(list) = c.bust {
             self.mark("cache.bust", &list);
             for s in list.into_inner() {
-                if !STEPS.contains(&s.get_ref().as_str()) {
-                    let help = match did_you_mean(s.get_ref(), STEPS) {
-                        Some(x) => format!("did you mean \"{x}\"?"),
-                        None => format!("steps are: {}", STEPS.join(", ")),
-                    };
-                    return self.err(s.span(), format!("unknown step `{}`", s.get_ref()), help);
-                }
-                if !bust.contains(s.get_ref()) {
-                    bust.push(s.into_inner());
+                let step = self.value(&s)?;
+                if !bust.contains(&step) {
+                    bust.push(step);
                 }
             }
         }
@@ -1014,10 +900,6 @@ fn is_dotted_numeric(s: &str, min: usize, max: usize) -> bool {
 
 fn is_release(s: &str) -> bool {
     is_dotted_numeric(s, 2, 3)
-}
-
-fn is_major_minor(s: &str) -> bool {
-    is_dotted_numeric(s, 2, 2)
 }
 
 /// `sha256:` + 64 lower-case hex digits.
@@ -1130,8 +1012,10 @@ impl Spec {
         SpecError::at_span(&self.filename, &self.text, self.span_of(key), message, help)
     }
 
-    /// The resolver request this spec makes (before CLI overrides and probing).
-    pub fn request(&self) -> crate::resolve::Request {
+    /// The resolver request this spec makes once `o` (flags, environment variables or
+    /// build-args) is applied: an override wins over the spec's value. Host probing comes
+    /// after, in the CLI.
+    pub fn request_with(&self, o: &Overrides) -> crate::resolve::Request {
         crate::resolve::Request {
             torch: self.torch.version.clone(),
             cuda: self.torch.cuda.clone(),
@@ -1141,6 +1025,17 @@ impl Spec {
             torchvision: self.torch.torchvision.clone(),
             torchaudio: self.torch.torchaudio.clone(),
         }
+        .overridden(o)
+    }
+
+    /// The resolver request this spec makes, with no override.
+    pub fn request(&self) -> crate::resolve::Request {
+        self.request_with(&Overrides::default())
+    }
+
+    /// The cache profile in force: the override's, else `[cache] profile`.
+    pub fn profile_with(&self, o: Option<Profile>) -> Profile {
+        o.unwrap_or(self.cache.profile)
     }
 }
 

@@ -71,7 +71,7 @@ fn full_spec_parses_with_syntax_line() {
         ]
     );
     assert_eq!(s.cache.profile, Profile::Test);
-    assert_eq!(s.cache.bust, vec!["pip"], "duplicates collapse");
+    assert_eq!(s.cache.bust, vec![Step::Pip], "duplicates collapse");
     assert_eq!(s.base.mirror.as_deref(), Some("mirror.example.com/hub"));
     assert_eq!(s.span_of("torch.version").line, 3);
     assert_eq!(s.span_of("python.packages").line, 12);
@@ -151,14 +151,14 @@ fn bad_values_have_hints() {
             "CUDA goes in `cuda`",
         ),
         (
-            "[torch]\nversion = \"2.8.0\"\ncuda = \"cu128\"\n",
+            "[torch]\nversion = \"2.8.0\"\ncuda = \"128\"\n",
             3,
             "\"12.8\"",
         ),
         (
             "[torch]\nversion = \"2.8.0\"\nflavor = \"runtme\"\n",
             3,
-            "\"runtime\"",
+            "`runtime`",
         ),
         (
             "[torch]\nversion = \"2.8.0\"\n[target]\ndriver = \"latest\"\n",
@@ -208,12 +208,12 @@ fn bad_values_have_hints() {
         (
             "[torch]\nversion = \"2.8.0\"\n[cache]\nprofile = \"relase\"\n",
             4,
-            "\"release\"",
+            "`release`",
         ),
         (
             "[torch]\nversion = \"2.8.0\"\n[cache]\nbust = [\"pipp\"]\n",
             4,
-            "\"pip\"",
+            "`pip`",
         ),
         (
             "[torch]\nversion = \"2.8.0\"\n[base]\ndigest = \"sha256:abc\"\n",
