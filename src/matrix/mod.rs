@@ -43,6 +43,9 @@ pub fn matrix() -> &'static Matrix {
 pub struct Matrix {
     /// Format version of the data file.
     pub schema: u32,
+    /// The day the facts were gathered (`YYYY-MM-DD`): releases after it are unknown to
+    /// this matrix. `torchkit --version` and `torchkit resolve` print it.
+    pub gathered: String,
     /// Reference §2: the `[Sx]` sources cited by every table.
     pub sources: Vec<Source>,
     /// Reference §3.1: CUDA toolkit releases and their driver floors [S1][S2].
@@ -95,6 +98,12 @@ pub struct CudaToolkit {
     /// Driver bundled in the runfile installer [S2].
     #[serde(default)]
     pub runfile_driver: Option<Version>,
+    /// Sources of this row when they are not the table's own [S1][S2].
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// What is not known about this row (e.g. a Table 3 value that was not read).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Evidence level of an image tag.
@@ -196,6 +205,9 @@ pub struct TorchRelease {
     pub pypi_default_cuda: Version,
     /// Python versions with wheels.
     pub wheel_python: Vec<String>,
+    /// How the wheel Pythons differ between patches, or what is unverified about them.
+    #[serde(default)]
+    pub wheel_python_note: Option<String>,
     /// Python inside the pytorch/pytorch images (`"3.11"`; `"3.10 or 3.11"` when unknown).
     pub image_python: String,
     /// The image Python is not observed.
@@ -204,6 +216,9 @@ pub struct TorchRelease {
     pub image_python_note: String,
     /// pip flag for the wheel index (`--extra-index-url` for 1.13).
     pub index_flag: String,
+    /// Variants removed, pulled before release or unverified (not in `cuda_variants`).
+    #[serde(default)]
+    pub variants_note: Option<String>,
     /// Evidence level of the arch lists, as the reference words it.
     pub arch_list_status: String,
     /// Variants (`"cu126"`) whose arch list is not confirmed.
@@ -215,6 +230,14 @@ pub struct TorchRelease {
     pub torchvision_uncertain: Vec<String>,
     /// Patches whose torchaudio pairing is inferred.
     pub torchaudio_uncertain: Vec<String>,
+    /// How torchvision relates to this release when it is not a lock-step pairing (from
+    /// 0.29.1 torchvision requires `torch>=2.14.0` instead of one torch patch).
+    #[serde(default)]
+    pub torchvision_note: Option<String>,
+    /// How torchaudio relates to this release when it is not a lock-step pairing (there is
+    /// no torchaudio 2.12 or later: 2.11.x declares itself compatible with newer torch).
+    #[serde(default)]
+    pub torchaudio_note: Option<String>,
     /// torch patch → torchvision.
     pub torchvision: BTreeMap<String, String>,
     /// torch patch → torchaudio.
@@ -226,6 +249,10 @@ pub struct TorchRelease {
     pub cudnn_note: BTreeMap<String, String>,
     /// `cuXYZ` → TORCH_CUDA_ARCH_LIST.
     pub arch_list: BTreeMap<String, String>,
+    /// `cuXYZ` → arch list of the Linux aarch64 (SBSA) wheels, where the sources give one.
+    /// Data only: torchkit resolves linux/amd64 images, whose lists are `arch_list`.
+    #[serde(default)]
+    pub arch_list_aarch64: BTreeMap<String, String>,
 }
 
 /// One wheel variant of a torch release, with its facts gathered.
@@ -352,6 +379,57 @@ impl Matrix {
                 }
             }
         };
+        if !is_date(&self.gathered) {
+            p.push(format!(
+                "gathered = {:?} is not a date (YYYY-MM-DD)",
+                self.gathered
+            ));
+        }
+        // Citations written inside notes (`[S27]`) must name listed sources too.
+        let mut notes: Vec<(String, &str)> = Vec::new();
+        for a in &self.image_absent {
+            notes.push((format!("image_absent {}", a.tag), &a.reason));
+        }
+        for i in &self.images {
+            if let Some(n) = &i.note {
+                notes.push((format!("image {}", i.tag), n));
+            }
+        }
+        for f in &self.mvc {
+            notes.push((format!("mvc {}", f.major), &f.note));
+        }
+        for c in &self.cuda {
+            if !c.sources.is_empty() {
+                cite(&format!("cuda {}", c.version), &c.sources, &mut p);
+            }
+            if let Some(n) = &c.note {
+                notes.push((format!("cuda {}", c.version), n));
+            }
+        }
+        for t in &self.torch {
+            let what = format!("torch {}", t.version);
+            let singles = [
+                &t.wheel_python_note,
+                &t.variants_note,
+                &t.arch_note,
+                &t.torchvision_note,
+                &t.torchaudio_note,
+            ];
+            for n in singles.into_iter().flatten() {
+                notes.push((what.clone(), n));
+            }
+            notes.push((what.clone(), &t.image_python_note));
+            for n in t.cudnn_note.values() {
+                notes.push((what.clone(), n));
+            }
+        }
+        for (what, note) in &notes {
+            for id in cited_ids(note) {
+                if !ids.contains(&id) {
+                    p.push(format!("{what}: note cites unknown source {id}"));
+                }
+            }
+        }
         for a in &self.image_absent {
             cite(&format!("image_absent {}", a.tag), &a.sources, &mut p);
             if self.image(&a.tag).is_some() {
@@ -403,9 +481,19 @@ impl Matrix {
                     p.push(format!("{what}: CUDA {c} lacks cuDNN or a valid arch list"));
                 }
             }
-            for cu in t.arch_list.keys().chain(t.arch_uncertain.iter()) {
+            for cu in t
+                .arch_list
+                .keys()
+                .chain(t.arch_uncertain.iter())
+                .chain(t.arch_list_aarch64.keys())
+            {
                 if !t.cuda_variants.iter().any(|c| &cu_tag(c) == cu) {
                     p.push(format!("{what}: arch list {cu} is not a variant"));
+                }
+            }
+            for (cu, list) in &t.arch_list_aarch64 {
+                if ArchList::parse(list).is_err() {
+                    p.push(format!("{what}: aarch64 arch list {cu} does not parse"));
                 }
             }
         }
@@ -431,6 +519,18 @@ impl Matrix {
     pub fn release_of(&self, version: &Version) -> Option<&TorchRelease> {
         let mm = version.major_minor();
         self.torch.iter().find(|t| t.version == mm)
+    }
+
+    /// Oldest known torch patch.
+    pub fn oldest_patch(&self) -> &Version {
+        self.all_patches()[0]
+    }
+
+    /// Newest known torch patch: releases after it are unknown to this matrix.
+    pub fn newest_patch(&self) -> &Version {
+        self.all_patches()
+            .pop()
+            .expect("validated: every release has patches")
     }
 
     /// Every known torch patch, ascending.
@@ -491,6 +591,32 @@ impl Matrix {
     }
 }
 
+/// `YYYY-MM-DD` with a plausible month and day.
+fn is_date(s: &str) -> bool {
+    let f: Vec<&str> = s.split('-').collect();
+    let num = |x: &str, len: usize| {
+        (x.len() == len && x.bytes().all(|b| b.is_ascii_digit())).then(|| x.parse::<u32>().ok())?
+    };
+    matches!(
+        (f.as_slice(), f.len()),
+        ([y, m, d], 3) if num(y, 4).is_some()
+            && num(m, 2).is_some_and(|m| (1..=12).contains(&m))
+            && num(d, 2).is_some_and(|d| (1..=31).contains(&d))
+    )
+}
+
+/// The `Sx` ids cited as `[Sx]` in a note.
+fn cited_ids(note: &str) -> Vec<&str> {
+    note.split('[')
+        .skip(1)
+        .filter_map(|rest| rest.split_once(']').map(|(id, _)| id))
+        .filter(|id| {
+            id.strip_prefix('S')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,9 +629,60 @@ mod tests {
     fn embedded_matrix_is_valid() {
         let m = Matrix::from_toml(MATRIX_TOML).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.schema, 1);
-        assert_eq!(m.torch.len(), 13, "torch 1.13 … 2.11");
-        assert_eq!(m.images.len(), 120);
-        assert_eq!(m.sources.len(), 26);
+        assert_eq!(m.gathered, "2026-12-03");
+        assert_eq!(m.torch.len(), 17, "torch 1.13 … 2.15");
+        assert_eq!(m.images.len(), 154);
+        assert_eq!(m.sources.len(), 39);
+        assert_eq!(m.oldest_patch().as_str(), "1.13.0");
+        assert_eq!(m.newest_patch().as_str(), "2.15.0");
+    }
+
+    #[test]
+    fn every_release_after_2_11_is_covered() {
+        // torch-releases.md: every PyPI release after 2.11.0; no 2.11.x patch, no 2.15.1.
+        let m = matrix();
+        let after: Vec<&str> = m
+            .all_patches()
+            .into_iter()
+            .filter(|p| **p >= v("2.11.0"))
+            .map(Version::as_str)
+            .collect();
+        assert_eq!(
+            after,
+            ["2.11.0", "2.12.0", "2.12.1", "2.13.0", "2.14.0", "2.14.1", "2.15.0"]
+        );
+    }
+
+    #[test]
+    fn gathered_must_be_a_date_and_note_citations_must_exist() {
+        for bad in ["2026-13-03", "2026-12", "03.12.2026", "", "2026-12-3"] {
+            let text = MATRIX_TOML.replacen(
+                "gathered = \"2026-12-03\"",
+                &format!("gathered = {bad:?}"),
+                1,
+            );
+            let err = Matrix::from_toml(&text).unwrap_err();
+            assert!(err.contains("is not a date"), "{bad}: {err}");
+        }
+        let text = MATRIX_TOML.replacen(
+            "runfile names no longer carry the driver [S35]",
+            "runfile names no longer carry the driver [S99]",
+            1,
+        );
+        assert_ne!(text, MATRIX_TOML);
+        let err = Matrix::from_toml(&text).unwrap_err();
+        assert!(
+            err.contains("cuda 13.4.1: note cites unknown source S99"),
+            "{err}"
+        );
+        let text = MATRIX_TOML.replacen(
+            "sources = [\"S34\", \"S35\", \"S39\"]",
+            "sources = [\"S34\", \"S35\", \"S98\"]",
+            1,
+        );
+        let err = Matrix::from_toml(&text).unwrap_err();
+        assert!(err.contains("cuda 13.4.1: unknown source S98"), "{err}");
+        assert_eq!(cited_ids("a [S1] b [S27][x] [S] [Sx] [S3"), ["S1", "S27"]);
     }
 
     #[test]
@@ -526,6 +703,16 @@ mod tests {
         assert_eq!(m.toolkit_floor(&v("12.9")).unwrap().as_str(), "575.51.03");
         assert_eq!(m.toolkit_floor(&v("13.0")).unwrap().as_str(), "580.65.06");
         assert_eq!(m.toolkit_floor(&v("13.1")).unwrap().as_str(), "590.44.01");
+        assert_eq!(m.toolkit_floor(&v("13.2")).unwrap().as_str(), "595.45.04");
+        assert_eq!(m.toolkit_floor(&v("13.3")).unwrap().as_str(), "610.43.02");
+        assert!(
+            m.toolkit_floor(&v("13.4")).is_none(),
+            "13.4's Table 3 value was not read: no floor"
+        );
+        // 13.0.3 (torch 2.13/2.14 PyPI pins) does not move the 13.0 GA floor.
+        let u3 = m.cuda.iter().find(|c| c.version == v("13.0.3")).unwrap();
+        assert_eq!(u3.runfile_driver.as_ref().unwrap().as_str(), "580.126.20");
+        assert_eq!(u3.sources, ["S35"]);
         assert_eq!(m.toolkit_floor(&v("11.8")).unwrap().as_str(), "520.61.05");
         assert_eq!(m.toolkit_floor(&v("11.0")).unwrap().as_str(), "450.51.05");
         assert!(
@@ -545,6 +732,9 @@ mod tests {
         assert_eq!(c("470.63.01"), "11.4");
         assert_eq!(c("580.65.06"), "13.0");
         assert_eq!(c("565.57.01"), "12.6", "prints 12.7, which never shipped");
+        assert_eq!(c("580.159.04"), "13.0", "the project fixture's header");
+        assert_eq!(c("595.71.05"), "13.2");
+        assert_eq!(c("615.71.09"), "13.3", "no recorded 13.4 floor");
         assert!(m.driver_cuda_ceiling(&v("400.1")).is_none());
     }
 
@@ -599,12 +789,136 @@ mod tests {
     }
 
     #[test]
+    fn torch_2_11_re_verified_from_the_wheel() {
+        // The project GPU fixture (2.11.0+cu130): no compute_120, cuDNN 91900 [S28][S29].
+        let r = matrix().release_of(&v("2.11.0")).unwrap();
+        let cu130 = r.variant(&v("13.0")).unwrap();
+        assert_eq!(cu130.arch_list.to_string(), "7.5;8.0;8.6;9.0;10.0;12.0");
+        assert!(!cu130.arch_uncertain);
+        assert_eq!(cu130.cudnn, "9.19.0.56");
+        assert!(r.wheel_python.iter().any(|p| p == "3.13t"));
+        assert_eq!(
+            r.arch_list_aarch64.get("cu130").map(String::as_str),
+            Some("8.0;9.0;10.0;11.0;12.0")
+        );
+    }
+
+    #[test]
+    fn releases_2_12_to_2_15() {
+        let m = matrix();
+        let rel = |p: &str| m.release_of(&v(p)).unwrap();
+        for p in ["2.12.0", "2.12.1", "2.13.0", "2.14.0", "2.14.1"] {
+            let r = rel(p);
+            assert!(r.has_patch(&v(p)), "{p}");
+            assert_eq!(
+                r.cuda_variants,
+                vec![v("12.6"), v("13.0"), v("13.2")],
+                "{p}"
+            );
+            assert_eq!(r.pypi_default_cuda, v("13.0"), "{p}: PyPI +cu130");
+            // cu126 is the one path left for Maxwell, Pascal and Volta.
+            let cu126 = r.variant(&v("12.6")).unwrap().arch_list.to_string();
+            assert_eq!(cu126, "5.0;6.0;7.0;7.5;8.0;8.6;9.0", "{p}");
+            // Torchaudio stopped at 2.11.x; the note says so.
+            assert_eq!(r.torchaudio_for(&v(p)), Some(("2.11.0".into(), false)));
+            assert!(r
+                .torchaudio_note
+                .as_deref()
+                .unwrap()
+                .contains("no torchaudio"));
+        }
+        let tv = |p: &str| rel(p).torchvision_for(&v(p)).unwrap().0;
+        assert_eq!(
+            ["2.12.0", "2.12.1", "2.13.0", "2.14.0", "2.14.1", "2.15.0"].map(tv),
+            ["0.27.0", "0.27.1", "0.28.0", "0.29.0", "0.29.1", "0.29.2"]
+        );
+        assert_eq!(rel("2.12.1").wheel_python.len(), 7);
+        assert!(rel("2.14.0")
+            .variants_note
+            .as_deref()
+            .unwrap()
+            .contains("cu134"));
+        assert!(rel("2.14.1")
+            .torchvision_note
+            .as_deref()
+            .unwrap()
+            .contains("torch>=2.14.0"));
+
+        let r = rel("2.15.0");
+        assert_eq!(r.cuda_variants, vec![v("13.0"), v("13.2")]);
+        assert_eq!(r.pypi_default_cuda, v("13.2"));
+        assert_eq!(r.wheel_python.first().map(String::as_str), Some("3.11"));
+        assert_eq!(
+            r.torchaudio_for(&v("2.15.0")),
+            Some(("2.11.1".into(), false))
+        );
+        let cu132 = r.variant(&v("13.2")).unwrap();
+        assert_eq!(cu132.cudnn, "9.26.0.51");
+        assert!(!cu132.arch_uncertain, "read from the wheel");
+        let cu130 = r.variant(&v("13.0")).unwrap();
+        assert!(cu130.arch_uncertain, "the 2.15 cu130 wheel was not read");
+        assert_eq!(cu130.cudnn_major, "9");
+        assert!(cu130.cudnn_note.is_some());
+        // No 2.15 variant targets a pre-Turing GPU.
+        for var in r.variants() {
+            let old = var
+                .arch_list
+                .entries
+                .iter()
+                .filter(|e| e.cc.major < 7 || e.cc == ComputeCapability { major: 7, minor: 0 });
+            assert_eq!(old.count(), 0, "{}", var.arch_list);
+        }
+    }
+
+    #[test]
+    fn new_arches_as_the_sources_say() {
+        // sm_100 and sm_120 in every 13.x x86_64 list, sm_110 only in aarch64 lists, sm_103
+        // and sm_121 in none (they run the sm_100 / sm_120 cubins).
+        let m = matrix();
+        let cc = |s: &str| ComputeCapability::parse(s).unwrap();
+        for t in m.torch.iter().filter(|t| t.version >= v("2.11")) {
+            for var in t.variants().into_iter().filter(|x| x.cuda.major() == 13) {
+                let list = &var.arch_list;
+                let has = |c: &str| list.entries.iter().any(|e| e.cc == cc(c));
+                assert!(has("10.0") && has("12.0"), "{} {list}", t.version);
+                assert!(!has("11.0") && !has("10.3") && !has("12.1"), "{list}");
+                assert!(
+                    list.entries.iter().all(|e| !e.ptx),
+                    "release wheels carry no PTX"
+                );
+                assert!(matches!(list.coverage(cc("10.3")), Coverage::Native(_)));
+                assert!(matches!(list.coverage(cc("12.1")), Coverage::Native(_)));
+                assert_eq!(list.coverage(cc("11.0")), Coverage::None);
+            }
+            for (cu, l) in &t.arch_list_aarch64 {
+                if cu.starts_with("cu13") {
+                    assert!(l.contains("11.0"), "{} {cu} aarch64: {l}", t.version);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn images_present_and_absent() {
         let m = matrix();
         assert!(m.image("2.8.0-cuda12.8-cudnn9-runtime").is_some());
         assert!(m.image("2.7.1-cuda11.8-cudnn9-runtime").is_some());
         assert!(m.image("2.8.0-cuda11.8-cudnn9-runtime").is_none());
         assert!(m.absent("2.8.0-cuda11.8-cudnn9-runtime").is_some());
+        assert!(m.absent("2.15.0-cuda12.6-cudnn9-runtime").is_some());
+        assert!(m.absent("2.14.0-cuda13.4-cudnn9-devel").is_some());
+        // 2.12 to 2.14.1 are referenced by third parties; no 2.15.0 tag is.
+        assert_eq!(
+            m.image("2.12.0-cuda13.2-cudnn9-devel").unwrap().status,
+            TagStatus::Seen
+        );
+        assert_eq!(
+            m.image("2.14.0-cuda13.2-cudnn9-runtime").unwrap().status,
+            TagStatus::Expected
+        );
+        for t in m.images.iter().filter(|i| i.torch == v("2.15.0")) {
+            assert_eq!(t.status, TagStatus::Uncertain, "{}", t.tag);
+        }
         assert_eq!(
             m.image("2.0.1-cuda11.8-cudnn8-devel").unwrap().status,
             TagStatus::Uncertain

@@ -724,7 +724,11 @@ fn companions(
             release.version, release.image_python_note
         ));
     }
-    let mut pick = |name: &str, matched: Option<(String, bool)>, over: &Option<String>| -> String {
+    let mut pick = |name: &str,
+                    matched: Option<(String, bool)>,
+                    note: Option<&str>,
+                    over: &Option<String>|
+     -> String {
         let (paired, inferred) = matched.expect("validated: every patch has companions");
         match over {
             Some(o) => {
@@ -739,9 +743,12 @@ fn companions(
                 o.clone()
             }
             None => {
-                reasons.push(format!(
-                    "{name} {paired} pairs with torch {patch} [S12][S13][S14]"
-                ));
+                reasons.push(match note {
+                    // Not a lock-step pairing (torchvision >= 0.29.1, torchaudio 2.11.x):
+                    // the note says why this release is the one, with its sources.
+                    Some(note) => format!("{name} {paired} pairs with torch {patch}: {note}"),
+                    None => format!("{name} {paired} pairs with torch {patch} [S12][S13][S14]"),
+                });
                 if inferred {
                     warnings.push(format!(
                         "{name} {paired} for torch {patch} is inferred, not sourced (uncertain in the matrix)"
@@ -754,9 +761,15 @@ fn companions(
     let tv = pick(
         "torchvision",
         release.torchvision_for(patch),
+        release.torchvision_note.as_deref(),
         &req.torchvision,
     );
-    let ta = pick("torchaudio", release.torchaudio_for(patch), &req.torchaudio);
+    let ta = pick(
+        "torchaudio",
+        release.torchaudio_for(patch),
+        release.torchaudio_note.as_deref(),
+        &req.torchaudio,
+    );
     (python, tv, ta)
 }
 
@@ -793,9 +806,7 @@ fn find_torch<'m>(
             return Ok((release, p));
         }
         if release.has_patch(&v) {
-            reasons.push(format!(
-                "torch {v} is a known release (the matrix covers {oldest} to {newest}) [S9]"
-            ));
+            reasons.push(format!("torch {v} is a known release [S9]"));
             return Ok((release, v));
         }
     }

@@ -200,8 +200,14 @@ fn h200_driver_580_fixture() {
     );
     assert!(!has(&r.warnings, "minor-version"));
     assert!(has(&r.reasons, "strict"));
-    // The fixture contradicts 2.11 cu130's +PTX; the warning says so.
-    assert!(has(&r.warnings, "not confirmed"), "{:?}", r.warnings);
+    // 2.11 cu130's arch list was read from the wheel (no compute_120, as the fixture says):
+    // it is confirmed, so no arch warning, and no PTX to JIT for a newer GPU.
+    assert!(!has(&r.warnings, "arch list"), "{:?}", r.warnings);
+    assert!(r.gpus[0]
+        .detail
+        .contains("sm_90 cubin in the cu130 arch list"));
+    let e = resolve(&with("2.11.0", "13.0", Some("580.159.04"), &["13.0"])).unwrap_err();
+    assert!(e.to_string().contains("no PTX"), "{e}");
     let r = ok(&with("2.8.0", "auto", Some("580.159.04"), &["NVIDIA H200"]));
     assert_eq!(r.image.tag, "2.8.0-cuda12.8-cudnn9-runtime");
 }
@@ -335,12 +341,12 @@ fn unknown_torch_names_nearest_known() {
         }
         other => panic!("{other:?}"),
     }
-    let e = resolve(&req("2.12.0")).unwrap_err();
+    let e = resolve(&req("2.12.2")).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "unknown torch 2.12.0; the nearest known releases are 2.9.1, 2.10.0, 2.11.0"
+        "unknown torch 2.12.2; the nearest known releases are 2.12.0, 2.12.1, 2.13.0"
     );
-    assert!(e.hint().unwrap().contains("1.13.0 to 2.11.0"));
+    assert!(e.hint().unwrap().contains("1.13.0 to 2.15.0"));
     assert!(matches!(
         resolve(&req("2.8.0+cu128")),
         Err(ResolveError::InvalidTorch { .. })
