@@ -8,25 +8,34 @@ use super::Rejected;
 /// [`Hint::hint`] says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    /// The torch field is not a version.
-    #[error("`{input}` is not a torch version: {why}")]
+    /// The torch field is not a release (`latest`, `2.15.0a0`, `2.8.0+cu128`).
+    #[error("`{input}` is not a torch release: {why}")]
     InvalidTorch {
         /// As given.
         input: String,
         /// What is wrong.
         why: String,
+        /// Newest patch the matrix knows, as the example of the accepted form.
+        newest: String,
+        /// When the matrix facts were gathered.
+        gathered: String,
     },
-    /// A torch version the matrix does not know.
-    #[error("unknown torch {requested}; the nearest known releases are {}", nearest.join(", "))]
+    /// A torch version the matrix does not know: one between its releases, or one newer than
+    /// its newest (released after the matrix was gathered).
+    #[error("{}", unknown_torch(requested, nearest, *newer, newest, gathered))]
     UnknownTorch {
         /// As given.
         requested: String,
         /// Known patches nearest to it, ascending.
         nearest: Vec<String>,
+        /// It is newer than every known release.
+        newer: bool,
         /// Oldest known patch.
         oldest: String,
         /// Newest known patch.
         newest: String,
+        /// When the matrix facts were gathered (`YYYY-MM-DD`).
+        gathered: String,
     },
     /// A CUDA variant that is not `MAJOR.MINOR` (only a request built by hand can be: the
     /// parser of [`crate::vocab::CudaRequest`] refuses it).
@@ -114,6 +123,31 @@ impl std::fmt::Display for CudaNotShipped {
     }
 }
 
+fn unknown_torch(
+    requested: &str,
+    nearest: &[String],
+    newer: bool,
+    newest: &str,
+    gathered: &str,
+) -> String {
+    if newer {
+        format!(
+            "torch {requested} is newer than this torchkit's matrix: its newest release is {newest} (facts gathered {gathered})"
+        )
+    } else {
+        format!(
+            "unknown torch {requested}; the nearest known releases are {}",
+            nearest.join(", ")
+        )
+    }
+}
+
+/// The accepted form of a torch release, with `newest` as the example.
+pub(super) fn accepted_form(newest: &str) -> String {
+    let minor = newest.rsplit_once('.').map_or(newest, |(mm, _)| mm);
+    format!("MAJOR.MINOR.PATCH (e.g. {newest}), or MAJOR.MINOR (e.g. {minor}) for its newest patch")
+}
+
 fn elsewhere(requested: &str, last: Option<&str>, first: Option<&str>) -> String {
     match (last, first) {
         (Some(l), _) => format!("{l} is the last release with {requested}"),
@@ -132,11 +166,27 @@ fn list(rejected: &[Rejected]) -> String {
 impl Hint for ResolveError {
     fn hint(&self) -> Option<String> {
         match self {
-            ResolveError::InvalidTorch { .. } => {
-                Some("give a release such as 2.8.0 (or 2.8 for its newest patch); choose CUDA separately".into())
-            }
-            ResolveError::UnknownTorch { oldest, newest, .. } => Some(format!(
-                "the matrix covers torch {oldest} to {newest} (releases up to March 2026); pick one of those"
+            ResolveError::InvalidTorch {
+                newest, gathered, ..
+            } => Some(format!(
+                "give a torch release as {}; the newest this torchkit knows is {newest} (matrix gathered {gathered}); choose CUDA separately",
+                accepted_form(newest)
+            )),
+            ResolveError::UnknownTorch {
+                newer: true,
+                newest,
+                gathered,
+                ..
+            } => Some(format!(
+                "upgrade torchkit for a matrix gathered after {gathered}, or use torch {newest}, the newest release this one knows"
+            )),
+            ResolveError::UnknownTorch {
+                oldest,
+                newest,
+                gathered,
+                ..
+            } => Some(format!(
+                "the matrix (facts gathered {gathered}) covers torch {oldest} to {newest}; pick one of those"
             )),
             ResolveError::InvalidCuda { .. } => Some(
                 "use `auto` to let torchkit pick, `cpu`, or a CUDA version such as 12.8".into(),

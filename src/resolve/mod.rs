@@ -779,26 +779,40 @@ fn find_torch<'m>(
     input: &str,
     reasons: &mut Vec<String>,
 ) -> Result<(&'m TorchRelease, Version), ResolveError> {
+    let newest = m.newest_patch().to_string();
+    let gathered = m.gathered.clone();
+    let invalid = |why: String| ResolveError::InvalidTorch {
+        input: input.to_string(),
+        why,
+        newest: newest.clone(),
+        gathered: gathered.clone(),
+    };
     let trimmed = input.trim();
     if let Some((base, local)) = trimmed.split_once('+') {
-        return Err(ResolveError::InvalidTorch {
-            input: input.to_string(),
-            why: format!("drop the local suffix `+{local}` (use {base} and request the CUDA variant separately)"),
-        });
+        return Err(invalid(format!(
+            "drop the local suffix `+{local}` (use {base} and request the CUDA variant separately)"
+        )));
     }
-    let v = Version::parse(trimmed).map_err(|e| ResolveError::InvalidTorch {
-        input: input.to_string(),
-        why: e.why.to_string(),
-    })?;
+    let v = match Version::parse(trimmed) {
+        Ok(v) => v,
+        Err(_) => {
+            return Err(invalid(match pre_release(trimmed) {
+                Some(base) if Version::parse(base).is_ok_and(|b| b.parts().len() == 3) => format!(
+                    "pre-releases and development builds are not in the matrix (the final release is {base})"
+                ),
+                Some(_) => "pre-releases and development builds are not in the matrix".into(),
+                None => format!("expected {}", error::accepted_form(&newest)),
+            }));
+        }
+    };
     if v.parts().len() < 2 || v.parts().len() > 3 {
-        return Err(ResolveError::InvalidTorch {
-            input: input.to_string(),
-            why: "expected MAJOR.MINOR or MAJOR.MINOR.PATCH".into(),
-        });
+        return Err(invalid(format!(
+            "expected {}",
+            error::accepted_form(&newest)
+        )));
     }
     let all = m.all_patches();
     let oldest = all.first().expect("validated").to_string();
-    let newest = all.last().expect("validated").to_string();
     if let Some(release) = m.release_of(&v) {
         if v.parts().len() == 2 {
             let p = release.latest_patch().clone();
@@ -826,9 +840,27 @@ fn find_torch<'m>(
     Err(ResolveError::UnknownTorch {
         requested: v.to_string(),
         nearest: near.iter().map(|p| p.to_string()).collect(),
+        newer: v > *m.newest_patch(),
         oldest,
         newest,
+        gathered,
     })
+}
+
+/// `2.15.0a0`, `2.15.0rc1`, `2.15.0.dev20261001`, `2.15.0.post1`: the release part before a
+/// PEP 440 pre-, post- or development-release suffix; None when the input is not of that shape.
+fn pre_release(s: &str) -> Option<&str> {
+    let at = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (base, suffix) = s.split_at(at);
+    let base = base.trim_end_matches('.');
+    let word = suffix
+        .trim_start_matches(['.', '-', '_'])
+        .to_ascii_lowercase();
+    let tag = word.trim_end_matches(|c: char| c.is_ascii_digit());
+    let known = [
+        "a", "b", "rc", "c", "alpha", "beta", "pre", "preview", "dev", "post",
+    ];
+    (!base.is_empty() && known.contains(&tag)).then_some(base)
 }
 
 /// GPUs as compute capabilities or product names.

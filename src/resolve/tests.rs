@@ -346,15 +346,84 @@ fn unknown_torch_names_nearest_known() {
         e.to_string(),
         "unknown torch 2.12.2; the nearest known releases are 2.12.0, 2.12.1, 2.13.0"
     );
-    assert!(e.hint().unwrap().contains("1.13.0 to 2.15.0"));
+    assert_eq!(
+        e.hint().unwrap(),
+        "the matrix (facts gathered 2026-12-03) covers torch 1.13.0 to 2.15.0; pick one of those"
+    );
     assert!(matches!(
         resolve(&req("2.8.0+cu128")),
         Err(ResolveError::InvalidTorch { .. })
     ));
+}
+
+#[test]
+fn torch_newer_than_the_matrix_names_the_newest_release_and_the_date() {
+    for newer in ["2.15.1", "2.16.0", "2.16", "3.0.0"] {
+        let e = resolve(&req(newer)).unwrap_err();
+        assert!(
+            matches!(&e, ResolveError::UnknownTorch { newer: true, .. }),
+            "{newer}: {e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("torch {newer} is newer than this torchkit's matrix: its newest release is 2.15.0 (facts gathered 2026-12-03)")
+        );
+        assert_eq!(
+            e.hint().unwrap(),
+            "upgrade torchkit for a matrix gathered after 2026-12-03, or use torch 2.15.0, the newest release this one knows"
+        );
+    }
+    // A gap below the newest release is not "newer".
     assert!(matches!(
-        resolve(&req("latest")),
-        Err(ResolveError::InvalidTorch { .. })
+        resolve(&req("2.14.2")),
+        Err(ResolveError::UnknownTorch { newer: false, .. })
     ));
+}
+
+#[test]
+fn torch_strings_that_are_not_releases_name_the_accepted_form() {
+    const FORM: &str =
+        "MAJOR.MINOR.PATCH (e.g. 2.15.0), or MAJOR.MINOR (e.g. 2.15) for its newest patch";
+    // MAJOR.MINOR is a release too: its newest patch.
+    let r = ok(&req("2.15"));
+    assert_eq!(r.torch, "2.15.0");
+    assert!(has(
+        &r.reasons,
+        "torch 2.15 read as 2.15.0, its newest patch"
+    ));
+    for (input, why) in [
+        ("latest", format!("expected {FORM}")),
+        ("2", format!("expected {FORM}")),
+        ("2.15.0.1", format!("expected {FORM}")),
+        ("v2.15.0", format!("expected {FORM}")),
+        (
+            "2.15.0a0",
+            "pre-releases and development builds are not in the matrix (the final release is 2.15.0)".into(),
+        ),
+        (
+            "2.15.0rc1",
+            "pre-releases and development builds are not in the matrix (the final release is 2.15.0)".into(),
+        ),
+        (
+            "2.16.0.dev20261201",
+            "pre-releases and development builds are not in the matrix (the final release is 2.16.0)".into(),
+        ),
+        (
+            "2.15.0+cu132",
+            "drop the local suffix `+cu132` (use 2.15.0 and request the CUDA variant separately)".into(),
+        ),
+    ] {
+        let e = resolve(&req(input)).unwrap_err();
+        assert!(
+            matches!(e, ResolveError::InvalidTorch { .. }),
+            "{input}: {e:?}"
+        );
+        assert_eq!(e.to_string(), format!("`{input}` is not a torch release: {why}"));
+        assert_eq!(
+            e.hint().unwrap(),
+            format!("give a torch release as {FORM}; the newest this torchkit knows is 2.15.0 (matrix gathered 2026-12-03); choose CUDA separately")
+        );
+    }
 }
 
 #[test]
