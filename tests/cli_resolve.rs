@@ -132,3 +132,113 @@ fn spec_values_are_read_and_flags_override_them() {
     );
     assert_eq!(v["gpus"][0]["gpu"], "V100");
 }
+
+/// The date the compiled-in matrix's facts were gathered.
+fn gathered() -> &'static str {
+    &torchkit::matrix::matrix().gathered
+}
+
+#[test]
+fn torch_2_15_on_the_h200_with_driver_580_answers_the_cu130_tag() {
+    let out = torchkit(&[
+        "--torch",
+        "2.15.0",
+        "--driver",
+        "580.159.04",
+        "--gpu",
+        "9.0",
+        "--json",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // cu130 passes strictly on 580; cu132, the PyPI default, needs 595.45.04 (or MVC).
+    assert_eq!(
+        v["image"],
+        "docker.io/pytorch/pytorch:2.15.0-cuda13.0-cudnn9-runtime"
+    );
+    assert_eq!(v["cuda"], "13.0");
+    assert_eq!(v["min_driver"], "580.65.06");
+    assert_eq!(v["torchvision"], "0.29.2");
+    assert_eq!(v["torchaudio"], "2.11.1");
+    assert_eq!(v["gpus"][0]["verdict"], "native");
+    // No public reference to a 2.15.0 tag was found: the answer says so.
+    let warnings = v["warnings"].as_array().unwrap();
+    assert!(warnings
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("rests on weak evidence")));
+    assert_eq!(v["matrix"]["gathered"], gathered());
+    assert_eq!(v["matrix"]["oldest"], "1.13.0");
+    assert_eq!(v["matrix"]["newest"], "2.15.0");
+}
+
+#[test]
+fn version_and_report_carry_the_matrix_date() {
+    let date = gathered();
+    assert!(
+        date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+        "{date}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_torchkit"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        format!("torchkit {} (matrix {date})\n", env!("CARGO_PKG_VERSION"))
+    );
+    let out = torchkit(&["--torch", "2.15"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains(&format!("matrix       {date} (torch 1.13.0 to 2.15.0;")),
+        "{s}"
+    );
+    assert!(
+        s.contains("torch 2.15 read as 2.15.0, its newest patch"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_torch_newer_than_the_matrix_names_the_newest_release_and_the_date() {
+    let out = torchkit(&["--torch", "2.16.0", "--driver", "580.159.04"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error: torch 2.16.0 is newer than this torchkit's matrix: its newest release is 2.15.0 (facts gathered {})",
+            gathered()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "hint: upgrade torchkit for a matrix gathered after {}, or use torch 2.15.0",
+            gathered()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("--online"), "no such flag: {err}");
+}
+
+#[test]
+fn strings_that_are_not_releases_name_the_accepted_form() {
+    for (input, why) in [
+        ("latest", "expected MAJOR.MINOR.PATCH (e.g. 2.15.0), or MAJOR.MINOR (e.g. 2.15) for its newest patch"),
+        ("2.15.0a0", "pre-releases and development builds are not in the matrix (the final release is 2.15.0)"),
+    ] {
+        let out = torchkit(&["--torch", input]);
+        assert!(!out.status.success(), "{input}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("error: `{input}` is not a torch release: {why}")),
+            "{err}"
+        );
+        assert!(
+            err.contains("hint: give a torch release as MAJOR.MINOR.PATCH (e.g. 2.15.0), or MAJOR.MINOR (e.g. 2.15) for its newest patch"),
+            "{err}"
+        );
+    }
+}

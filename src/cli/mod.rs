@@ -18,9 +18,22 @@ pub mod plan;
 pub mod probe;
 pub mod resolve;
 
+/// `0.1.0 (matrix 2026-12-03)`: the release, and the day the compiled-in matrix's facts were
+/// gathered (torch releases after it are unknown to this binary).
+pub fn version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{} (matrix {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::matrix::gathered()
+        )
+    });
+    VERSION.as_str()
+}
+
 /// Reproducible PyTorch/CUDA images on BuildKit.
 #[derive(Debug, Parser)]
-#[command(name = "torchkit", version, about, long_about = None)]
+#[command(name = "torchkit", version = version(), about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -113,7 +113,8 @@ fn request(args: &Args, spec: Option<&Spec>) -> Request {
     req
 }
 
-/// The JSON form: `image` is the full reference; its parts stay under `image_ref`.
+/// The JSON form: `image` is the full reference; its parts stay under `image_ref`; `matrix`
+/// says how current the facts behind the answer are.
 fn json(res: &Resolution) -> serde_json::Value {
     let mut v = serde_json::to_value(res).expect("Resolution serialises");
     let obj = v.as_object_mut().expect("Resolution is an object");
@@ -121,7 +122,27 @@ fn json(res: &Resolution) -> serde_json::Value {
     if let Some(parts) = parts {
         obj.insert("image_ref".into(), parts);
     }
+    let m = crate::matrix::matrix();
+    obj.insert(
+        "matrix".into(),
+        serde_json::json!({
+            "gathered": m.gathered,
+            "oldest": m.oldest_patch().as_str(),
+            "newest": m.newest_patch().as_str(),
+        }),
+    );
     v
+}
+
+/// `2026-12-03 (torch 1.13.0 to 2.15.0)`: when the matrix facts were gathered, and what they cover.
+fn matrix_line() -> String {
+    let m = crate::matrix::matrix();
+    format!(
+        "{} (torch {} to {}; newer releases are unknown to this torchkit)",
+        m.gathered,
+        m.oldest_patch(),
+        m.newest_patch()
+    )
 }
 
 /// The human report.
@@ -144,6 +165,7 @@ fn report(r: &Resolution) -> String {
             .map(|d| format!(">= {d}"))
             .unwrap_or_else(|| "none".into()),
     );
+    line("matrix", &matrix_line());
     if !r.gpus.is_empty() {
         s.push_str("\ngpus:\n");
         for g in &r.gpus {

@@ -37,6 +37,18 @@ pub fn matrix() -> &'static Matrix {
     &MATRIX
 }
 
+/// The compiled-in matrix's `gathered` date, read from its line without parsing the tables
+/// (for `torchkit --version`, which every command builds). Equal to `matrix().gathered`.
+pub fn gathered() -> &'static str {
+    MATRIX_TOML
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("gathered")?.trim_start().strip_prefix('=')?;
+            rest.trim().strip_prefix('"')?.strip_suffix('"')
+        })
+        .expect("matrix.toml has a top-level `gathered = \"YYYY-MM-DD\"` line")
+}
+
 /// All tables. Field names follow `matrix.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -630,6 +642,11 @@ mod tests {
         let m = Matrix::from_toml(MATRIX_TOML).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.schema, 1);
         assert_eq!(m.gathered, "2026-12-03");
+        assert_eq!(
+            gathered(),
+            m.gathered,
+            "the quick read agrees with the parse"
+        );
         assert_eq!(m.torch.len(), 17, "torch 1.13 … 2.15");
         assert_eq!(m.images.len(), 154);
         assert_eq!(m.sources.len(), 39);
