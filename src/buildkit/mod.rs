@@ -6,12 +6,14 @@
 //!   `# syntax=` frontend over stdio) and whole builds in in-client gateway mode;
 //! - [`session`]: the services the daemon calls back during a build (owned separately);
 //! - [`progress`]: `Control.Status` rendered like buildctl (`plain`, `tty`, `rawjson`, `quiet`);
-//! - [`output`]: `--output`, `--tag`, cache and `--secret` flag parsing.
+//! - [`output`]: `--output`, `--tag`, cache and `--secret` flag parsing;
+//! - [`token`]: random build tokens and ids (the one source of randomness).
 
 pub mod client;
 pub mod output;
 pub mod progress;
 pub mod session;
+pub mod token;
 pub mod transport;
 
 pub use client::{Bridge, BuildError, BuildOptions, BuildOutput, Client, ClientError};

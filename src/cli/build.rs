@@ -46,6 +46,7 @@ use crate::buildkit::session::{
     local_store_id, parse_secret_spec, resolve_tag, update_index, Attachables, LocalStore,
     SecretSource, CACHE_MANIFEST_KEY,
 };
+use crate::buildkit::token;
 use crate::buildkit::{BuildError, BuildOptions, Client, ConnectOptions, TlsOptions};
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
@@ -325,7 +326,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
     };
     let compile = CompileOptions {
         profile: Some(loaded.profile),
-        build_token: Some(common::random_token()),
+        build_token: Some(token::random_token()),
         context_excludes,
         ca_bundle: args.ca_bundle.is_some(),
         no_cache,

@@ -178,13 +178,6 @@ pub fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
     })
 }
 
-/// A random hex token for bust nodes and build ids.
-pub fn random_token() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    hex::encode(b)
-}
-
 /// The `.dockerignore` patterns of a context directory (empty when there is none), in
 /// the order written, comments and blank lines dropped.
 pub fn dockerignore(context: &Path) -> anyhow::Result<Vec<String>> {

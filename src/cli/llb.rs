@@ -6,6 +6,7 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use crate::buildkit::token;
 use crate::cli::common::{self, SpecArgs};
 use crate::llb;
 use crate::plan::{self, CompileOptions, NoCache};
@@ -45,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let mut opts = CompileOptions {
         profile: Some(loaded.profile),
-        build_token: Some(common::random_token()),
+        build_token: Some(token::random_token()),
         no_cache,
         ca_bundle: args.ca_secret,
         context_excludes: crate::cli::common::dockerignore(&context_dir)?,

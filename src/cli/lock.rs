@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use crate::buildkit::output;
 use crate::buildkit::progress::ProgressMode;
 use crate::buildkit::session::{Attachables, SecretSource};
+use crate::buildkit::token;
 use crate::buildkit::{BuildOptions, Client, ConnectOptions};
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
@@ -293,7 +294,7 @@ async fn resolve(
                 base_config: config.as_ref(),
                 requirements,
                 ca_bundle,
-                token: common::random_token(),
+                token: token::random_token(),
             })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             let r = bridge

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use crate::buildkit::client::{BridgeError, SolveOptions, REQUIRED_GATEWAY_CAPS};
-use crate::buildkit::Bridge;
+use crate::buildkit::{token, Bridge};
 use crate::error::Hint;
 use crate::llb::{self, Differ};
 use crate::plan::{self, CompileOptions};
@@ -256,7 +256,7 @@ async fn build(
     let compile = CompileOptions {
         lock,
         profile: opts.overrides.profile,
-        build_token: Some(random_token()),
+        build_token: Some(token::random_token()),
         session_id: opts.session_id.clone(),
         context_excludes: read.excludes,
         ca_bundle: opts.ca_bundle,
@@ -293,7 +293,7 @@ async fn answer(
 ) -> Result<(), FrontendError> {
     let mut compile = CompileOptions {
         profile: opts.overrides.profile,
-        build_token: Some(random_token()),
+        build_token: Some(token::random_token()),
         no_cache: opts.no_cache.clone(),
         ca_bundle: opts.ca_bundle,
         target: opts.target,
@@ -509,21 +509,6 @@ pub fn dockerignore_patterns(text: &str) -> Vec<String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(String::from)
         .collect()
-}
-
-/// A random hex token for the bust node of re-run steps (unique per build).
-fn random_token() -> String {
-    let mut b = [0u8; 16];
-    // The token only has to differ between builds; if the OS has no entropy left, the
-    // process id and time still do.
-    if getrandom::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        b = (t ^ u128::from(std::process::id())).to_le_bytes();
-    }
-    hex::encode(b)
 }
 
 #[cfg(test)]
