@@ -43,8 +43,8 @@ use crate::buildkit::client::{GatewayFrontend, SolveOptions, IMAGE_DIGEST_KEY};
 use crate::buildkit::output::{self, CacheDirection, CacheEntry};
 use crate::buildkit::progress::ProgressMode;
 use crate::buildkit::session::{
-    local_store_id, parse_secret_spec, resolve_tag, update_index, Attachables, LocalStore,
-    SecretSource, CACHE_MANIFEST_KEY,
+    local_store_id, parse_secret_spec, read_context_excludes, resolve_tag, update_index,
+    Attachables, LocalStore, SecretSource, CACHE_MANIFEST_KEY,
 };
 use crate::buildkit::token;
 use crate::buildkit::{BuildError, BuildOptions, Client, ConnectOptions, TlsOptions};
@@ -201,7 +201,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
             "pass --context DIR, or leave it out to use the spec's directory",
         ));
     }
-    let context_excludes = common::dockerignore(&context)?;
+    let context_excludes = read_context_excludes(&loaded.path, &context).map_err(hinted)?;
     // With --frontend the frontend reads torchkit.lock itself (TORCHKIT_LOCKED=1 below);
     // checking here too fails early, before anything is sent.
     let lock = crate::cli::lock::locked_set_for_build(&loaded, &context, args.locked)?;

@@ -178,22 +178,6 @@ pub fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
     })
 }
 
-/// The `.dockerignore` patterns of a context directory (empty when there is none), in
-/// the order written, comments and blank lines dropped.
-pub fn dockerignore(context: &Path) -> anyhow::Result<Vec<String>> {
-    let path = context.join(".dockerignore");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(String::from)
-            .collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
-    }
-}
-
 /// `--resolve-digest`: pin the base by digest (and inherit its config) through the registry's
 /// distribution API, for `plan` and `llb`, which run without a daemon.
 pub fn pin_base_from_registry(

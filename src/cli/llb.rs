@@ -6,6 +6,7 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use crate::buildkit::session::read_context_excludes;
 use crate::buildkit::token;
 use crate::cli::common::{self, SpecArgs};
 use crate::llb;
@@ -49,7 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         build_token: Some(token::random_token()),
         no_cache,
         ca_bundle: args.ca_secret,
-        context_excludes: crate::cli::common::dockerignore(&context_dir)?,
+        context_excludes: read_context_excludes(&loaded.path, &context_dir)
+            .map_err(crate::cli::hinted)?,
         ..CompileOptions::default()
     };
     if args.resolve_digest {

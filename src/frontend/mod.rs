@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use crate::buildkit::client::{BridgeError, SolveOptions, REQUIRED_GATEWAY_CAPS};
+use crate::buildkit::session::{beside_spec, context_excludes, DOCKERIGNORE};
 use crate::buildkit::{token, Bridge};
 use crate::error::Hint;
 use crate::llb::{self, Differ};
@@ -440,7 +441,7 @@ async fn solve_local(
 }
 
 async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, FrontendError> {
-    let ignore_beside = format!("{}.dockerignore", opts.filename);
+    let ignore_beside = beside_spec(&opts.filename);
     let mut local = llb::local(&opts.dockerfile_key)
         .follow_paths([
             opts.filename.as_str(),
@@ -454,7 +455,7 @@ async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, 
             opts.filename
         ));
     let mut ctx = llb::local(&opts.context_key)
-        .follow_paths([".dockerignore"])
+        .follow_paths([DOCKERIGNORE])
         .shared_key_hint(&format!("{}-dockerignore", opts.context_key))
         .differ(Differ::None)
         .custom_name("[internal] load .dockerignore");
@@ -480,35 +481,24 @@ async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, 
     };
     let context_side = async {
         let (r, _) = solve_local(bridge, ctx).await?;
-        Ok::<_, FrontendError>(bridge.read_file(&r, ".dockerignore", None).await.ok())
+        Ok::<_, FrontendError>(bridge.read_file(&r, DOCKERIGNORE, None).await.ok())
     };
     let (spec_side, context_side) = tokio::join!(spec_side, context_side);
     let (bytes, beside, vertex, lock) = spec_side?;
     let spec =
         String::from_utf8(bytes).map_err(|_| FrontendError::NotText(opts.filename.clone()))?;
     // `.dockerignore`: `<filename>.dockerignore` beside the spec wins over the context's.
-    let ignore = match beside {
-        Some(b) => Some(b),
+    let context_ignore = match beside {
+        Some(_) => None,
         None => context_side?,
     };
-    let excludes = ignore
-        .map(|b| dockerignore_patterns(&String::from_utf8_lossy(&b)))
-        .unwrap_or_default();
+    let excludes = context_excludes(beside.as_deref(), context_ignore.as_deref());
     Ok(Inputs {
         spec,
         excludes,
         vertex,
         lock,
     })
-}
-
-/// `.dockerignore` patterns in the order written, comments and blank lines dropped.
-pub fn dockerignore_patterns(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect()
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod auth;
 mod content;
 mod export;
 mod filesync;
+mod ignorefile;
 mod patterns;
 mod secrets;
 mod walk;
@@ -48,7 +49,11 @@ pub use content::{
     REF_NAME_ANNOTATION, STORE_ID_KEY,
 };
 pub use export::{ExportError, ExportFormat, ExportSink, EXPORTER_ID_KEY};
-pub use patterns::{parse_dockerignore, Pattern, PatternError, PatternMatcher};
+pub use ignorefile::{
+    beside_spec, context_excludes, parse_dockerignore, read_context_excludes, IgnoreFileError,
+    DOCKERIGNORE,
+};
+pub use patterns::{Pattern, PatternError, PatternMatcher};
 pub use secrets::{parse_secret_spec, SecretSource, SecretSpecError};
 pub use walk::{go_mode, FilterOptions};
 

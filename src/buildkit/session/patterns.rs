@@ -9,8 +9,8 @@
 //! when it matches one of the path's parent directories (`MatchesUsingParentResults`).
 //!
 //! One deliberate difference: a leading `/` is stripped here as well as in
-//! [`parse_dockerignore`] (upstream strips it only when reading the file); a relative path
-//! never starts with `/`, so upstream such a pattern could never match anything.
+//! [`super::parse_dockerignore`] (upstream strips it only when reading the file); a relative
+//! path never starts with `/`, so upstream such a pattern could never match anything.
 
 use thiserror::Error;
 
@@ -415,39 +415,6 @@ impl PatternMatcher {
     }
 }
 
-/// Reads `.dockerignore` text the way `moby/patternmatcher/ignorefile.ReadAll` does:
-/// `#` comments (only at the start of a line), trimmed lines, `!` re-includes, each
-/// pattern cleaned and relative (a leading `/` dropped).
-pub fn parse_dockerignore(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let mut line = line;
-        if n == 0 {
-            line = line.trim_start_matches('\u{feff}');
-        }
-        if line.starts_with('#') {
-            continue;
-        }
-        let mut p = line.trim();
-        if p.is_empty() {
-            continue;
-        }
-        let invert = p.starts_with('!');
-        if invert {
-            p = p[1..].trim();
-        }
-        let mut pat = String::new();
-        if !p.is_empty() {
-            pat = clean_path(p);
-            if pat.len() > 1 && pat.starts_with('/') {
-                pat.remove(0);
-            }
-        }
-        out.push(if invert { format!("!{pat}") } else { pat });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,14 +500,5 @@ mod tests {
         assert_eq!((ra, rb, rc, rd), (true, false, true, false));
         assert_eq!(pm.matches("a/b/c1"), rc);
         assert_eq!(pm.matches("a/b/d"), rd);
-    }
-
-    #[test]
-    fn dockerignore_file() {
-        let text = "# comment\n\n/node_modules\n*.log\n!keep.log\n ./build/ \n!\n";
-        assert_eq!(
-            parse_dockerignore(text),
-            vec!["node_modules", "*.log", "!keep.log", "build", "!"]
-        );
     }
 }
