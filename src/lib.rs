@@ -57,6 +57,8 @@ pub mod buildkit;
 #[cfg(feature = "io")]
 pub mod cli;
 #[cfg(feature = "io")]
+pub mod credentials;
+#[cfg(feature = "io")]
 pub mod frontend;
 #[cfg(feature = "io")]
 pub mod registry;

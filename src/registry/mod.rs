@@ -23,7 +23,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use sha2::Digest as _;
 
-use crate::buildkit::session::DockerAuth;
+use crate::credentials::DockerAuth;
 use crate::error::Hint;
 
 /// OCI image index.

@@ -43,7 +43,7 @@ use crate::proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
 use crate::proto::moby::filesync::v1::auth_server::AuthServer;
 use crate::proto::moby::filesync::v1::file_sync_server::FileSyncServer;
 
-pub use auth::{server_key, AuthError, Credentials, DockerAuth, DOCKER_HUB_KEY};
+pub use crate::credentials::{server_key, AuthError, Credentials, DockerAuth, DOCKER_HUB_KEY};
 pub use content::{
     digest_hex, local_store_id, resolve_tag, update_index, LocalStore, CACHE_MANIFEST_KEY,
     REF_NAME_ANNOTATION, STORE_ID_KEY,
