@@ -81,14 +81,27 @@ async fn standin_manifest_matches_imagetools() {
     assert_eq!(config["config"]["Env"], theirs["config"]["Env"]);
     assert_eq!(config["architecture"], "amd64");
 
-    // The blocking helper for plan/llb gives the same digest and config.
-    let r2 = reference.clone();
-    let meta = tokio::task::spawn_blocking(move || torchkit::registry::base_meta_blocking(&r2))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(meta.digest.as_deref(), Some(digest.as_str()));
-    assert_eq!(meta.config.unwrap()["rootfs"], theirs["rootfs"]);
+    // `plan::pin_base` over the registry (what plan/llb --resolve-digest run) pins a spec's
+    // base to the same digest and config.
+    let spec = torchkit::spec::parse(
+        &format!(
+            "[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n\n[base]\nimage = \"{reference}\"\n"
+        ),
+        "torchkit.toml",
+    )
+    .unwrap();
+    let res = torchkit::resolve::resolve(&spec.request()).unwrap();
+    let pinned = torchkit::plan::pin_base(
+        &spec,
+        &res,
+        &torchkit::plan::CompileOptions::default(),
+        &RegistryClient::new(DockerAuth::from_env()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pinned.reference, reference);
+    assert_eq!(pinned.digest, digest);
+    assert_eq!(pinned.config["rootfs"], theirs["rootfs"]);
 
     // By digest, the same answer.
     let pinned = RegistryClient::new(DockerAuth::anonymous())

@@ -5,6 +5,8 @@
 //! - [`client`]: the Control API ([`Client`]), the gateway API ([`Bridge`], also used by the
 //!   `# syntax=` frontend over stdio) and whole builds in in-client gateway mode;
 //! - [`session`]: the services the daemon calls back during a build (owned separately);
+//! - `resolver`: [`Bridge`] as an [`crate::llb::ImageMetaResolver`] (ResolveImageConfig), for
+//!   `plan::pin_base`;
 //! - [`progress`]: `Control.Status` rendered like buildctl (`plain`, `tty`, `rawjson`, `quiet`);
 //! - [`output`]: `--output`, `--tag`, cache and `--secret` flag parsing;
 //! - [`token`]: random build tokens and ids (the one source of randomness).
@@ -12,6 +14,7 @@
 pub mod client;
 pub mod output;
 pub mod progress;
+mod resolver;
 pub mod session;
 pub mod token;
 pub mod transport;

@@ -53,7 +53,7 @@ use crate::cli::{hinted, Hinted};
 use crate::error::Hint;
 use crate::frontend::options;
 use crate::frontend::solve::{build_spec, SolveError};
-use crate::plan::{CompileOptions, NoCache, CA_SECRET_ID};
+use crate::plan::{CompileOptions, NoCache, PinError, CA_SECRET_ID};
 use crate::vocab::{GpuList, Step};
 
 /// Flags of `torchkit build`.
@@ -723,7 +723,13 @@ fn transport_code(e: &BuildError) -> Option<tonic::Code> {
         BuildError::Solve { code, .. } => Some(*code),
         BuildError::Bridge(BridgeError::Rpc { status, .. }) => Some(status.code()),
         BuildError::Function(f) => match f.downcast_ref::<SolveError>() {
-            Some(SolveError::Bridge(BridgeError::Rpc { status, .. })) => Some(status.code()),
+            Some(
+                SolveError::Bridge(BridgeError::Rpc { status, .. })
+                | SolveError::Pin(PinError::Resolve {
+                    source: BridgeError::Rpc { status, .. },
+                    ..
+                }),
+            ) => Some(status.code()),
             _ => None,
         },
         _ => None,

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
+
 use crate::cli::Hinted;
 use crate::probe;
 use crate::resolve::{self, Request, Resolution};
@@ -179,14 +181,25 @@ pub fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
 }
 
 /// `--resolve-digest`: pin the base by digest (and inherit its config) through the registry's
-/// distribution API, for `plan` and `llb`, which run without a daemon.
+/// distribution API, for `plan` and `llb`, which run without a daemon: the same
+/// [`crate::plan::pin_base`] the builds run over ResolveImageConfig.
 pub fn pin_base_from_registry(
     loaded: &Loaded,
     opts: &mut crate::plan::CompileOptions,
 ) -> anyhow::Result<()> {
-    let base = crate::plan::base_plan(&loaded.spec, &loaded.resolution, opts)
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let registry = crate::registry::RegistryClient::new(crate::credentials::DockerAuth::from_env());
+    let pinned = rt
+        .block_on(crate::plan::pin_base(
+            &loaded.spec,
+            &loaded.resolution,
+            opts,
+            &registry,
+        ))
         .map_err(crate::cli::hinted)?;
-    opts.base = crate::registry::base_meta_blocking(&base.pinned_reference())
-        .map_err(crate::cli::hinted)?;
+    opts.base = pinned.into();
     Ok(())
 }

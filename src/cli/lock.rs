@@ -1,7 +1,7 @@
 //! `torchkit lock [SPEC] [--check]`: resolve the spec's exact environment on BuildKit and
 //! write `torchkit.lock` next to the spec (see docs/lock.md).
 //!
-//! One build on the daemon: pin the base with ResolveImageConfig, then run
+//! One build on the daemon: pin the base with ResolveImageConfig ([`plan::pin_base`]), then run
 //! [`crate::lock::resolve_definition`] inside the pinned base — `pip install --dry-run
 //! --report` and `apt-get install -s` — and bring its output directory back with the `local`
 //! exporter. The lock is written atomically (a temporary file renamed into place).
@@ -247,8 +247,6 @@ async fn resolve(
     now: &SpecInputs,
     requirements: Option<Vec<u8>>,
 ) -> anyhow::Result<Lock> {
-    let base = plan::base_plan(&loaded.spec, &loaded.resolution, &CompileOptions::default())
-        .map_err(hinted)?;
     let out_parent = tempfile::Builder::new()
         .prefix(".torchkit-lock-")
         .tempdir()
@@ -277,21 +275,17 @@ async fn resolve(
     let spec = loaded.spec.clone();
     let resolution = loaded.resolution.clone();
     let ca_bundle = args.ca_bundle.is_some();
-    let reference = base.reference.clone();
-    let pinned = base.pinned_reference();
     let built = client
         .build(options, move |bridge| async move {
-            let resolved = bridge
-                .resolve_image_config(&pinned, Some(crate::llb::Platform::linux_amd64().to_pb()))
-                .await?;
-            let digest = base.digest.clone().unwrap_or(resolved.digest);
-            let config: Option<serde_json::Value> = serde_json::from_slice(&resolved.config).ok();
+            // The lock is made on the base the spec resolves to, before any lock pins it.
+            let base =
+                plan::pin_base(&spec, &resolution, &CompileOptions::default(), &bridge).await?;
             let def = lock::resolve_definition(&lock::ResolveInputs {
                 spec: &spec,
                 resolution: &resolution,
                 reference: base.reference.clone(),
-                digest: digest.clone(),
-                base_config: config.as_ref(),
+                digest: base.digest.clone(),
+                base_config: Some(&base.config),
                 requirements,
                 ca_bundle,
                 token: token::random_token(),
@@ -301,7 +295,7 @@ async fn resolve(
                 .solve(Some(def), crate::buildkit::client::SolveOptions::default())
                 .await?;
             bridge.return_result(Some(r), Default::default()).await?;
-            Ok::<String, anyhow::Error>(digest)
+            Ok::<_, anyhow::Error>(base)
         })
         .await
         .map_err(|e| {
@@ -310,7 +304,7 @@ async fn resolve(
                 crate::error::Hint::hint(&e),
             ))
         })?;
-    let digest = built.value;
+    let base = built.value;
 
     let read = |name: &str| -> anyhow::Result<Option<Vec<u8>>> {
         match std::fs::read(out_dir.join(name)) {
@@ -329,8 +323,8 @@ async fn resolve(
     };
     Lock::new(
         LockedBase {
-            reference,
-            digest,
+            reference: base.reference,
+            digest: base.digest,
             platform: "linux/amd64".into(),
         },
         now,

@@ -1,12 +1,11 @@
-//! Resolve the base through the bridge, compile, solve, return.
+//! Pin the base through the bridge ([`plan::pin_base`]), compile, solve, return.
 
 use std::collections::BTreeMap;
 
-use crate::buildkit::client::{error_status, SolveOptions, IMAGE_CONFIG_KEY};
+use crate::buildkit::client::{error_status, BridgeError, SolveOptions, IMAGE_CONFIG_KEY};
 use crate::buildkit::Bridge;
 use crate::error::Hint;
-use crate::llb::Platform;
-use crate::plan::{self, BaseMeta, CompileError, CompileOptions, Compiled};
+use crate::plan::{self, CompileError, CompileOptions, Compiled, PinError};
 use crate::resolve::Resolution;
 use crate::spec::Spec;
 
@@ -18,15 +17,10 @@ pub enum SolveError {
     Compile(#[from] CompileError),
     /// A bridge call failed.
     #[error(transparent)]
-    Bridge(#[from] crate::buildkit::client::BridgeError),
-    /// The base image config is not JSON.
-    #[error("the config of base image {image} is not valid JSON: {error}")]
-    BaseConfig {
-        /// The base.
-        image: String,
-        /// The parse error.
-        error: String,
-    },
+    Bridge(#[from] BridgeError),
+    /// The base could not be pinned through ResolveImageConfig.
+    #[error(transparent)]
+    Pin(#[from] PinError<BridgeError>),
 }
 
 impl Hint for SolveError {
@@ -34,12 +28,12 @@ impl Hint for SolveError {
         match self {
             SolveError::Compile(e) => e.hint(),
             SolveError::Bridge(e) => e.hint(),
-            SolveError::BaseConfig { .. } => None,
+            SolveError::Pin(e) => e.hint(),
         }
     }
 }
 
-/// Pin the base by digest (ResolveImageConfig), compile with its config, solve the
+/// Pin the base by digest ([`plan::pin_base`] over ResolveImageConfig), compile with its config, solve the
 /// Definition, and `Return` the ref with `containerimage.config`. On failure the error is
 /// also returned to the daemon, so the build fails with the message.
 pub async fn build_spec(
@@ -73,22 +67,7 @@ async fn compile_and_solve(
     mut opts: CompileOptions,
     solve: SolveOptions,
 ) -> Result<(Compiled, crate::proto::moby::buildkit::v1::frontend::Ref), SolveError> {
-    let base = plan::base_plan(spec, res, &opts)?;
-    let resolved = bridge
-        .resolve_image_config(
-            &base.pinned_reference(),
-            Some(Platform::linux_amd64().to_pb()),
-        )
-        .await?;
-    let config: serde_json::Value =
-        serde_json::from_slice(&resolved.config).map_err(|e| SolveError::BaseConfig {
-            image: base.pinned_reference(),
-            error: e.to_string(),
-        })?;
-    opts.base = BaseMeta {
-        digest: base.digest.clone().or(Some(resolved.digest)),
-        config: Some(config),
-    };
+    opts.base = plan::pin_base(spec, res, &opts, bridge).await?.into();
     let compiled = plan::compile(spec, res, &opts)?;
     let r = bridge
         .solve(Some(compiled.definition.clone()), solve)

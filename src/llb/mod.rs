@@ -45,6 +45,7 @@ mod exec;
 mod file;
 mod marshal;
 mod platform;
+mod resolver;
 mod source;
 mod sourcemap;
 mod state;
@@ -56,6 +57,7 @@ pub use exec::{Exec, ExecState, Mount, Network, Security, Sharing};
 pub use file::{CopyOpts, FileAction, MkdirOpts, Owner, RmOpts, UserRef};
 pub use marshal::{decode, definition_bytes, digest_of, marshal, validate};
 pub use platform::Platform;
+pub use resolver::{ImageMeta, ImageMetaResolver};
 pub use source::{
     familiar_image_ref, image, local, normalize_image_ref, scratch, Differ, Image, Local,
     ResolveMode,

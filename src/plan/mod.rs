@@ -23,6 +23,7 @@
 
 mod image_config;
 mod lower;
+mod pin;
 
 use std::collections::BTreeMap;
 
@@ -35,6 +36,7 @@ use crate::spec::{Span, Spec};
 use crate::vocab::{Profile, Step as StepName};
 
 pub use image_config::image_config;
+pub use pin::{pin_base, PinError, PinnedBase};
 
 /// Base image metadata resolved by the caller (ResolveImageConfig or a registry).
 #[derive(Debug, Clone, Default, PartialEq)]

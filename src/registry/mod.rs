@@ -9,11 +9,13 @@
 //!   realm (anonymously, or with the docker config's credentials from
 //!   [`DockerAuth`]); `Basic` challenges get the credentials directly;
 //! - manifests are asked for with the OCI index/manifest and Docker list/v2 media types; an
-//!   index or list resolves to its linux/amd64 manifest for the config, while the digest
+//!   index or list resolves to the platform's manifest (linux/amd64) for the config, while the digest
 //!   reported is the one the reference points at (as `ResolveImageConfig` and
 //!   `docker buildx imagetools inspect` report it).
 //!
-//! Every body is checked against its digest.
+//! Every body is checked against its digest. [`RegistryClient`] is an
+//! [`ImageMetaResolver`], so `plan::pin_base` pins a base through it as it does through the
+//! daemon.
 
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ use sha2::Digest as _;
 
 use crate::credentials::DockerAuth;
 use crate::error::Hint;
+use crate::llb::{ImageMeta, ImageMetaResolver, Platform};
 
 /// OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -168,7 +171,7 @@ pub struct ResolvedImage {
     pub digest: String,
     /// The media type at that digest.
     pub media_type: String,
-    /// The linux/amd64 image manifest's digest (equal to `digest` for a single manifest).
+    /// The platform's image manifest digest (equal to `digest` for a single manifest).
     pub manifest_digest: String,
     /// The image config JSON.
     pub config: Vec<u8>,
@@ -429,6 +432,15 @@ impl RegistryClient {
 
     /// Resolve `reference` for linux/amd64: digest, media type, manifest digest, config.
     pub async fn resolve(&self, reference: &str) -> Result<ResolvedImage, RegistryError> {
+        self.resolve_for(reference, &Platform::linux_amd64()).await
+    }
+
+    /// Resolve `reference` for `platform`: digest, media type, manifest digest, config.
+    pub async fn resolve_for(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, RegistryError> {
         let r = Reference::parse(reference)?;
         let base = format!("{}://{}/v2/{}", r.scheme(), r.endpoint(), r.repository);
         let accept = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST].join(", ");
@@ -444,9 +456,9 @@ impl RegistryClient {
         )?;
         let (media_type, json) = manifest_json(&url, &top)?;
         let (manifest_digest, manifest) = if media_type == OCI_INDEX || media_type == DOCKER_LIST {
-            let d = select_amd64(&json).ok_or_else(|| RegistryError::Protocol {
+            let d = select_platform(&json, platform).ok_or_else(|| RegistryError::Protocol {
                 url: url.clone(),
-                message: "the index has no linux/amd64 manifest".into(),
+                message: format!("the index has no {platform} manifest"),
             })?;
             let murl = format!("{base}/manifests/{d}");
             let m = self.get(&r, &murl, Some(&accept), &mut token).await?;
@@ -476,26 +488,22 @@ impl RegistryClient {
     }
 }
 
-/// Base metadata for `plan::CompileOptions::base`, from the registry instead of a daemon:
-/// what `torchkit plan`/`llb` use when asked to pin the base (`--resolve-digest`). Blocks on
-/// a private runtime; credentials come from the docker config.
-pub fn base_meta_blocking(reference: &str) -> Result<crate::plan::BaseMeta, RegistryError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RegistryError::Http {
-            url: reference.to_string(),
-            message: format!("starting the async runtime: {e}"),
-        })?;
-    let resolved = rt.block_on(RegistryClient::new(DockerAuth::from_env()).resolve(reference))?;
-    let config = serde_json::from_slice(&resolved.config).map_err(|e| RegistryError::Protocol {
-        url: reference.to_string(),
-        message: format!("the image config is not JSON: {e}"),
-    })?;
-    Ok(crate::plan::BaseMeta {
-        digest: Some(resolved.digest),
-        config: Some(config),
-    })
+/// The registry as an [`ImageMetaResolver`], BuildKit's `imagemetaresolver`: what
+/// `plan::pin_base` uses for `torchkit plan`/`llb --resolve-digest`, without a daemon.
+impl ImageMetaResolver for RegistryClient {
+    type Error = RegistryError;
+
+    async fn resolve_image_meta(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageMeta, RegistryError> {
+        let r = self.resolve_for(reference, platform).await?;
+        Ok(ImageMeta {
+            digest: r.digest,
+            config: r.config,
+        })
+    }
 }
 
 async fn exchange<IO>(io: IO, req: http::Request<Empty<Bytes>>) -> Result<Response, String>
@@ -555,8 +563,14 @@ fn manifest_json(url: &str, resp: &Response) -> Result<(String, serde_json::Valu
     Ok((media_type, json))
 }
 
-/// The digest of the linux/amd64 entry of an index or manifest list (no variant, or `v1`).
-pub fn select_amd64(index: &serde_json::Value) -> Option<String> {
+/// The digest of the `platform` entry of an index or manifest list. Variants compare as
+/// containerd normalizes them: none, `v1` for amd64 and `v8` for arm64 are the default.
+pub fn select_platform(index: &serde_json::Value, platform: &Platform) -> Option<String> {
+    let variant = |arch: &str, v: &str| match (arch, v) {
+        ("amd64", "v1") | ("arm64", "v8") => String::new(),
+        (_, v) => v.to_string(),
+    };
+    let want = variant(&platform.arch, &platform.variant);
     index
         .get("manifests")?
         .as_array()?
@@ -564,9 +578,9 @@ pub fn select_amd64(index: &serde_json::Value) -> Option<String> {
         .find(|m| {
             let p = m.get("platform");
             let s = |k: &str| p.and_then(|p| p.get(k)).and_then(|v| v.as_str());
-            s("os") == Some("linux")
-                && s("architecture") == Some("amd64")
-                && matches!(s("variant"), None | Some("") | Some("v1"))
+            s("os") == Some(platform.os.as_str())
+                && s("architecture") == Some(platform.arch.as_str())
+                && variant(&platform.arch, s("variant").unwrap_or("")) == want
         })
         .and_then(|m| m.get("digest")?.as_str().map(String::from))
 }
@@ -673,7 +687,15 @@ mod tests {
             {"digest": "sha256:att", "platform": {"os": "unknown", "architecture": "unknown"}},
             {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}}
         ]});
-        assert_eq!(select_amd64(&idx).as_deref(), Some("sha256:amd"));
-        assert_eq!(select_amd64(&serde_json::json!({"manifests": []})), None);
+        let amd64 = Platform::linux_amd64();
+        assert_eq!(select_platform(&idx, &amd64).as_deref(), Some("sha256:amd"));
+        assert_eq!(
+            select_platform(&idx, &Platform::linux_arm64()).as_deref(),
+            Some("sha256:arm")
+        );
+        assert_eq!(
+            select_platform(&serde_json::json!({"manifests": []}), &amd64),
+            None
+        );
     }
 }
