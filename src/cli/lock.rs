@@ -22,7 +22,7 @@ use crate::buildkit::token;
 use crate::buildkit::{BuildOptions, Client, ConnectOptions};
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
-use crate::lock::{self, Lock, LockedBase, LockedSet, SpecInputs, LOCK_FILE};
+use crate::lock::{self, Lock, LockStatus, LockedBase, LockedSet, Policy, SpecInputs, LOCK_FILE};
 use crate::plan::{self, CompileOptions, CA_SECRET_ID};
 
 /// Flags of `torchkit lock`.
@@ -93,54 +93,37 @@ fn spec_inputs(loaded: &Loaded, context: &Path) -> anyhow::Result<SpecInputs> {
     ))
 }
 
-fn read_lock(path: &Path) -> anyhow::Result<Option<Lock>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
-    };
-    let name = path.display().to_string();
-    Lock::parse(&text, &name).map(Some).map_err(hinted)
-}
-
-/// Where in the spec a change comes from: `torchkit.toml:12`.
-fn located(spec: &crate::spec::Spec, c: &lock::Change) -> String {
-    let key = match c.key.as_str() {
-        "torch" => "torch.version",
-        "torchvision" => "torch.torchvision",
-        "torchaudio" => "torch.torchaudio",
-        "cuda" => "torch.cuda",
-        "flavor" => "torch.flavor",
-        "driver floor" => "target.driver",
-        "gpus" => "target.gpus",
-        k => k,
-    };
-    let table = key.split('.').next().unwrap_or(key);
-    if spec.locations.contains_key(key) || spec.locations.contains_key(table) {
-        format!("{c} ({}:{})", spec.filename, spec.span_of(key).line)
-    } else {
-        c.to_string()
+/// The lock file's text, `None` when there is none.
+fn read_lock(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     }
 }
 
-fn stale_error(
-    spec: &crate::spec::Spec,
+/// The lock next to the spec, checked against it with `policy` ([`lock::check`], the rules
+/// the frontend applies too). Reads the requirements file only when there is a lock.
+fn check_lock(
+    loaded: &Loaded,
+    context: &Path,
     path: &Path,
-    changes: &[lock::Change],
-    what: &str,
-) -> anyhow::Error {
-    let list: Vec<String> = changes
-        .iter()
-        .map(|c| format!("  - {}", located(spec, c)))
-        .collect();
-    anyhow::Error::new(Hinted::new(
-        format!(
-            "{} is out of date: the spec changed since it was made:\n{}",
-            path.display(),
-            list.join("\n")
-        ),
-        Some(format!("run `torchkit lock` to update it{what}")),
-    ))
+    policy: Policy,
+) -> anyhow::Result<LockStatus> {
+    let text = read_lock(path)?;
+    let requirements = match &text {
+        Some(_) => requirements(loaded, context)?,
+        None => None,
+    };
+    lock::check(
+        &path.display().to_string(),
+        text.as_deref(),
+        &loaded.spec,
+        &loaded.resolution,
+        requirements.as_deref(),
+        policy,
+    )
+    .map_err(hinted)
 }
 
 /// What `torchkit build` installs: the locked set when `torchkit.lock` sits next to the
@@ -151,35 +134,16 @@ pub fn locked_set_for_build(
     context: &Path,
     locked: bool,
 ) -> anyhow::Result<Option<LockedSet>> {
-    let path = lock_path(&loaded.path);
-    let Some(lock) = read_lock(&path)? else {
-        if locked {
-            return Err(anyhow::Error::new(Hinted::new(
-                format!("--locked: there is no {}", path.display()),
-                Some("create it with `torchkit lock`".into()),
-            )));
-        }
-        return Ok(None);
+    let policy = if locked {
+        Policy::Require("--locked")
+    } else {
+        Policy::UseIfCurrent
     };
-    let changes = lock::diff(&spec_inputs(loaded, context)?, &lock);
-    if changes.is_empty() {
-        return Ok(Some(lock.locked_set()));
+    let status = check_lock(loaded, context, &lock_path(&loaded.path), policy)?;
+    if let Some(w) = status.warning() {
+        crate::cli::warn(&w);
     }
-    if locked {
-        return Err(stale_error(
-            &loaded.spec,
-            &path,
-            &changes,
-            ", or build without --locked",
-        ));
-    }
-    let list: Vec<String> = changes.iter().map(|c| located(&loaded.spec, c)).collect();
-    crate::cli::warn(&format!(
-        "{} is out of date ({}); building without it. Run `torchkit lock` to update it",
-        path.display(),
-        list.join("; ")
-    ));
-    Ok(None)
+    Ok(status.locked_set())
 }
 
 /// Run `torchkit lock`.
@@ -193,30 +157,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .lock_file
         .clone()
         .unwrap_or_else(|| lock_path(&loaded.path));
-    let now = spec_inputs(&loaded, &context)?;
-
     if args.check {
-        let Some(lock) = read_lock(&path)? else {
-            return Err(anyhow::Error::new(Hinted::new(
-                format!("there is no {}", path.display()),
-                Some("create it with `torchkit lock` and commit it".into()),
-            )));
-        };
-        let changes = lock::diff(&now, &lock);
-        if !changes.is_empty() {
-            return Err(stale_error(&loaded.spec, &path, &changes, " and commit it"));
+        // Under Policy::Verify a missing or stale lock is an error: only a current one is left.
+        if let LockStatus::Current(lock) = check_lock(&loaded, &context, &path, Policy::Verify)? {
+            eprintln!(
+                "{} is up to date ({} apt, {} python packages on {}@{})",
+                path.display(),
+                lock.apt.len(),
+                lock.python.len(),
+                lock.base.reference,
+                lock.base.digest
+            );
         }
-        eprintln!(
-            "{} is up to date ({} apt, {} python packages on {}@{})",
-            path.display(),
-            lock.apt.len(),
-            lock.python.len(),
-            lock.base.reference,
-            lock.base.digest
-        );
         return Ok(ExitCode::SUCCESS);
     }
 
+    let now = spec_inputs(&loaded, &context)?;
     if let Some(ca) = &args.ca_bundle {
         std::fs::File::open(ca).map_err(|e| {
             anyhow::Error::new(Hinted::new(

@@ -39,6 +39,7 @@ use crate::buildkit::session::{beside_spec, context_excludes, DOCKERIGNORE};
 use crate::buildkit::{token, Bridge};
 use crate::error::Hint;
 use crate::llb::{self, Differ};
+use crate::lock::{self, LockError, LockStatus, LockedSet, Policy, LOCK_FILE};
 use crate::plan::{self, CompileOptions};
 use crate::proto::google::rpc::Status as RpcStatus;
 use crate::resolve::{self, Request, ResolveError};
@@ -80,13 +81,8 @@ pub enum FrontendError {
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     /// `torchkit.lock` is unreadable, missing under `TORCHKIT_LOCKED=1`, or stale.
-    #[error("{message}")]
-    Lock {
-        /// What is wrong.
-        message: String,
-        /// How to fix it.
-        hint: Option<String>,
-    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// A gateway call failed.
     #[error(transparent)]
     Bridge(#[from] BridgeError),
@@ -108,7 +104,7 @@ impl Hint for FrontendError {
             FrontendError::NotText(_) => None,
             FrontendError::Spec { error, .. } => error.help.clone(),
             FrontendError::Resolve(e) => e.hint(),
-            FrontendError::Lock { hint, .. } => hint.clone(),
+            FrontendError::Lock(e) => e.hint(),
             FrontendError::Bridge(e) => e.hint(),
             FrontendError::Solve(e) => e.hint(),
         }
@@ -338,39 +334,30 @@ struct Inputs {
     lock: Option<Vec<u8>>,
 }
 
-/// The lock to install: `torchkit.lock` beside the spec when it matches the spec, as in
-/// driver mode. A stale lock is ignored with a warning, or fails under `TORCHKIT_LOCKED=1`.
+/// `torchkit.lock` beside the spec in the dockerfile local (`sub/torchkit.toml` →
+/// `sub/torchkit.lock`), where the driver looks for it too.
+fn lock_file(filename: &str) -> String {
+    match filename.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{LOCK_FILE}"),
+        None => LOCK_FILE.to_string(),
+    }
+}
+
+/// The lock to install: the rules of [`lock::check`], the driver's too. A stale lock is
+/// ignored with a warning, or fails under `TORCHKIT_LOCKED=1`.
 async fn locked_set(
     bridge: &Bridge,
     opts: &FrontendOptions,
     spec: &Spec,
-    res: &crate::resolve::Resolution,
+    res: &resolve::Resolution,
     text: Option<&[u8]>,
     vertex: &str,
-) -> Result<Option<crate::lock::LockedSet>, FrontendError> {
-    let Some(text) = text else {
-        if opts.locked {
-            return Err(FrontendError::Lock {
-                message: format!(
-                    "{}=1: there is no {} beside {}",
-                    options::ARG_LOCKED,
-                    crate::lock::LOCK_FILE,
-                    opts.filename
-                ),
-                hint: Some("create it with `torchkit lock`, or drop the build-arg".into()),
-            });
-        }
-        return Ok(None);
-    };
-    let lock = crate::lock::Lock::parse(&String::from_utf8_lossy(text), crate::lock::LOCK_FILE)
-        .map_err(|e| FrontendError::Lock {
-            message: e.to_string(),
-            hint: e.hint(),
-        })?;
-    // The requirements file is part of what the lock fingerprints: read it from the context.
-    let requirements = match &spec.python.requirements {
-        None => None,
-        Some(path) => {
+) -> Result<Option<LockedSet>, FrontendError> {
+    let text = text.map(String::from_utf8_lossy);
+    // The requirements file is part of what a lock fingerprints: read it from the context,
+    // when there is a lock to compare it with.
+    let requirements = match (&text, &spec.python.requirements) {
+        (Some(_), Some(path)) => {
             let mut local = llb::local(&opts.context_key)
                 .follow_paths([path.as_str()])
                 .shared_key_hint(&format!("{}-requirements", opts.context_key))
@@ -382,44 +369,39 @@ async fn locked_set(
             let (r, _) = solve_local(bridge, local).await?;
             Some(bridge.read_file(&r, path, None).await?)
         }
+        _ => None,
     };
-    let changes = crate::lock::diff(
-        &crate::lock::SpecInputs::new(spec, res, requirements.as_deref()),
-        &lock,
-    );
-    if changes.is_empty() {
+    let policy = if opts.locked {
+        Policy::Require(options::ARG_LOCKED)
+    } else {
+        Policy::UseIfCurrent
+    };
+    let status = lock::check(
+        &lock_file(&opts.filename),
+        text.as_deref(),
+        spec,
+        res,
+        requirements.as_deref(),
+        policy,
+    )?;
+    if let LockStatus::Current(_) = status {
         log(&format!(
             "installing the locked set of {}",
-            crate::lock::LOCK_FILE
+            lock_file(&opts.filename)
         ));
-        return Ok(Some(lock.locked_set()));
     }
-    let list: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
-    if opts.locked {
-        return Err(FrontendError::Lock {
-            message: format!(
-                "{} is out of date: {}",
-                crate::lock::LOCK_FILE,
-                list.join("; ")
-            ),
-            hint: Some("run `torchkit lock` to update it, or drop TORCHKIT_LOCKED".into()),
-        });
-    }
-    let w = format!(
-        "{} is out of date ({}); building without it. Run `torchkit lock` to update it",
-        crate::lock::LOCK_FILE,
-        list.join("; ")
-    );
-    log(&format!("warning: {w}"));
-    if bridge
-        .caps()
-        .is_some_and(|c| c.has_frontend("gateway.warnings"))
-    {
-        if let Err(e) = bridge.warn(vertex, &w, &[], None).await {
-            log(&format!("Warn failed: {e}"));
+    if let Some(w) = status.warning() {
+        log(&format!("warning: {w}"));
+        if bridge
+            .caps()
+            .is_some_and(|c| c.has_frontend("gateway.warnings"))
+        {
+            if let Err(e) = bridge.warn(vertex, &w, &[], None).await {
+                log(&format!("Warn failed: {e}"));
+            }
         }
     }
-    Ok(None)
+    Ok(status.locked_set())
 }
 
 /// Solve a local restricted to `follow` and return its ref and the digest of its op.
@@ -442,11 +424,12 @@ async fn solve_local(
 
 async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, FrontendError> {
     let ignore_beside = beside_spec(&opts.filename);
+    let lock_beside = lock_file(&opts.filename);
     let mut local = llb::local(&opts.dockerfile_key)
         .follow_paths([
             opts.filename.as_str(),
             ignore_beside.as_str(),
-            crate::lock::LOCK_FILE,
+            lock_beside.as_str(),
         ])
         .shared_key_hint(&opts.dockerfile_key)
         .differ(Differ::None)
@@ -471,7 +454,7 @@ async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, 
         let (bytes, beside, lock) = tokio::join!(
             bridge.read_file(&r, &opts.filename, None),
             bridge.read_file(&r, &ignore_beside, None),
-            bridge.read_file(&r, crate::lock::LOCK_FILE, None),
+            bridge.read_file(&r, &lock_beside, None),
         );
         let bytes = bytes.map_err(|source| FrontendError::ReadSpec {
             filename: opts.filename.clone(),

@@ -626,3 +626,141 @@ async fn a_named_context_that_is_not_an_image_is_refused() {
         err.message
     );
 }
+
+/// The lock `torchkit lock` would write for `spec_text` (with no packages), on the base the
+/// spec resolves to.
+fn lock_for(spec_text: &str) -> String {
+    let spec = spec::parse(spec_text, "torchkit.toml").unwrap();
+    let res = resolve::resolve(&spec.request()).unwrap();
+    let base = plan::base_plan(&spec, &res, &CompileOptions::default()).unwrap();
+    lock::Lock::new(
+        lock::LockedBase {
+            reference: base.reference,
+            digest: LOCK_DIGEST.into(),
+            platform: "linux/amd64".into(),
+        },
+        &lock::SpecInputs::new(&spec, &res, None),
+        vec![],
+        vec![],
+    )
+    .unwrap()
+    .to_toml()
+}
+
+const LOCK_DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+#[tokio::test]
+async fn a_current_lock_beside_the_spec_pins_the_base() {
+    let lock = lock_for(SPEC);
+    let (out, seen) = run_fake(
+        &[
+            ("dockerfile", "sub/torchkit.toml", SPEC),
+            ("dockerfile", "sub/torchkit.lock", &lock),
+        ],
+        &[("filename", "sub/torchkit.toml")],
+    )
+    .await;
+    out.expect("build");
+    let (_, attrs, _) = &seen.solves[0..2]
+        .iter()
+        .find(|s| s.0 == "local://dockerfile")
+        .unwrap();
+    assert_eq!(
+        attrs["local.followpaths"],
+        r#"["sub/torchkit.toml","sub/torchkit.toml.dockerignore","sub/torchkit.lock"]"#
+    );
+    let (_, _, def) = seen.solves.last().unwrap();
+    let dump = llb::dump(def).unwrap().to_string();
+    assert!(dump.contains(&format!("@{LOCK_DIGEST}")), "{dump}");
+    assert!(
+        !seen.warnings.iter().any(|w| w.contains("torchkit.lock")),
+        "{:?}",
+        seen.warnings
+    );
+}
+
+#[tokio::test]
+async fn a_stale_lock_is_ignored_with_a_warning_naming_the_change() {
+    let lock = lock_for(&format!("{SPEC}[system]\napt = [\"jq\"]\n"));
+    let (out, seen) = run_fake(
+        &[
+            ("dockerfile", "torchkit.toml", SPEC),
+            ("dockerfile", "torchkit.lock", &lock),
+        ],
+        &[("filename", "torchkit.toml")],
+    )
+    .await;
+    out.expect("build");
+    let lock_warnings: Vec<_> = seen
+        .warnings
+        .iter()
+        .filter(|w| w.contains("torchkit.lock"))
+        .collect();
+    assert_eq!(
+        lock_warnings,
+        [
+            "torchkit.lock is out of date (system.apt was removed since the lock was made); \
+          building without it. Run `torchkit lock` to update it"
+        ]
+    );
+    let (_, _, def) = seen.solves.last().unwrap();
+    let dump = llb::dump(def).unwrap().to_string();
+    assert!(!dump.contains(LOCK_DIGEST), "{dump}");
+
+    // TORCHKIT_LOCKED=1 turns the same lock into an error, as --locked does.
+    let (out, seen) = run_fake(
+        &[
+            ("dockerfile", "torchkit.toml", SPEC),
+            ("dockerfile", "torchkit.lock", &lock),
+        ],
+        &[
+            ("filename", "torchkit.toml"),
+            ("build-arg:TORCHKIT_LOCKED", "1"),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(out, Err(FrontendError::Lock(lock::LockError::Stale { .. }))),
+        "{out:?}"
+    );
+    let err = seen.returned.unwrap().error.unwrap();
+    assert!(
+        err.message
+            .contains("TORCHKIT_LOCKED: torchkit.lock is out of date")
+            && err.message.contains("system.apt was removed")
+            && err.message.contains("or build without TORCHKIT_LOCKED"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn locked_without_a_lock_fails_before_building() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", SPEC)],
+        &[
+            ("filename", "torchkit.toml"),
+            ("build-arg:TORCHKIT_LOCKED", "1"),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(
+            out,
+            Err(FrontendError::Lock(lock::LockError::Missing { .. }))
+        ),
+        "{out:?}"
+    );
+    let err = seen.returned.unwrap().error.unwrap();
+    assert!(
+        err.message
+            .contains("TORCHKIT_LOCKED: there is no torchkit.lock")
+            && err
+                .message
+                .contains("create it next to the spec with `torchkit lock`"),
+        "{}",
+        err.message
+    );
+    // Only the spec and .dockerignore loads were solved.
+    assert_eq!(seen.solves.len(), 2);
+}

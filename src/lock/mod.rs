@@ -36,8 +36,11 @@
 //!
 //! `[inputs]` records what the lock was made from: the resolution (torch, CUDA, driver
 //! floor, flavor, GPU verdicts) and a fingerprint of each spec input that shapes the
-//! environment. [`diff`] compares them with the spec as it is now and names each change.
+//! environment. [`diff`] compares them with the spec as it is now and names each change;
+//! [`check`] applies the lock rules of a build (missing, stale, made on another base) for
+//! the driver and the frontend alike.
 
+mod check;
 mod resolve;
 
 use std::collections::BTreeMap;
@@ -49,6 +52,7 @@ use sha2::Digest as _;
 use crate::resolve::{Resolution, Verdict};
 use crate::spec::Spec;
 
+pub use check::{check, located, LockStatus, Policy, StaleLock};
 pub use resolve::{
     apt_simulated, lock_requirements, pip_report, resolve_definition, ResolveInputs, APT_RESULT,
     OUT_DIR, PIP_RESULT,
@@ -178,6 +182,28 @@ pub enum LockError {
         /// What is wrong.
         message: String,
     },
+    /// The build asked for a lock ([`Policy::Require`], [`Policy::Verify`]) and there is none.
+    #[error("{}there is no {file}", check::asked_by(policy))]
+    Missing {
+        /// The lock file as the user knows it.
+        file: String,
+        /// What asked for it.
+        policy: Policy,
+    },
+    /// The build asked for a current lock and this one does not match the spec.
+    #[error(
+        "{}{file} is out of date: the spec changed since it was made:\n  - {}",
+        check::asked_by(policy),
+        changes.join("\n  - ")
+    )]
+    Stale {
+        /// The lock file as the user knows it.
+        file: String,
+        /// Each change, located in the spec when it can be.
+        changes: Vec<String>,
+        /// What asked for a current lock.
+        policy: Policy,
+    },
 }
 
 impl crate::error::Hint for LockError {
@@ -191,6 +217,8 @@ impl crate::error::Hint for LockError {
                     .into(),
             ),
             LockError::Report { .. } => None,
+            LockError::Missing { policy, .. } => Some(check::fix(policy, true)),
+            LockError::Stale { policy, .. } => Some(check::fix(policy, false)),
         }
     }
 }
