@@ -22,7 +22,10 @@
 //!   the one function the driver and the frontend share;
 //! - [`llb`]: an immutable BuildKit LLB builder with deterministic marshalling;
 //! - [`lock`]: `torchkit.lock` (base digest, exact apt/pip sets with hashes, input
-//!   fingerprints), its diff against the spec, and the pure parts of `torchkit lock`.
+//!   fingerprints), its diff against the spec, the lock rules of a build ([`lock::check`])
+//!   and the pure parts of `torchkit lock`;
+//! - [`load`]: the load pipeline the driver and the frontend share (parse, resolve with
+//!   errors located in the spec; then `lock::check` and `plan::pin_base`).
 //!
 //! **Edges** — all IO lives here (behind the default `io` feature):
 //! - `probe`: host facts (`nvidia-smi`, `/proc/driver/nvidia/version`); its parsers are pure;
@@ -30,12 +33,17 @@
 //!   session services (context upload, exports, secrets, auth, local cache store), progress;
 //! - `frontend`: the gateway routine shared by the driver and the `# syntax=` frontend, and
 //!   the frontend itself over stdio;
-//! - `registry`: the OCI distribution API, a fallback for base digests without a daemon;
+//! - `registry`: the OCI distribution API, a fallback for base digests without a daemon
+//!   (an [`llb::ImageMetaResolver`], as the gateway `Bridge` is);
+//! - `credentials`: registry credentials from the Docker config, for the session's Auth
+//!   service and the registry client;
 //! - `cli`: clap commands, one file each.
 //!
 //! **Dependency rule**: `llb → proto`; `resolve → {spec, matrix}`; `lock → {spec, resolve, llb, plan}`;
-//! `plan → {spec, resolve, llb}` (and `lock`'s data types);
-//! `buildkit → proto`; `frontend → {plan, buildkit}`; `cli → everything`. No core module uses
+//! `plan → {spec, resolve, llb}` (and `lock`'s data types); `load → {spec, resolve}`;
+//! `credentials → error`; `buildkit → {proto, llb, credentials}`; `registry → {llb, credentials}`;
+//! `frontend → {buildkit, load, lock, plan, spec, llb, proto}` (and `resolve`'s types);
+//! `cli → everything`. No core module uses
 //! `buildkit`, `frontend`, `probe`, `cli`, tokio, tonic, `std::fs`, `std::net`, `std::process`
 //! or `std::env`; `tests/layering.rs` enforces this.
 
@@ -43,6 +51,7 @@ pub mod error;
 pub mod proto;
 
 pub mod llb;
+pub mod load;
 pub mod lock;
 pub mod matrix;
 pub mod plan;

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-const CORE: &[&str] = &["vocab", "spec", "matrix", "resolve", "plan", "llb", "lock"];
+const CORE: &[&str] = &[
+    "vocab", "spec", "matrix", "resolve", "plan", "llb", "lock", "load",
+];
 const FORBIDDEN: &[&str] = &[
     "tokio",
     "tonic",

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::cli::Hinted;
+use crate::load::LoadError;
 use crate::probe;
-use crate::resolve::{self, Request, Resolution};
-use crate::spec::{self, Spec, SpecError};
+use crate::resolve::{Request, Resolution};
+use crate::spec::{Spec, SpecError};
 use crate::vocab::{names, CudaRequest, Flavor, GpuList, Overrides, Profile};
 
 /// clap's parser for a vocabulary value: the type's own `FromStr`, with its hint on the
@@ -130,7 +131,7 @@ pub fn read_spec(args: &SpecArgs) -> anyhow::Result<(Spec, PathBuf)> {
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let spec = spec::parse(&text, &name).map_err(|e| spec_error(&e))?;
+    let spec = crate::load::parse(&text, &name).map_err(load_error)?;
     Ok((spec, path))
 }
 
@@ -159,10 +160,15 @@ pub fn request(spec: &Spec, args: &SpecArgs) -> anyhow::Result<Request> {
 
 /// Resolve a request, pointing at the spec line when the bad input came from the spec.
 pub fn resolve(spec: &Spec, req: &Request) -> anyhow::Result<Resolution> {
-    resolve::resolve(req).map_err(|e| match crate::plan::locate_resolve_error(spec, req, &e) {
-        Some(located) => spec_error(&located),
-        None => crate::cli::hinted(e),
-    })
+    crate::load::resolve(spec, req).map_err(load_error)
+}
+
+/// A load error for the terminal: a located one with the offending line.
+pub fn load_error(e: LoadError) -> anyhow::Error {
+    match e {
+        LoadError::Spec(e) => spec_error(&e),
+        e => crate::cli::hinted(e),
+    }
 }
 
 /// Parse, override, resolve.

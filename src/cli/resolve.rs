@@ -72,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // Point at the spec line when the offending value came from the spec.
             if let Some(located) = spec
                 .as_ref()
-                .and_then(|spec| crate::plan::locate_resolve_error(spec, &req, &e))
+                .and_then(|spec| crate::load::locate(spec, &req, &e))
             {
                 return Err(hinted(located));
             }

@@ -39,11 +39,12 @@ use crate::buildkit::session::{beside_spec, context_excludes, DOCKERIGNORE};
 use crate::buildkit::{token, Bridge};
 use crate::error::Hint;
 use crate::llb::{self, Differ};
+use crate::load::{self, LoadError};
 use crate::lock::{self, LockError, LockStatus, LockedSet, Policy, LOCK_FILE};
 use crate::plan::{self, CompileOptions};
 use crate::proto::google::rpc::Status as RpcStatus;
-use crate::resolve::{self, Request, ResolveError};
-use crate::spec::{self, Spec, SpecError};
+use crate::resolve::{self, Request};
+use crate::spec::{Spec, SpecError};
 
 use options::{FrontendOptions, OptionsError};
 use solve::SolveError;
@@ -77,9 +78,10 @@ pub enum FrontendError {
         /// The spec as read (for the source excerpt).
         text: String,
     },
-    /// A resolver error not caused by a spec value (a build-arg override, say).
+    /// A resolver error not caused by a spec value (a build-arg override, say); located
+    /// ones are [`FrontendError::Spec`].
     #[error(transparent)]
-    Resolve(#[from] ResolveError),
+    Load(LoadError),
     /// `torchkit.lock` is unreadable, missing under `TORCHKIT_LOCKED=1`, or stale.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -103,7 +105,7 @@ impl Hint for FrontendError {
             }
             FrontendError::NotText(_) => None,
             FrontendError::Spec { error, .. } => error.help.clone(),
-            FrontendError::Resolve(e) => e.hint(),
+            FrontendError::Load(e) => e.hint(),
             FrontendError::Lock(e) => e.hint(),
             FrontendError::Bridge(e) => e.hint(),
             FrontendError::Solve(e) => e.hint(),
@@ -196,19 +198,17 @@ async fn build(
     let read = read?;
     let read_ms = started.elapsed().as_millis();
     let text = read.spec;
-    let spec = spec::parse(&text, &opts.filename).map_err(|error| FrontendError::Spec {
-        error,
-        text: text.clone(),
-    })?;
+    // The load steps the CLI runs too (`crate::load`): parse, override, resolve.
+    let located = |e: LoadError| match e {
+        LoadError::Spec(error) => FrontendError::Spec {
+            error,
+            text: text.clone(),
+        },
+        e => FrontendError::Load(e),
+    };
+    let spec = load::parse(&text, &opts.filename).map_err(located)?;
     let req = request(&spec, &opts);
-    let res =
-        resolve::resolve(&req).map_err(|e| match plan::locate_resolve_error(&spec, &req, &e) {
-            Some(error) => FrontendError::Spec {
-                error,
-                text: text.clone(),
-            },
-            None => FrontendError::Resolve(e),
-        })?;
+    let res = load::resolve(&spec, &req).map_err(located)?;
     let mut warnings = res.warnings.clone();
     // `--build-context <base>=docker-image://<image>`: build on that image instead.
     let mut base_source = None;

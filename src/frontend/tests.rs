@@ -345,7 +345,10 @@ async fn an_override_error_is_not_blamed_on_the_spec() {
         ],
     )
     .await;
-    assert!(matches!(out, Err(FrontendError::Resolve(_))), "{out:?}");
+    assert!(
+        matches!(out, Err(FrontendError::Load(LoadError::Resolve(_)))),
+        "{out:?}"
+    );
     let err = seen.returned.unwrap().error.unwrap();
     assert!(err.details.is_empty());
 }
@@ -630,7 +633,7 @@ async fn a_named_context_that_is_not_an_image_is_refused() {
 /// The lock `torchkit lock` would write for `spec_text` (with no packages), on the base the
 /// spec resolves to.
 fn lock_for(spec_text: &str) -> String {
-    let spec = spec::parse(spec_text, "torchkit.toml").unwrap();
+    let spec = crate::spec::parse(spec_text, "torchkit.toml").unwrap();
     let res = resolve::resolve(&spec.request()).unwrap();
     let base = plan::base_plan(&spec, &res, &CompileOptions::default()).unwrap();
     lock::Lock::new(

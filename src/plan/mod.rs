@@ -732,38 +732,6 @@ pub fn compile(
     })
 }
 
-/// Locate a resolver error at the spec key its input came from, when that input is the
-/// spec's own value (not a CLI override or a probed fact). Used by the CLI and the
-/// frontend, so an impossible torch/CUDA pair points at the `cuda = …` line.
-pub fn locate_resolve_error(
-    spec: &Spec,
-    req: &crate::resolve::Request,
-    e: &crate::resolve::ResolveError,
-) -> Option<crate::spec::SpecError> {
-    use crate::resolve::ResolveError as E;
-    let key = match e {
-        E::InvalidTorch { .. } | E::UnknownTorch { .. } => {
-            (req.torch == spec.torch.version).then_some("torch.version")
-        }
-        E::InvalidCuda { .. } | E::CudaNotShipped { .. } => {
-            (req.cuda == spec.torch.cuda).then_some("torch.cuda")
-        }
-        E::InvalidDriver { .. } => (req.driver == spec.target.driver).then_some("target.driver"),
-        E::UnknownGpu { .. } | E::AmbiguousGpu { .. } => {
-            (req.gpus == spec.target.gpus).then_some("target.gpus")
-        }
-        E::NoCompatibleVariant { .. } => {
-            if req.driver.is_some() && req.driver == spec.target.driver {
-                Some("target.driver")
-            } else {
-                (req.cuda == spec.torch.cuda).then_some("torch.cuda")
-            }
-        }
-    }?;
-    spec.locations.get(key)?;
-    Some(spec.error_at(key, e.to_string(), e.hint()))
-}
-
 /// Where the requirements file is mounted (read-only, from the context) for its step.
 pub const REQUIREMENTS_MOUNT: &str = "/run/torchkit/requirements.txt";
 /// Where the pip constraints (torch and companions pinned) are mounted.

@@ -538,25 +538,6 @@ fn root_user_and_no_optional_steps() {
 }
 
 #[test]
-fn resolve_errors_point_at_the_spec() {
-    let spec = parse(
-        "[torch]\nversion = \"2.8.0\"\ncuda = \"11.8\"\n",
-        "torchkit.toml",
-    )
-    .unwrap();
-    let req = spec.request();
-    let e = resolve(&req).unwrap_err();
-    let located = locate_resolve_error(&spec, &req, &e).unwrap();
-    assert_eq!(located.span.line, 3);
-    assert!(located.message.contains("12.6"), "{}", located.message);
-    // An override from the CLI is not the spec's fault.
-    let mut req2 = req.clone();
-    req2.cuda = crate::vocab::CudaRequest::Version("11.7".into());
-    let e2 = resolve(&req2).unwrap_err();
-    assert!(locate_resolve_error(&spec, &req2, &e2).is_none());
-}
-
-#[test]
 fn target_stops_after_a_step() {
     let c = compiled(
         &spec_with(""),
