@@ -42,7 +42,7 @@
 //! **Dependency rule**: `llb → proto`; `resolve → {spec, matrix}`; `lock → {spec, resolve, llb, plan}`;
 //! `plan → {spec, resolve, llb}` (and `lock`'s data types); `load → {spec, resolve}`;
 //! `credentials → error`; `buildkit → {proto, llb, credentials}`; `registry → {llb, credentials}`;
-//! `frontend → {buildkit, load, lock, plan, spec, llb, proto}` (and `resolve`'s types);
+//! `frontend → {buildkit, load, lock, plan, spec, llb, proto, vocab}` (and `resolve`'s types);
 //! `cli → everything`. No core module uses
 //! `buildkit`, `frontend`, `probe`, `cli`, tokio, tonic, `std::fs`, `std::net`, `std::process`
 //! or `std::env`; `tests/layering.rs` enforces this.
