@@ -3,35 +3,25 @@
 //! an R470 driver.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_torchkit");
+mod support;
+use support::TestCommand;
+
 const PROC_VERSION: &str = "/proc/driver/nvidia/version";
 
-fn run(args: &[&str], path: Option<&std::ffi::OsStr>) -> Output {
-    let mut cmd = Command::new(BIN);
+/// The stdout of a successful `torchkit ARGS`, with `PATH` replaced when `path` is given.
+fn run(args: &[&str], path: Option<&std::ffi::OsStr>) -> String {
+    let mut cmd = TestCommand::new();
     cmd.args(args);
     if let Some(p) = path {
         cmd.env("PATH", p);
     }
-    let out = cmd.output().expect("run torchkit");
-    assert!(
-        out.status.success(),
-        "torchkit {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    cmd.stdout()
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    let text = stdout(out);
+fn json(text: &str) -> serde_json::Value {
     assert_eq!(text.trim_end().lines().count(), 1, "one JSON line: {text}");
-    serde_json::from_str(&text).expect("JSON object")
+    serde_json::from_str(text).expect("JSON object")
 }
 
 fn on_path(program: &str) -> bool {
@@ -42,7 +32,7 @@ fn on_path(program: &str) -> bool {
 
 #[test]
 fn probe_this_host() {
-    let text = stdout(&run(&["probe"], None));
+    let text = run(&["probe"], None);
     let v = json(&run(&["probe", "--json"], None));
     let no_driver = !Path::new(PROC_VERSION).exists() && !on_path("nvidia-smi");
     if no_driver {
@@ -123,7 +113,7 @@ fn probe_with_h200_fixture_nvidia_smi() {
     assert_eq!(v["sources"][0], "query-gpu");
     assert_eq!(v["sources"][1], "smi-header");
 
-    let text = stdout(&run(&["probe"], Some(&path)));
+    let text = run(&["probe"], Some(&path));
     assert!(
         text.starts_with("driver:        580.159.04 (from `nvidia-smi --query-gpu`)\n"),
         "{text}"
@@ -165,7 +155,7 @@ fn probe_with_r470_nvidia_smi_falls_back_to_names() {
         "{v}"
     );
 
-    let text = stdout(&run(&["probe"], Some(&path)));
+    let text = run(&["probe"], Some(&path));
     assert!(
         text.contains("GPU 1:         Tesla T4, compute capability unknown\n"),
         "{text}"
@@ -182,8 +172,7 @@ fn probe_with_broken_nvidia_smi_still_exits_zero() {
     let (_dir, path) = fake_smi(
         "echo \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\"\nexit 9\n",
     );
-    let out = run(&["probe"], Some(&path));
-    let text = stdout(&out);
+    let text = run(&["probe"], Some(&path));
     assert!(
         text.contains("could not communicate with the NVIDIA driver"),
         "{text}"

@@ -1,22 +1,18 @@
 //! `torchkit resolve` end to end: the built binary, its stdout, stderr and exit code.
 
-use std::process::{Command, Output};
+mod support;
+use support::TestCommand;
 
-fn torchkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_torchkit"))
-        .arg("resolve")
-        .args(args)
-        .output()
-        .expect("run torchkit")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// `torchkit resolve ARGS`.
+fn resolve(args: &[&str]) -> TestCommand {
+    let mut c = TestCommand::new();
+    c.arg("resolve").args(args);
+    c
 }
 
 #[test]
 fn json_is_one_object_with_the_full_image_reference() {
-    let out = torchkit(&[
+    let v = resolve(&[
         "--torch",
         "2.8.0",
         "--driver",
@@ -24,10 +20,9 @@ fn json_is_one_object_with_the_full_image_reference() {
         "--gpu",
         "H200",
         "--json",
-    ]);
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
+    ])
+    .assert_ok()
+    .json();
     assert_eq!(
         v["image"],
         "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
@@ -48,7 +43,7 @@ fn json_is_one_object_with_the_full_image_reference() {
 
 #[test]
 fn human_report_goes_to_stdout() {
-    let out = torchkit(&[
+    let s = resolve(&[
         "--torch",
         "2.11.0",
         "--driver",
@@ -57,9 +52,8 @@ fn human_report_goes_to_stdout() {
         "NVIDIA H200",
         "--flavor",
         "devel",
-    ]);
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let s = text(&out.stdout);
+    ])
+    .stdout();
     assert!(
         s.contains("docker.io/pytorch/pytorch:2.11.0-cuda13.0-cudnn9-devel"),
         "{s}"
@@ -72,14 +66,10 @@ fn human_report_goes_to_stdout() {
 
 #[test]
 fn impossible_request_exits_non_zero_with_a_hint() {
-    let out = torchkit(&["--torch", "2.8.0", "--cuda", "11.8"]);
-    assert!(!out.status.success());
-    assert!(
-        out.stdout.is_empty(),
-        "nothing on stdout: {}",
-        text(&out.stdout)
-    );
-    let err = text(&out.stderr);
+    let out = resolve(&["--torch", "2.8.0", "--cuda", "11.8"]).run();
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stdout.is_empty(), "nothing on stdout: {}", out.stdout);
+    let err = out.stderr;
     assert!(
         err.contains(
             "error: torch 2.8.0 ships CUDA 12.6, 12.8, 12.9; 2.7.1 is the last release with 11.8"
@@ -96,12 +86,12 @@ fn impossible_request_exits_non_zero_with_a_hint() {
 
 #[test]
 fn torch_is_required_without_a_spec() {
-    let out = torchkit(&["--cuda", "12.8"]);
-    assert!(!out.status.success());
+    // A usage error (clap's exit code 2) that names the missing flag.
+    let err = resolve(&["--cuda", "12.8"]).assert_exit_code(2);
     assert!(
-        text(&out.stderr).contains("--torch"),
-        "{}",
-        text(&out.stderr)
+        err.contains("the following required arguments were not provided")
+            && err.contains("--torch <V>"),
+        "{err}"
     );
 }
 
@@ -116,16 +106,14 @@ fn spec_values_are_read_and_flags_override_them() {
     .unwrap();
     let spec = path.to_str().unwrap();
     // From the spec alone: refused, and the error points into the file.
-    let out = torchkit(&[spec]);
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
+    let err = resolve(&[spec]).assert_err();
     assert!(err.contains("torchkit.toml"), "{err}");
     assert!(err.contains("2.7.1 is the last release with 11.8"), "{err}");
     assert!(err.contains("hint:"), "{err}");
     // A flag overrides the spec's CUDA.
-    let out = torchkit(&[spec, "--cuda", "auto", "--json"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = resolve(&[spec, "--cuda", "auto", "--json"])
+        .assert_ok()
+        .json();
     assert_eq!(
         v["image"],
         "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
@@ -140,7 +128,7 @@ fn gathered() -> &'static str {
 
 #[test]
 fn torch_2_15_on_the_h200_with_driver_580_answers_the_cu130_tag() {
-    let out = torchkit(&[
+    let v = resolve(&[
         "--torch",
         "2.15.0",
         "--driver",
@@ -148,9 +136,9 @@ fn torch_2_15_on_the_h200_with_driver_580_answers_the_cu130_tag() {
         "--gpu",
         "9.0",
         "--json",
-    ]);
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ])
+    .assert_ok()
+    .json();
     // cu130 passes strictly on 580; cu132, the PyPI default, needs 595.45.04 (or MVC).
     assert_eq!(
         v["image"],
@@ -178,18 +166,12 @@ fn version_and_report_carry_the_matrix_date() {
         date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
         "{date}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_torchkit"))
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let version = TestCommand::new().arg("--version").stdout();
     assert_eq!(
-        text(&out.stdout),
+        version,
         format!("torchkit {} (matrix {date})\n", env!("CARGO_PKG_VERSION"))
     );
-    let out = torchkit(&["--torch", "2.15"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let s = text(&out.stdout);
+    let s = resolve(&["--torch", "2.15"]).stdout();
     assert!(
         s.contains(&format!("matrix       {date} (torch 1.13.0 to 2.15.0;")),
         "{s}"
@@ -202,10 +184,10 @@ fn version_and_report_carry_the_matrix_date() {
 
 #[test]
 fn a_torch_newer_than_the_matrix_names_the_newest_release_and_the_date() {
-    let out = torchkit(&["--torch", "2.16.0", "--driver", "580.159.04"]);
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
-    let err = text(&out.stderr);
+    let out = resolve(&["--torch", "2.16.0", "--driver", "580.159.04"]).run();
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    let err = out.stderr;
     assert!(
         err.contains(&format!(
             "error: torch 2.16.0 is newer than this torchkit's matrix: its newest release is 2.15.0 (facts gathered {})",
@@ -229,9 +211,7 @@ fn strings_that_are_not_releases_name_the_accepted_form() {
         ("latest", "expected MAJOR.MINOR.PATCH (e.g. 2.15.0), or MAJOR.MINOR (e.g. 2.15) for its newest patch"),
         ("2.15.0a0", "pre-releases and development builds are not in the matrix (the final release is 2.15.0)"),
     ] {
-        let out = torchkit(&["--torch", input]);
-        assert!(!out.status.success(), "{input}");
-        let err = text(&out.stderr);
+        let err = resolve(&["--torch", input]).assert_err();
         assert!(
             err.contains(&format!("error: `{input}` is not a torch release: {why}")),
             "{err}"

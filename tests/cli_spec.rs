@@ -2,17 +2,12 @@
 //! offending line, a hint, a non-zero exit, nothing on stdout).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn torchkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_torchkit"))
-        .args(args)
-        .env_remove("TORCHKIT_CUDA")
-        .env_remove("TORCHKIT_DRIVER")
-        .env_remove("TORCHKIT_GPU")
-        .env_remove("TORCHKIT_PROFILE")
-        .output()
-        .expect("run torchkit")
+mod support;
+use support::{Run, TestCommand};
+
+fn torchkit(args: &[&str]) -> Run {
+    TestCommand::new().args(args).run()
 }
 
 fn example(name: &str) -> String {
@@ -30,47 +25,85 @@ fn write_spec(text: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, p)
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// The step names (`custom_name`) of an LLB JSON dump, in op order.
+fn step_names(dump: &serde_json::Value) -> Vec<String> {
+    dump["ops"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .filter_map(|o| o["metadata"]["custom_name"].as_str().map(String::from))
+        .filter(|n| n.starts_with("[torchkit "))
+        .collect()
 }
 
 #[test]
 fn llb_pb_is_deterministic_and_decodes() {
-    let a = torchkit(&["llb", &example("quickstart")]);
-    let b = torchkit(&["llb", &example("quickstart")]);
-    assert!(a.status.success(), "{}", stderr(&a));
-    assert_eq!(a.stdout, b.stdout, "same spec, same bytes");
-    let def = torchkit::llb::decode(&a.stdout).expect("stdout is a Definition");
-    assert!(def.def.len() > 5);
-    assert!(
-        a.stderr.is_empty() || !stderr(&a).contains("error"),
-        "{}",
-        stderr(&a)
+    let a = TestCommand::new()
+        .args(["llb", &example("quickstart")])
+        .assert_ok();
+    let b = TestCommand::new()
+        .args(["llb", &example("quickstart")])
+        .assert_ok();
+    assert_eq!(a.raw.stdout, b.raw.stdout, "same spec, same bytes");
+    assert!(a.stderr.is_empty(), "stderr: {}", a.stderr);
+    let def = torchkit::llb::decode(&a.raw.stdout).expect("stdout is a Definition");
+    torchkit::llb::validate(&def).expect("a valid Definition");
+    // The bytes hold the quickstart's graph: the same ops `--format json` shows, the base
+    // first and every step of the plan in order.
+    let dump = torchkit::llb::dump(&def).unwrap();
+    let json = TestCommand::new()
+        .args(["llb", &example("quickstart"), "--format", "json"])
+        .assert_ok()
+        .json();
+    assert_eq!(dump, json, "pb and json describe different graphs");
+    assert_eq!(
+        dump["ops"][0]["source"]["identifier"],
+        "docker-image://docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
+    );
+    let steps: Vec<String> = step_names(&dump)
+        .iter()
+        .map(|n| n.split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "[torchkit 1/6] base",
+            "[torchkit 2/6] apt",
+            "[torchkit 3/6] pip",
+            "[torchkit 3/6] pip",
+            "[torchkit 4/6] requirements",
+            "[torchkit 4/6] requirements",
+            "[torchkit 5/6] user",
+            "[torchkit 6/6] copy",
+        ],
+        "{dump:#}"
     );
 }
 
 #[test]
 fn llb_json_dump_names_steps() {
-    let o = torchkit(&["llb", &example("quickstart"), "--format", "json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<String> = v["ops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o["metadata"]["custom_name"].as_str().map(String::from))
-        .collect();
-    assert!(
-        names.iter().any(|n| n.starts_with("[torchkit 3/6] pip:")),
-        "{names:?}"
-    );
+    let v = TestCommand::new()
+        .args(["llb", &example("quickstart"), "--format", "json"])
+        .assert_ok()
+        .json();
+    let names = step_names(&v);
+    // The dependency steps are split into a resolve and an install vertex.
+    for want in [
+        "[torchkit 2/6] apt: apt-get install jq",
+        "[torchkit 3/6] pip: resolve packaging==24.1 tomli==2.0.1",
+        "[torchkit 3/6] pip: pip install packaging==24.1 tomli==2.0.1",
+        "[torchkit 4/6] requirements: pip install -r requirements.txt",
+        "[torchkit 6/6] copy: copy src/ → /workspace/src",
+    ] {
+        assert!(names.iter().any(|n| n == want), "no {want:?} in {names:?}");
+    }
 }
 
 #[test]
 fn plan_shows_steps_and_cache_rules() {
-    let o = torchkit(&["plan", &example("h100-devel")]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8(o.stdout).unwrap();
+    let out = TestCommand::new()
+        .args(["plan", &example("h100-devel")])
+        .stdout();
     assert!(
         out.contains("base      docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-devel"),
         "{out}"
@@ -79,19 +112,41 @@ fn plan_shows_steps_and_cache_rules() {
         out.contains("resolution re-runs every build (test profile); the install re-runs when the resolved set changes"),
         "{out}"
     );
-    let o = torchkit(&["plan", &example("h100-devel"), "--json", "--profile", "dev"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = TestCommand::new()
+        .args(["plan", &example("h100-devel"), "--json", "--profile", "dev"])
+        .assert_ok()
+        .json();
     assert_eq!(v["profile"], "dev");
-    assert_eq!(v["steps"][2]["cache"]["rule"], "epoch");
+    let rules: Vec<(&str, &str)> = v["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default(),
+                s["cache"]["rule"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("base", "reuse"),
+            ("apt", "reuse"),
+            ("pip", "epoch"),
+            ("user", "reuse")
+        ],
+        "{v:#}"
+    );
 }
 
 #[test]
 fn unknown_key_error_shows_the_line_and_a_hint() {
     let (_d, p) = write_spec("[torch]\nversion = \"2.8.0\"\n[python]\npakages = [\"numpy\"]\n");
     let o = torchkit(&["plan", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.code, Some(1), "{}", o.describe());
     assert!(o.stdout.is_empty(), "errors never go to stdout");
-    let e = stderr(&o);
+    let e = o.stderr;
     assert!(
         e.contains("error: torchkit.toml:4:1: unknown key `pakages` in [python]"),
         "{e}"
@@ -103,9 +158,9 @@ fn unknown_key_error_shows_the_line_and_a_hint() {
 #[test]
 fn malformed_toml_is_located() {
     let (_d, p) = write_spec("[torch]\nversion = \"2.8.0\n");
-    let o = torchkit(&["llb", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    let e = stderr(&o);
+    let e = TestCommand::new()
+        .args(["llb", p.to_str().unwrap()])
+        .assert_err();
     assert!(e.contains("torchkit.toml:2:"), "{e}");
     assert!(e.contains("invalid TOML"), "{e}");
 }
@@ -113,25 +168,32 @@ fn malformed_toml_is_located() {
 #[test]
 fn impossible_versions_point_at_the_spec_and_name_a_fix() {
     let (_d, p) = write_spec("[torch]\nversion = \"2.8.0\"\ncuda = \"11.8\"\n");
-    let o = torchkit(&["plan", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    let e = stderr(&o);
+    let e = TestCommand::new()
+        .args(["plan", p.to_str().unwrap()])
+        .assert_err();
     assert!(e.contains("torchkit.toml:3:8"), "{e}");
     assert!(e.contains("12.6, 12.8, 12.9"), "{e}");
     assert!(e.contains("2.7.1"), "{e}");
-    // The same request from a flag is reported without a spec location.
+    // The same request from a flag is refused the same way, without a spec location.
     let (_d2, p2) = write_spec("[torch]\nversion = \"2.8.0\"\n");
-    let o = torchkit(&["plan", p2.to_str().unwrap(), "--cuda", "11.8"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(!stderr(&o).contains("torchkit.toml:"), "{}", stderr(&o));
+    let e = TestCommand::new()
+        .args(["plan", p2.to_str().unwrap(), "--cuda", "11.8"])
+        .assert_err();
+    assert!(
+        e.contains(
+            "error: torch 2.8.0 ships CUDA 12.6, 12.8, 12.9; 2.7.1 is the last release with 11.8"
+        ),
+        "{e}"
+    );
+    assert!(!e.contains("torchkit.toml:"), "{e}");
 }
 
 #[test]
 fn unknown_torch_names_nearest_releases() {
     let (_d, p) = write_spec("[torch]\nversion = \"2.8.7\"\n");
-    let o = torchkit(&["plan", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    let e = stderr(&o);
+    let e = TestCommand::new()
+        .args(["plan", p.to_str().unwrap()])
+        .assert_err();
     assert!(e.contains("torchkit.toml:2:11"), "{e}");
     assert!(e.contains("2.8.0"), "{e}");
 }
@@ -139,9 +201,9 @@ fn unknown_torch_names_nearest_releases() {
 #[test]
 fn release_without_pin_is_refused_with_a_fix() {
     let o = torchkit(&["llb", &example("quickstart"), "--profile", "release"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.code, Some(1), "{}", o.describe());
     assert!(o.stdout.is_empty(), "no half-written output");
-    let e = stderr(&o);
+    let e = o.stderr;
     assert!(
         e.contains("release profile needs a base pinned by digest"),
         "{e}"
@@ -152,9 +214,9 @@ fn release_without_pin_is_refused_with_a_fix() {
 #[test]
 fn missing_spec_says_where_it_looked() {
     let dir = tempfile::tempdir().unwrap();
-    let o = torchkit(&["plan", dir.path().to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    let e = stderr(&o);
+    let e = TestCommand::new()
+        .args(["plan", dir.path().to_str().unwrap()])
+        .assert_err();
     assert!(
         e.contains("cannot read") && e.contains("torchkit.toml"),
         "{e}"
@@ -183,8 +245,8 @@ fn bad_build_contexts_are_refused_before_any_daemon_is_asked() {
             flag,
             &spec,
         ]);
-        let err = stderr(&o);
-        assert!(!o.status.success(), "{err}");
+        let err = &o.stderr;
+        assert_eq!(o.code, Some(1), "{}", o.describe());
         assert!(err.contains(want), "{flag}: {err}");
         assert!(err.contains("hint:"), "{err}");
         assert!(!err.contains("nonexistent"), "asked the daemon: {err}");

@@ -3,55 +3,23 @@
 //! the daemon is missing: `. /var/lib/torchkit-test-env/env.sh` first.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 mod support;
-use support::{docker_socket, registry_digest, require_daemon};
+use support::{copy_dir, docker, docker_socket, registry_digest, require_daemon, Run, TestCommand};
 
 use torchkit::lock::Lock;
 
 const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 const IMAGE: &str = "torchkit-e2e/lock:dev";
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+/// `torchkit ARGS`, whatever its exit code.
+fn torchkit(args: &[&str]) -> Run {
+    TestCommand::new().args(args).run()
 }
 
-fn torchkit(args: &[&str]) -> Out {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_torchkit"));
-    for v in [
-        "BUILDKIT_HOST",
-        "BUILDKIT_PROGRESS",
-        "TORCHKIT_PROFILE",
-        "TORCHKIT_CUDA",
-    ] {
-        c.env_remove(v);
-    }
-    let out = c
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run torchkit");
-    Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(o: Out, what: &str) -> Out {
-    assert_eq!(o.code, Some(0), "{what} failed:\n{}", o.stderr);
-    o
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
+/// `torchkit ARGS`, which must succeed.
+fn ok(args: &[&str]) -> Run {
+    TestCommand::new().args(args).assert_ok()
 }
 
 #[test]
@@ -68,23 +36,20 @@ fn lock_check_and_locked_build() {
 
     // lock --check without a lock: fails and says how to make one.
     let o = torchkit(&["lock", d, "--check"]);
-    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.code, Some(1), "{}", o.describe());
     assert!(o.stderr.contains("there is no"), "{}", o.stderr);
 
     // lock: one solve on the daemon, a lock with hashes and the registry's digest.
-    let o = ok(
-        torchkit(&[
-            "lock",
-            d,
-            "--addr",
-            &addr,
-            "--ca-bundle",
-            HOST_CA,
-            "--progress",
-            "plain",
-        ]),
-        "torchkit lock",
-    );
+    let o = ok(&[
+        "lock",
+        d,
+        "--addr",
+        &addr,
+        "--ca-bundle",
+        HOST_CA,
+        "--progress",
+        "plain",
+    ]);
     assert!(o.stdout.is_empty(), "stdout is for data only: {}", o.stdout);
     assert!(o.stderr.contains("[torchkit lock] resolve"), "{}", o.stderr);
     let text = std::fs::read_to_string(dir.join("torchkit.lock")).unwrap();
@@ -130,11 +95,11 @@ fn lock_check_and_locked_build() {
     );
 
     // --check passes on the fresh lock...
-    ok(torchkit(&["lock", d, "--check"]), "lock --check");
+    ok(&["lock", d, "--check"]);
     // ...and fails, naming the change, once the requirements change.
     std::fs::write(dir.join("requirements.txt"), "six==1.17.0\n").unwrap();
     let o = torchkit(&["lock", d, "--check"]);
-    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.code, Some(1), "{}", o.describe());
     assert!(
         o.stderr
             .contains("python.requirements changed since the lock was made"),
@@ -144,22 +109,19 @@ fn lock_check_and_locked_build() {
     std::fs::write(dir.join("requirements.txt"), "six==1.16.0\n").unwrap();
 
     // A --locked build installs exactly the locked set.
-    let o = ok(
-        torchkit(&[
-            "build",
-            d,
-            "--locked",
-            "--addr",
-            &addr,
-            "--ca-bundle",
-            HOST_CA,
-            "-t",
-            IMAGE,
-            "--progress",
-            "plain",
-        ]),
-        "torchkit build --locked",
-    );
+    let o = ok(&[
+        "build",
+        d,
+        "--locked",
+        "--addr",
+        &addr,
+        "--ca-bundle",
+        HOST_CA,
+        "-t",
+        IMAGE,
+        "--progress",
+        "plain",
+    ]);
     assert!(
         o.stderr
             .contains("pip: pip install --require-hashes -r torchkit.lock (2 packages)"),
@@ -171,44 +133,37 @@ fn lock_check_and_locked_build() {
         "the base is pinned: {}",
         o.stderr
     );
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            IMAGE,
-            "sh",
-            "-c",
-            "python -c 'import six, packaging; print(six.__version__, packaging.__version__)'; dpkg-query -W -f '${Version}\\n' jq",
-        ])
-        .output()
-        .expect("docker run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = docker(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "python -c 'import six, packaging; print(six.__version__, packaging.__version__)'; dpkg-query -W -f '${Version}\\n' jq",
+    ]);
     assert_eq!(stdout, format!("1.16.0 24.1\n{}\n", jq.version));
 
     // The # syntax= frontend installs the same lock (it reads torchkit.lock beside the
     // spec); `--frontend --locked` asks it to insist on a current one.
-    let o = ok(
-        torchkit(&[
-            "build",
-            d,
-            "--locked",
-            "--frontend",
-            "localhost:5000/torchkit/frontend:dev",
-            "--addr",
-            &addr,
-            "--ca-bundle",
-            HOST_CA,
-            "-t",
-            "torchkit-e2e/lock-frontend:dev",
-            "--progress",
-            "plain",
-        ]),
-        "torchkit build --frontend --locked (run scripts/frontend-image.sh if the image is missing)",
+    let o = torchkit(&[
+        "build",
+        d,
+        "--locked",
+        "--frontend",
+        "localhost:5000/torchkit/frontend:dev",
+        "--addr",
+        &addr,
+        "--ca-bundle",
+        HOST_CA,
+        "-t",
+        "torchkit-e2e/lock-frontend:dev",
+        "--progress",
+        "plain",
+    ]);
+    assert!(
+        o.success(),
+        "build --frontend --locked failed (run scripts/frontend-image.sh if the image is missing):\n{}",
+        o.describe()
     );
     assert!(
         o.stderr
@@ -216,18 +171,15 @@ fn lock_check_and_locked_build() {
         "{}",
         o.stderr
     );
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "torchkit-e2e/lock-frontend:dev",
-            "python",
-            "-c",
-            "import six, packaging; print(six.__version__, packaging.__version__)",
-        ])
-        .output()
-        .expect("docker run");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "1.16.0 24.1\n");
+    let stdout = docker(&[
+        "run",
+        "--rm",
+        "torchkit-e2e/lock-frontend:dev",
+        "python",
+        "-c",
+        "import six, packaging; print(six.__version__, packaging.__version__)",
+    ]);
+    assert_eq!(stdout, "1.16.0 24.1\n");
 
     // A spec change since the lock fails --locked before building, naming it.
     let spec = std::fs::read_to_string(dir.join("torchkit.toml")).unwrap();
@@ -245,7 +197,7 @@ fn lock_check_and_locked_build() {
         "--progress",
         "plain",
     ]);
-    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.code, Some(1), "{}", o.describe());
     assert!(
         o.stderr
             .contains("system.apt changed since the lock was made"),

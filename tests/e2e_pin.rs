@@ -2,33 +2,10 @@
 //! distribution API with no daemon involved. Needs the local registry of
 //! `scripts/test-env.sh up` (with the stand-in); fails, never skips, without it.
 
-use std::process::Command;
+mod support;
+use support::{TestCommand, START_HINT};
 
 const REGISTRY: &str = "127.0.0.1:5000";
-
-fn registry_digest(repo: &str, tag: &str) -> String {
-    let out = Command::new("curl")
-        .args([
-            "-fsSI",
-            "-H",
-            "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json",
-            &format!("http://{REGISTRY}/v2/{repo}/manifests/{tag}"),
-        ])
-        .output()
-        .expect("curl");
-    assert!(
-        out.status.success(),
-        "the local registry does not serve {repo}:{tag}; run `scripts/test-env.sh up` (STANDIN=1)"
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("docker-content-digest")
-                .then(|| v.trim().to_string())
-        })
-        .expect("Docker-Content-Digest header")
-}
 
 #[test]
 fn release_llb_is_pinned_through_the_registry() {
@@ -40,10 +17,13 @@ fn release_llb_is_pinned_through_the_registry() {
          [base]\nmirror = \"localhost:5000\"\n",
     )
     .unwrap();
-    let want = registry_digest("pytorch/pytorch", "2.8.0-cuda12.8-cudnn9-runtime");
+    let want =
+        support::registry_digest(REGISTRY, "pytorch/pytorch", "2.8.0-cuda12.8-cudnn9-runtime")
+            .unwrap_or_else(|| {
+                panic!("the local registry does not serve the stand-in\n{START_HINT}")
+            });
 
-    let bin = env!("CARGO_BIN_EXE_torchkit");
-    let o = Command::new(bin)
+    let v = TestCommand::new()
         .args([
             "llb",
             spec.to_str().unwrap(),
@@ -51,10 +31,8 @@ fn release_llb_is_pinned_through_the_registry() {
             "json",
             "--resolve-digest",
         ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        .assert_ok()
+        .json();
     let id = v["ops"]
         .as_array()
         .unwrap()
@@ -73,10 +51,12 @@ fn release_llb_is_pinned_through_the_registry() {
         )
     );
     // Without --resolve-digest the same release build is refused.
-    let o = Command::new(bin)
+    let err = TestCommand::new()
         .args(["llb", spec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--resolve-digest"));
+        .assert_err();
+    assert!(
+        err.contains("release profile needs a base pinned by digest")
+            && err.contains("--resolve-digest"),
+        "{err}"
+    );
 }

@@ -1,8 +1,14 @@
-//! Helpers shared by the end-to-end tests against the real daemon of the test environment
+//! Helpers shared by the integration tests: [`TestCommand`], the one way to run the
+//! `torchkit` binary; and, for the end-to-end tests against the real daemon of the test environment
 //! (`scripts/test-env.sh up`): where the Docker socket is, a failing check when it is not
 //! there, throw-away TLS certificates, a TLS-terminating proxy in front of dockerd, and a
 //! unix-socket proxy that a test can cut to simulate a daemon dying mid-build.
 #![allow(dead_code)]
+
+pub mod command;
+
+#[allow(unused_imports)] // each test binary uses a part
+pub use command::{tail, Run, TestCommand};
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -10,6 +16,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What to do when the daemon is missing.
 pub const START_HINT: &str = "These tests need the real daemon: run `scripts/test-env.sh up` (as root; STANDIN=1 for the pytorch stand-in), then `. /var/lib/torchkit-test-env/env.sh`.";
@@ -35,6 +42,50 @@ pub fn docker(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `done` every 50 ms until it yields a value; `None` when `limit` passes first. The
+/// way to wait for something to happen, never a fixed sleep.
+pub fn poll_until<T>(limit: Duration, mut done: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = done() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`poll_until`], failing with `what` on timeout.
+pub fn wait_for<T>(what: &str, limit: Duration, done: impl FnMut() -> Option<T>) -> T {
+    poll_until(limit, done).unwrap_or_else(|| panic!("timed out after {limit:?}: {what}"))
+}
+
+/// A value no earlier run used (`PREFIX-PID-NANOS`): the daemon's build cache and the
+/// registry outlive test runs.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Copies the directory tree `from` to `to` (created if missing).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
 }
 
 /// The docker bridge's gateway: how RUN containers reach this host.
