@@ -20,7 +20,7 @@
 #   (glibc's static-pie: no musl target needed, and it runs FROM scratch.)
 
 ARG BUILDER=prebuilt
-ARG RUST_IMAGE=rust:1.88-bookworm
+ARG RUST_IMAGE=rust:1.89-bookworm
 
 FROM ${RUST_IMAGE} AS source
 WORKDIR /src

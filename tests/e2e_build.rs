@@ -12,16 +12,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod support;
 use support::{
-    describe, docker, docker_socket, host_gateway, registry_digest, require_daemon, steps, Vertex,
-    START_HINT,
+    describe, docker, docker_socket, host_gateway, poll_until, registry_digest, require_daemon,
+    serial, steps, tail, Run, TestCommand, Vertex, START_HINT,
 };
 
 /// The image the shared build stores in dockerd.
 const IMAGE: &str = "torchkit-e2e/full:dev";
+/// The same spec stored by the cache tests, which must not move [`IMAGE`] under the tests
+/// that inspect it.
+const CHECK_IMAGE: &str = "torchkit-e2e/full:cache-check";
 /// The registry of the test environment.
 const REGISTRY: &str = "127.0.0.1:5000";
 /// The stand-in base, as the registry (docker.io mirror) serves it.
@@ -33,61 +36,9 @@ const CA_MARKER: &str = "# torchkit-e2e-ca-marker: the CA bundle must never land
 /// The host bundle with the CA of the HTTPS proxy in front of PyPI.
 const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// What a `torchkit` run left behind.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// Panics with the tail of stderr unless the run succeeded.
-    fn expect_ok(self, what: &str) -> Run {
-        assert!(
-            self.ok(),
-            "{what}: torchkit exited with {:?}\n--- stderr (tail) ---\n{}",
-            self.code,
-            tail(&self.stderr, 60)
-        );
-        self
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// `torchkit` with a clean environment for the build flags (no ambient BUILDKIT_HOST,
-/// progress mode, epoch or spec overrides).
-fn torchkit() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_torchkit"));
-    for v in [
-        "BUILDKIT_HOST",
-        "BUILDKIT_PROGRESS",
-        "SOURCE_DATE_EPOCH",
-        "TORCHKIT_PROFILE",
-        "TORCHKIT_CUDA",
-        "TORCHKIT_DRIVER",
-        "TORCHKIT_GPU",
-    ] {
-        c.env_remove(v);
-    }
-    c.stdin(Stdio::null());
-    c
-}
-
+/// `torchkit ARGS`, whatever its exit code.
 fn run(args: &[&str]) -> Run {
-    let out = torchkit().args(args).output().expect("run torchkit");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    TestCommand::new().args(args).run()
 }
 
 /// `--addr` of the test daemon.
@@ -175,13 +126,14 @@ fn assert_base_reused(steps: &BTreeMap<String, Vertex>) {
 // ---------------------------------------------------------------------------------------
 // The shared build
 
-/// Serialises the builds whose cache status is asserted. BuildKit merges identical vertices
-/// of concurrent jobs, and a vertex loaded with `ignore_cache` (the release profile) makes
-/// the same vertex of a concurrent job run again, so these builds must not overlap.
-fn cache_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+// The builds whose cache status is asserted hold the cross-process cache lock exclusively
+// ([`support::serial`]): BuildKit merges identical vertices of concurrent jobs, a vertex
+// loaded with `ignore_cache` (the release profile) makes the same vertex of a concurrent job
+// run again, and tests/e2e_cache.rs prunes the whole cache. Each such test makes the cache
+// state it asserts on inside its own hold of the lock (a first build, cached when the shared
+// build ran before), never relying on a build made before it took the lock. The shared
+// build holds the lock shared: it asserts nothing about the cache but would disturb those
+// that do.
 
 struct Primed {
     dir: PathBuf,
@@ -195,7 +147,7 @@ fn primed() -> &'static Primed {
     static PRIMED: OnceLock<Result<Primed, String>> = OnceLock::new();
     let r = PRIMED.get_or_init(|| {
         require_daemon();
-        let _serial = cache_lock();
+        let _cache = serial::shared();
         let dir = std::env::temp_dir().join(format!("torchkit-e2e-{}/primed", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let docker_tar = dir.join("image-docker.tar");
@@ -219,12 +171,8 @@ fn primed() -> &'static Primed {
             "--progress",
             "plain",
         ]);
-        if !r.ok() {
-            return Err(format!(
-                "the shared build failed ({:?}):\n{}",
-                r.code,
-                tail(&r.stderr, 60)
-            ));
+        if !r.success() {
+            return Err(format!("the shared build failed:\n{}", r.describe()));
         }
         let lines: Vec<&str> = r.stdout.lines().collect();
         if lines.len() != 1 || !lines[0].starts_with("sha256:") {
@@ -373,28 +321,23 @@ fn built_image_runs_with_the_spec_environment_and_no_build_secrets() {
     }
 }
 
-fn build_full_rawjson(extra: &[&str]) -> Run {
-    let mut args = vec![
-        "build".to_string(),
-        spec("full").display().to_string(),
-        "--addr".into(),
-        addr(),
-        "--ca-bundle".into(),
-        ca_bundle().into(),
-        "--progress".into(),
-        "rawjson".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&args)
+/// `torchkit build tests/e2e/full --progress rawjson EXTRA`.
+fn build_full_rawjson(extra: &[&str]) -> TestCommand {
+    let mut c = TestCommand::new();
+    c.args(["build", spec("full").to_str().unwrap(), "--addr", &addr()])
+        .args(["--ca-bundle", ca_bundle(), "--progress", "rawjson"])
+        .args(extra);
+    c
 }
 
 #[test]
 fn an_identical_build_is_fully_cached() {
-    let p = primed();
-    let _serial = cache_lock();
-    let r = build_full_rawjson(&["-t", IMAGE]).expect_ok("second build");
-    assert_eq!(r.stdout.trim(), p.digest, "same inputs, same image");
+    require_daemon();
+    let _cache = serial::exclusive();
+    let first = build_full_rawjson(&["-t", CHECK_IMAGE]).assert_ok();
+    let r = build_full_rawjson(&["-t", CHECK_IMAGE]).assert_ok();
+    assert!(first.stdout.starts_with("sha256:"), "{}", first.stdout);
+    assert_eq!(r.stdout, first.stdout, "same inputs, same image");
     let steps = steps(&r.stderr);
     for s in ["base", "apt", "pip", "requirements", "user", "copy"] {
         assert!(steps.contains_key(s), "no {s} step:\n{}", describe(&steps));
@@ -407,9 +350,11 @@ fn an_identical_build_is_fully_cached() {
 
 #[test]
 fn test_profile_reresolves_exactly_the_dependency_steps() {
-    primed();
-    let _serial = cache_lock();
-    let r = build_full_rawjson(&["--profile", "test"]).expect_ok("test profile build");
+    require_daemon();
+    let _cache = serial::exclusive();
+    // The dev build the test profile is compared with.
+    build_full_rawjson(&[]).assert_ok();
+    let r = build_full_rawjson(&["--profile", "test"]).assert_ok();
     assert!(r.stdout.is_empty(), "no output, no digest: {:?}", r.stdout);
     assert!(
         r.stderr.contains("No output specified"),
@@ -425,7 +370,7 @@ fn test_profile_reresolves_exactly_the_dependency_steps() {
             describe(&steps)
         );
     }
-    // Nothing new on the index since the primed build: the same resolved sets, so the
+    // Nothing new on the index since the dev build: the same resolved sets, so the
     // installs (and what is built on them) come from the cache.
     for s in ["apt", "pip", "requirements", "user", "copy"] {
         assert!(
@@ -440,8 +385,8 @@ fn test_profile_reresolves_exactly_the_dependency_steps() {
 #[test]
 fn release_profile_reruns_every_step_on_the_pinned_base() {
     require_daemon();
-    let _serial = cache_lock();
-    let r = build_full_rawjson(&["--profile", "release"]).expect_ok("release build");
+    let _cache = serial::exclusive();
+    let r = build_full_rawjson(&["--profile", "release"]).assert_ok();
     let steps = steps(&r.stderr);
     for s in ["base", "apt", "pip", "requirements", "user", "copy"] {
         let v = steps
@@ -460,29 +405,36 @@ fn release_profile_reruns_every_step_on_the_pinned_base() {
 
 #[test]
 fn push_lands_in_the_registry() {
-    let p = primed();
-    let _serial = cache_lock();
+    require_daemon();
+    let _cache = serial::exclusive();
+    // The image as stored, then the same build pushed: a cached build pushes that image.
+    let stored = build_full_rawjson(&["-t", CHECK_IMAGE]).stdout();
     let tag = format!("run{}", std::process::id());
     let by_output = format!("localhost:5000/torchkit-e2e/pushed:{tag}");
     let by_tag = format!("localhost:5000/torchkit-e2e/tagged:{tag}");
-    let r = run(&[
-        "build",
-        spec("full").to_str().unwrap(),
-        "--addr",
-        &addr(),
-        "--ca-bundle",
-        ca_bundle(),
-        "-o",
-        &format!("type=image,name={by_output},push=true"),
-        "-t",
-        &by_tag,
-        "--push",
-        "--progress",
-        "plain",
-    ])
-    .expect_ok("push");
+    let r = TestCommand::new()
+        .args([
+            "build",
+            spec("full").to_str().unwrap(),
+            "--addr",
+            &addr(),
+            "--ca-bundle",
+            ca_bundle(),
+            "-o",
+            &format!("type=image,name={by_output},push=true"),
+            "-t",
+            &by_tag,
+            "--push",
+            "--progress",
+            "plain",
+        ])
+        .assert_ok();
     let digest = r.stdout.trim();
-    assert_eq!(digest, p.digest, "a cached build pushes the same image");
+    assert_eq!(
+        digest,
+        stored.trim(),
+        "a cached build pushes the same image"
+    );
     for repo in ["torchkit-e2e/pushed", "torchkit-e2e/tagged"] {
         assert_eq!(
             registry_digest(REGISTRY, repo, &tag).as_deref(),
@@ -507,10 +459,11 @@ fn out_args(dir: &Path) -> Vec<String> {
 }
 
 fn run_build(spec_dir: &Path, extra: &[String]) -> Run {
-    let mut args = vec!["build".to_string(), spec_dir.display().to_string()];
-    args.extend(extra.iter().cloned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&args)
+    TestCommand::new()
+        .arg("build")
+        .arg(spec_dir)
+        .args(extra)
+        .run()
 }
 
 #[test]
@@ -569,21 +522,22 @@ fn wrong_tls_ca_fails_the_handshake_and_the_right_one_builds() {
 
     // The right CA: the same build goes through the TLS front (the base is only resolved,
     // so this is quick whatever the cache holds).
-    let r = run(&[
-        "build",
-        spec("full").to_str().unwrap(),
-        "--addr",
-        &tcp,
-        "--tlscacert",
-        ca.to_str().unwrap(),
-        "--tlsservername",
-        "tk.test",
-        "--target",
-        "base",
-        "--progress",
-        "plain",
-    ])
-    .expect_ok("build over TLS");
+    let r = TestCommand::new()
+        .args([
+            "build",
+            spec("full").to_str().unwrap(),
+            "--addr",
+            &tcp,
+            "--tlscacert",
+            ca.to_str().unwrap(),
+            "--tlsservername",
+            "tk.test",
+            "--target",
+            "base",
+            "--progress",
+            "plain",
+        ])
+        .assert_ok();
     // Only the base: `] base: ` (the vertex may carry the title of a concurrent build of
     // the same base, so no step count), and no step after it.
     assert!(r.stderr.contains("] base: "), "{}", tail(&r.stderr, 20));
@@ -664,57 +618,113 @@ fn failing_step_is_named_and_writes_nothing() {
     assert_no_output(dir.path(), &r);
 }
 
+/// A package index that accepts connections and never answers: when pip connects, the pip
+/// RUN step is running; when every connection is closed again, that step has stopped.
+struct HangingIndex {
+    port: u16,
+    hits: std::sync::mpsc::Receiver<()>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HangingIndex {
+    fn start() -> HangingIndex {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (hit_tx, hits) = std::sync::mpsc::channel();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = open.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = hit_tx.send(());
+                let counter = counter.clone();
+                // Read (and drop) what pip sends until its end of the connection closes.
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut conn, &mut std::io::sink());
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        HangingIndex { port, hits, open }
+    }
+
+    /// A copy of the `hang` spec whose pip step downloads from this index.
+    fn spec(&self, dir: &Path) -> PathBuf {
+        let spec_dir = dir.join("spec");
+        std::fs::create_dir(&spec_dir).unwrap();
+        let template = std::fs::read_to_string(spec("hang").join("torchkit.toml.in")).unwrap();
+        std::fs::write(
+            spec_dir.join("torchkit.toml"),
+            template.replace(
+                "@INDEX_URL@",
+                &format!("https://{}:{}/simple", host_gateway(), self.port),
+            ),
+        )
+        .unwrap();
+        spec_dir
+    }
+
+    /// Waits for pip's first connection: the pip step is running.
+    fn wait_for_pip(&self, limit: Duration) -> bool {
+        self.hits.recv_timeout(limit).is_ok()
+    }
+
+    /// Connections pip holds open.
+    fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `torchkit build SPEC_DIR ARGS` as a child of the test, stdout piped, stderr to `stderr`.
+fn spawn_build(spec_dir: &Path, args: &[String], stderr: &Path) -> std::process::Child {
+    let mut c = TestCommand::new();
+    c.arg("build").arg(spec_dir).args(args);
+    c.cmd()
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap());
+    c.spawn()
+}
+
+/// Waits up to `limit` for `child` to exit on its own; its run, or `None` (the child killed)
+/// when it does not.
+fn wait_exit(mut child: std::process::Child, stderr: &Path, limit: Duration) -> Option<Run> {
+    let Some(status) = poll_until(limit, || child.try_wait().unwrap()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    };
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let raw = std::process::Output {
+        status,
+        stdout,
+        stderr: std::fs::read(stderr).unwrap_or_default(),
+    };
+    Some(Run::from(raw))
+}
+
 #[test]
 fn daemon_dying_mid_build_fails_and_writes_nothing() {
     require_daemon();
     let dir = tempfile::tempdir().unwrap();
-
-    // A package index that accepts connections and never answers: when pip connects,
-    // the pip RUN step is running.
-    let index = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = index.local_addr().unwrap().port();
-    let (hit_tx, hit_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in index.incoming() {
-            let Ok(conn) = conn else { break };
-            held.push(conn);
-            let _ = hit_tx.send(());
-        }
-    });
-    let spec_dir = dir.path().join("spec");
-    std::fs::create_dir(&spec_dir).unwrap();
-    let template = std::fs::read_to_string(spec("hang").join("torchkit.toml.in")).unwrap();
-    std::fs::write(
-        spec_dir.join("torchkit.toml"),
-        template.replace(
-            "@INDEX_URL@",
-            &format!("https://{}:{port}/simple", host_gateway()),
-        ),
-    )
-    .unwrap();
+    let index = HangingIndex::start();
+    let spec_dir = index.spec(dir.path());
 
     let proxy = support::UnixProxy::start(&dir.path().join("proxy.sock"), docker_socket());
     let stderr_path = dir.path().join("stderr");
     let mut args: Vec<String> = vec![
-        "build".into(),
-        spec_dir.display().to_string(),
         "--addr".into(),
         format!("docker://{}", proxy.path().display()),
         "--no-cache-filter".into(),
         "pip".into(),
     ];
     args.extend(out_args(dir.path()));
-    let mut child = torchkit()
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-
-    let arrived = hit_rx.recv_timeout(Duration::from_secs(240));
+    let mut child = spawn_build(&spec_dir, &args, &stderr_path);
     let stderr_now = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    if arrived.is_err() {
+
+    if !index.wait_for_pip(Duration::from_secs(240)) {
         let _ = child.kill();
         panic!(
             "the pip step never reached the test index:\n{}",
@@ -724,28 +734,13 @@ fn daemon_dying_mid_build_fails_and_writes_nothing() {
     proxy.kill();
 
     // The client must notice and give up on its own.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "torchkit still runs after the daemon went away:\n{}",
-                tail(&stderr_now(), 40)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    let r = Run {
-        code: status.code(),
-        stdout,
-        stderr: stderr_now(),
-    };
-    assert_eq!(r.code, Some(1), "{}", tail(&r.stderr, 30));
+    let r = wait_exit(child, &stderr_path, Duration::from_secs(120)).unwrap_or_else(|| {
+        panic!(
+            "torchkit still runs after the daemon went away:\n{}",
+            tail(&stderr_now(), 40)
+        )
+    });
+    assert_eq!(r.code, Some(1), "{}", r.describe());
     assert!(
         r.stderr
             .contains("error: lost the connection to the BuildKit daemon at docker://"),

@@ -7,84 +7,40 @@
 //! - `type=inline` (pushed with the image) and `type=registry` to localhost:5000, each
 //!   imported with `type=registry,ref=…` after a prune.
 //!
-//! `docker builder prune -af` empties the daemon's whole build cache, which slows down (but
-//! does not break) other e2e tests running at the same time; the scenarios here hold one
-//! lock so they do not prune each other's caches. Fails, never skips, when the daemon is
-//! missing: run `scripts/test-env.sh up`.
+//! `docker builder prune -af` empties the daemon's whole build cache, so every scenario here
+//! holds the cross-process cache lock exclusively ([`support::serial`]): no other test that
+//! relies on the cache (here, in another test binary, or under `cargo nextest`) runs
+//! meanwhile. Fails, never skips, when the daemon is missing: run `scripts/test-env.sh up`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 mod support;
-use support::{docker_socket, require_daemon};
+use support::{
+    describe, docker_socket, require_daemon, serial, steps, unique, TestCommand, Vertex,
+};
 
 const SPEC: &str = "tests/e2e/cache";
-static PRUNE_LOCK: Mutex<()> = Mutex::new(());
-
-/// A tag unique to this run, so a cache left by an earlier run cannot pass for this one.
-fn unique() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{t}", std::process::id())
-}
-
-/// `[torchkit 2/2] user: …` → (`user`, cached), merged over the rawjson messages.
-fn steps(stderr: &str) -> BTreeMap<String, bool> {
-    let mut by_digest: BTreeMap<String, (String, bool)> = BTreeMap::new();
-    for line in stderr.lines().filter(|l| l.starts_with('{')) {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        for v in msg["vertexes"].as_array().into_iter().flatten() {
-            let e = by_digest
-                .entry(v["digest"].as_str().unwrap_or_default().into())
-                .or_default();
-            if let Some(n) = v["name"].as_str().filter(|n| !n.is_empty()) {
-                e.0 = n.into();
-            }
-            e.1 |= v["cached"].as_bool().unwrap_or(false);
-        }
-    }
-    by_digest
-        .into_values()
-        .filter_map(|(name, cached)| {
-            let rest = name.strip_prefix("[torchkit ")?;
-            let (counter, rest) = rest.split_once("] ")?;
-            counter
-                .contains('/')
-                .then(|| (rest.split(':').next().unwrap().to_string(), cached))
-        })
-        .collect()
-}
 
 /// Runs `torchkit build SPEC <args> --progress rawjson`; returns the steps.
-fn build(args: &[&str], what: &str) -> BTreeMap<String, bool> {
+fn build(args: &[&str], what: &str) -> BTreeMap<String, Vertex> {
     let addr = format!("docker://{}", docker_socket().display());
-    let out = Command::new(env!("CARGO_BIN_EXE_torchkit"))
-        .env_remove("BUILDKIT_HOST")
-        .env_remove("TORCHKIT_PROFILE")
+    let r = TestCommand::new()
         .args(["build", SPEC, "--addr", &addr, "--progress", "rawjson"])
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run torchkit");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what} failed:\n{stderr}");
-    let s = steps(&stderr);
-    assert!(s.contains_key("user"), "{what}: no user step in {s:?}");
+        .run();
+    assert!(r.success(), "{what} failed:\n{}", r.describe());
+    let s = steps(&r.stderr);
+    assert!(
+        s.contains_key("user"),
+        "{what}: no user step in\n{}",
+        describe(&s)
+    );
     s
 }
 
 fn prune() {
     support::docker(&["builder", "prune", "-af"]);
-}
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    PRUNE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn blobs(dir: &Path) -> usize {
@@ -96,7 +52,7 @@ fn blobs(dir: &Path) -> usize {
 #[test]
 fn local_cache_export_then_import_after_prune() {
     require_daemon();
-    let _l = lock();
+    let _cache = serial::exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let cache = cache.to_str().unwrap();
@@ -139,14 +95,22 @@ fn local_cache_export_then_import_after_prune() {
     // Without the cache, the step runs again after a prune: the control.
     prune();
     let s = build(&[], "build after prune");
-    assert!(!s["user"], "a pruned daemon re-runs the user step: {s:?}");
+    assert!(
+        !s["user"].cached,
+        "a pruned daemon re-runs the user step:\n{}",
+        describe(&s)
+    );
 
     prune();
     let s = build(
         &["--import-cache", &format!("type=local,src={cache}")],
         "import from the local cache",
     );
-    assert!(s["user"], "the imported cache makes user CACHED: {s:?}");
+    assert!(
+        s["user"].cached,
+        "the imported cache makes user CACHED:\n{}",
+        describe(&s)
+    );
 
     // An empty directory imports nothing (a warning) and the build still works.
     let empty = tmp.path().join("empty");
@@ -163,8 +127,8 @@ fn local_cache_export_then_import_after_prune() {
 #[test]
 fn inline_cache_pushed_with_the_image() {
     require_daemon();
-    let _l = lock();
-    let image = format!("localhost:5000/torchkit-e2e/cache-inline:{}", unique());
+    let _cache = serial::exclusive();
+    let image = format!("localhost:5000/torchkit-e2e/cache-inline:{}", unique("run"));
     build(
         &["-t", &image, "--push", "--export-cache", "type=inline"],
         "push with inline cache",
@@ -174,14 +138,18 @@ fn inline_cache_pushed_with_the_image() {
         &["--import-cache", &format!("type=registry,ref={image}")],
         "import the inline cache",
     );
-    assert!(s["user"], "the inline cache makes user CACHED: {s:?}");
+    assert!(
+        s["user"].cached,
+        "the inline cache makes user CACHED:\n{}",
+        describe(&s)
+    );
 }
 
 #[test]
 fn registry_cache_export_then_import_after_prune() {
     require_daemon();
-    let _l = lock();
-    let cache_ref = format!("localhost:5000/torchkit-e2e/cache:{}", unique());
+    let _cache = serial::exclusive();
+    let cache_ref = format!("localhost:5000/torchkit-e2e/cache:{}", unique("run"));
     build(
         &[
             "--export-cache",
@@ -194,5 +162,9 @@ fn registry_cache_export_then_import_after_prune() {
         &["--import-cache", &format!("type=registry,ref={cache_ref}")],
         "import the registry cache",
     );
-    assert!(s["user"], "the registry cache makes user CACHED: {s:?}");
+    assert!(
+        s["user"].cached,
+        "the registry cache makes user CACHED:\n{}",
+        describe(&s)
+    );
 }

@@ -14,6 +14,10 @@
 //! files. A broken spec must fail with its line shown by the docker CLI, and
 //! `--platform linux/arm64` must be refused with a message that says why.
 //!
+//! The tests that compare two builds hold the cross-process cache lock shared
+//! ([`support::serial`]): a prune or a release build between the reference build and the one
+//! compared with it would make a step run again and its layer differ.
+//!
 //! These tests FAIL, never skip, when the daemon or the frontend image is missing: run
 //! `scripts/test-env.sh up` (as root, with `STANDIN=1`) and then
 //! `scripts/frontend-image.sh` (which builds the static binary and pushes the image).
@@ -24,6 +28,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 mod support;
+use support::{serial, TestCommand};
 
 const FRONTEND: &str = "localhost:5000/torchkit/frontend:dev";
 const REGISTRY: &str = "127.0.0.1:5000";
@@ -45,18 +50,6 @@ fn case(name: &str) -> PathBuf {
 fn basic() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        fn copy(from: &Path, to: &Path) {
-            std::fs::create_dir_all(to).unwrap();
-            for e in std::fs::read_dir(from).unwrap() {
-                let e = e.unwrap();
-                let dest = to.join(e.file_name());
-                if e.file_type().unwrap().is_dir() {
-                    copy(&e.path(), &dest);
-                } else {
-                    std::fs::copy(e.path(), &dest).unwrap();
-                }
-            }
-        }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -65,7 +58,7 @@ fn basic() -> PathBuf {
             "torchkit-e2e-frontend-{}-{nanos}",
             std::process::id()
         ));
-        copy(&case("basic"), &dir);
+        support::copy_dir(&case("basic"), &dir);
         std::fs::write(dir.join("app/run-id.txt"), format!("{nanos}\n")).unwrap();
         dir
     })
@@ -84,15 +77,6 @@ fn docker() -> Command {
     }
     c.env("DOCKER_BUILDKIT", "1");
     c.env("BUILDKIT_PROGRESS", "plain");
-    c
-}
-
-fn torchkit() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_torchkit"));
-    c.env_remove("TORCHKIT_CUDA")
-        .env_remove("TORCHKIT_DRIVER")
-        .env_remove("TORCHKIT_GPU")
-        .env_remove("TORCHKIT_PROFILE");
     c
 }
 
@@ -212,9 +196,10 @@ fn reference() -> &'static Facts {
     static REF: OnceLock<Facts> = OnceLock::new();
     REF.get_or_init(|| {
         let tag = format!("{IMAGE}:driver");
-        ok(torchkit()
+        TestCommand::new()
             .args(["build", "--progress", "plain", "-t", &tag])
-            .arg(basic().join("torchkit.toml")));
+            .arg(basic().join("torchkit.toml"))
+            .assert_ok();
         facts(&tag)
     })
 }
@@ -231,6 +216,7 @@ fn assert_same_as_reference(how: &str, tag: &str) {
 #[test]
 fn reference_image_is_what_the_spec_says() {
     require_environment();
+    let _cache = serial::shared();
     let r = reference();
     assert_eq!(r.user, "ml");
     assert_eq!(r.workdir, "/workspace");
@@ -257,6 +243,7 @@ fn reference_image_is_what_the_spec_says() {
 #[test]
 fn docker_build_through_the_syntax_line_matches_torchkit_build() {
     require_environment();
+    let _cache = serial::shared();
     let tag = format!("{IMAGE}:docker-build");
     ok(docker()
         .current_dir(basic())
@@ -267,6 +254,7 @@ fn docker_build_through_the_syntax_line_matches_torchkit_build() {
 #[test]
 fn docker_buildx_build_through_the_syntax_line_matches_torchkit_build() {
     require_environment();
+    let _cache = serial::shared();
     let tag = format!("{IMAGE}:buildx");
     ok(docker().current_dir(basic()).args([
         "buildx",
@@ -284,8 +272,9 @@ fn docker_buildx_build_through_the_syntax_line_matches_torchkit_build() {
 #[test]
 fn torchkit_build_with_the_frontend_image_matches_torchkit_build() {
     require_environment();
+    let _cache = serial::shared();
     let tag = format!("{IMAGE}:torchkit-frontend");
-    ok(torchkit()
+    TestCommand::new()
         .args([
             "build",
             "--progress",
@@ -295,7 +284,8 @@ fn torchkit_build_with_the_frontend_image_matches_torchkit_build() {
             "-t",
             &tag,
         ])
-        .arg(basic().join("torchkit.toml")));
+        .arg(basic().join("torchkit.toml"))
+        .assert_ok();
     assert_same_as_reference("torchkit build --frontend", &tag);
 }
 
@@ -451,6 +441,7 @@ fn buildx_print_answers_targets_outline_and_describe() {
 #[test]
 fn a_build_context_for_the_base_builds_on_that_image() {
     require_environment();
+    let _cache = serial::shared();
     let base = "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime";
     let direct = format!("localhost:5000/{base}");
     let context = format!("{base}=docker-image://{direct}");
@@ -470,10 +461,11 @@ fn a_build_context_for_the_base_builds_on_that_image() {
         ".",
     ]));
     let through_driver = format!("{IMAGE}:build-context-driver");
-    ok(torchkit()
+    TestCommand::new()
         .args(["build", "--progress", "plain", "--build-context", &context])
         .args(["-t", &through_driver])
-        .arg(basic().join("torchkit.toml")));
+        .arg(basic().join("torchkit.toml"))
+        .assert_ok();
     for (how, tag) in [
         ("buildx", &through_buildx),
         ("torchkit build", &through_driver),

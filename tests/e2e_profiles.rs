@@ -14,7 +14,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod support;
-use support::{describe, docker_socket, host_gateway, require_daemon, steps, Vertex};
+use support::{
+    describe, docker_socket, host_gateway, require_daemon, serial, steps, unique, wait_for,
+    TestCommand, Vertex,
+};
 
 const HOST_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 const REGISTRY_LOG: &str = "/var/lib/torchkit-test-env/registry.log";
@@ -30,31 +33,14 @@ const ALL_STEPS: &[&str] = &[
     "user",
 ];
 
-/// The two tests assert what the daemon's cache does, and one of them runs a release build
-/// (`ignore_cache` on every op, the shared base included). Run side by side, that build made
-/// the other test's cached install re-run in 2 of 4 runs; one at a time, never.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A value no earlier run used: the daemon's build cache outlives test runs.
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
+// Both tests assert what the daemon's cache does, and the first runs a release build
+// (`ignore_cache` on every op, the shared base included). Run side by side, that build made
+// the other test's cached install re-run in 2 of 4 runs; so each holds the cross-process
+// cache lock exclusively ([`support::serial`]).
 
 fn torchkit_build(dir: &Path, profile: &str, extra: &[&str]) -> BTreeMap<String, Vertex> {
     let addr = format!("docker://{}", docker_socket().display());
-    let out = Command::new(env!("CARGO_BIN_EXE_torchkit"))
-        .env_remove("BUILDKIT_HOST")
-        .env_remove("TORCHKIT_PROFILE")
+    let r = TestCommand::new()
         .args([
             "build",
             dir.to_str().unwrap(),
@@ -65,12 +51,9 @@ fn torchkit_build(dir: &Path, profile: &str, extra: &[&str]) -> BTreeMap<String,
         ])
         .args(["--profile", profile, "--progress", "rawjson"])
         .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run torchkit");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{profile} build failed:\n{stderr}");
-    steps(&stderr)
+        .run();
+    assert!(r.success(), "{profile} build failed:\n{}", r.describe());
+    steps(&r.stderr)
 }
 
 fn build(dir: &Path, profile: &str) -> BTreeMap<String, Vertex> {
@@ -125,7 +108,7 @@ fn assert_ran(s: &BTreeMap<String, Vertex>, names: &[&str], what: &str) {
 #[test]
 fn profiles_and_epoch_from_the_status_stream() {
     require_daemon();
-    let _serial = serial();
+    let _cache = serial::exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("profiles");
     std::fs::create_dir_all(&dir).unwrap();
@@ -224,14 +207,11 @@ impl Index {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 -m http.server");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect((host.as_str(), port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the index server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_for(
+            "the index server did not start",
+            std::time::Duration::from_secs(20),
+            || std::net::TcpStream::connect((host.as_str(), port)).ok(),
+        );
         let url = format!("http://{host}:{port}/simple");
         Index {
             dir,
@@ -303,7 +283,7 @@ fn installed(image: &str, module: &str) -> String {
 #[test]
 fn test_profile_installs_a_new_release_and_only_then() {
     require_daemon();
-    let _serial = serial();
+    let _cache = serial::exclusive();
     let index = Index::start();
     index.publish("tkdemo", "1.0");
     let tmp = tempfile::tempdir().unwrap();

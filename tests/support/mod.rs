@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests: [`TestCommand`], the one way to run the
-//! `torchkit` binary; and, for the end-to-end tests against the real daemon of the test environment
+//! `torchkit` binary; [`serial`], the cross-process lock over the daemon's build cache; and,
+//! for the end-to-end tests against the real daemon of the test environment
 //! (`scripts/test-env.sh up`): where the Docker socket is, a failing check when it is not
 //! there, throw-away TLS certificates, a TLS-terminating proxy in front of dockerd, and a
 //! unix-socket proxy that a test can cut to simulate a daemon dying mid-build.
 #![allow(dead_code)]
 
 pub mod command;
+pub mod serial;
 
 #[allow(unused_imports)] // each test binary uses a part
 pub use command::{tail, Run, TestCommand};
