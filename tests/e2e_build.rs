@@ -755,3 +755,68 @@ fn daemon_dying_mid_build_fails_and_writes_nothing() {
     assert!(r.stdout.is_empty());
     assert_no_output(dir.path(), &r);
 }
+
+/// Ctrl-C while a step runs: the signal goes to the `torchkit build` child alone, once the
+/// daemon runs the pip step (it connected to the test's index). The build stops with exit
+/// code 130 and says so, writes nothing, and the daemon stops the step (pip's connection
+/// closes).
+#[test]
+fn ctrl_c_cancels_the_build_and_writes_nothing() {
+    require_daemon();
+    let dir = tempfile::tempdir().unwrap();
+    let index = HangingIndex::start();
+    let spec_dir = index.spec(dir.path());
+    let stderr_path = dir.path().join("stderr");
+    let mut args: Vec<String> = vec![
+        "--addr".into(),
+        addr(),
+        "--no-cache-filter".into(),
+        "pip".into(),
+    ];
+    args.extend(out_args(dir.path()));
+    let mut child = spawn_build(&spec_dir, &args, &stderr_path);
+    let stderr_now = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+
+    if !index.wait_for_pip(Duration::from_secs(240)) {
+        let _ = child.kill();
+        panic!(
+            "the pip step never reached the test index:\n{}",
+            tail(&stderr_now(), 40)
+        );
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(st.success(), "kill -INT {}", child.id());
+
+    let r = wait_exit(child, &stderr_path, Duration::from_secs(30)).unwrap_or_else(|| {
+        panic!(
+            "torchkit still runs 30 s after Ctrl-C:\n{}",
+            tail(&stderr_now(), 40)
+        )
+    });
+    assert_eq!(r.code, Some(130), "{}", r.describe());
+    assert!(
+        r.stderr.contains("error: build cancelled (Ctrl-C)"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr
+            .contains("hint: the daemon was told to stop the build"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout.is_empty(), "{}", r.describe());
+    assert_no_output(dir.path(), &r);
+    // The daemon stopped the step: pip's connections to the index are gone.
+    let stopped = poll_until(Duration::from_secs(60), || {
+        (index.open() == 0).then_some(())
+    });
+    assert!(
+        stopped.is_some(),
+        "pip still holds {} connection(s) to the index 60 s after the cancelled build ended",
+        index.open()
+    );
+}
