@@ -39,13 +39,28 @@
 //!   service and the registry client;
 //! - `cli`: clap commands, one file each.
 //!
-//! **Dependency rule**: `llb → proto`; `resolve → {spec, matrix}`; `lock → {spec, resolve, llb, plan}`;
-//! `plan → {spec, resolve, llb}` (and `lock`'s data types); `load → {spec, resolve}`;
-//! `credentials → error`; `buildkit → {proto, llb, credentials}`; `registry → {llb, credentials}`;
-//! `frontend → {buildkit, load, lock, plan, spec, llb, proto, vocab}` (and `resolve`'s types);
-//! `cli → everything`. No core module uses
-//! `buildkit`, `frontend`, `probe`, `cli`, tokio, tonic, `std::fs`, `std::net`, `std::process`
-//! or `std::env`; `tests/layering.rs` enforces this.
+//! **Dependency rule**: each module uses only the modules after its arrow. `tests/layering.rs`
+//! holds the same table and fails, naming the file and line, on any other `crate::…` or
+//! `super::…` reference between modules (unit tests are exempt) and when this list or
+//! `docs/architecture.md` differs from it. No core module uses an edge module, tokio, tonic,
+//! `std::fs`, `std::net`, `std::process`, `std::env`, the clock or randomness.
+//!
+//! - `error` (shared) → —
+//! - `proto` (shared) → —
+//! - `vocab` (core) → `error`
+//! - `matrix` (core) → —
+//! - `spec` (core) → `error`, `resolve`, `vocab`
+//! - `resolve` (core) → `error`, `matrix`, `vocab`
+//! - `llb` (core) → `error`, `proto`
+//! - `plan` (core) → `error`, `llb`, `lock`, `resolve`, `spec`, `vocab`
+//! - `lock` (core) → `error`, `llb`, `plan`, `resolve`, `spec`
+//! - `load` (core) → `error`, `resolve`, `spec`
+//! - `probe` (edge) → `error`
+//! - `buildkit` (edge) → `credentials`, `error`, `llb`, `proto`
+//! - `credentials` (edge) → `error`
+//! - `registry` (edge) → `credentials`, `error`, `llb`
+//! - `frontend` (edge) → `buildkit`, `error`, `llb`, `load`, `lock`, `plan`, `proto`, `resolve`, `spec`, `vocab`
+//! - `cli` (edge) → `buildkit`, `credentials`, `error`, `frontend`, `llb`, `load`, `lock`, `matrix`, `plan`, `probe`, `registry`, `resolve`, `spec`, `vocab`
 
 pub mod error;
 pub mod proto;
