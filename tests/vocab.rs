@@ -6,11 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use torchkit::frontend::options;
 use torchkit::spec::{self, Spec};
+
+mod support;
+use support::TestCommand;
 
 /// The base spec the overrides apply to; `KEY` lines are replaced per case.
 const BASE: &str = "[torch]\nversion = \"2.8.0\"\n";
@@ -100,20 +103,14 @@ const CASES: &[(Opt, &str, Option<&str>)] = &[
     (Opt::Step, "aptt", None),
 ];
 
+/// `torchkit ARGS` in `dir` with only `env` of the variables it reads.
 fn torchkit(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_torchkit"));
+    let mut c = TestCommand::new();
     c.args(args).current_dir(dir);
-    for v in [
-        "TORCHKIT_CUDA",
-        "TORCHKIT_FLAVOR",
-        "TORCHKIT_GPU",
-        "TORCHKIT_PROFILE",
-        "TORCHKIT_DRIVER",
-    ] {
-        c.env_remove(v);
+    for (k, v) in env {
+        c.env(k, v);
     }
-    c.envs(env.iter().copied());
-    c.output().expect("run torchkit")
+    c.output()
 }
 
 /// `torchkit plan --json` of a spec with these arguments; or the failure's stderr.
