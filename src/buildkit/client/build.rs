@@ -200,19 +200,7 @@ impl BuildError {
     }
 }
 
-/// A random identifier like BuildKit's `identity.NewID` (25 base-36 characters).
-pub fn new_id() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the OS random source failed");
-    let mut n = u128::from_le_bytes(b);
-    const ALPHA: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut s = Vec::with_capacity(25);
-    for _ in 0..25 {
-        s.push(ALPHA[(n % 36) as usize]);
-        n /= 36;
-    }
-    String::from_utf8(s).expect("ascii")
-}
+pub use crate::buildkit::token::new_id;
 
 /// The build function's future, run beside the solve.
 pub(super) type SideFuture<T> = Pin<Box<dyn Future<Output = Result<T, BuildError>> + Send>>;
@@ -285,21 +273,5 @@ impl Client {
                 exporter_response: o.exporter_response,
                 value: (),
             })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_look_like_buildkit_ids() {
-        let a = new_id();
-        let b = new_id();
-        assert_eq!(a.len(), 25);
-        assert_ne!(a, b);
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
     }
 }
