@@ -1,11 +1,13 @@
-//! `torchkit plan`: print the resolved plan — base image, steps in order, the cache rule of
-//! each step and the image config. Data on stdout (text, or JSON with `--json`).
+//! `torchkit plan`: print the resolved plan — base image, helper nodes, steps in order with
+//! their commands, mounts and cache rules, and the image config. Data on stdout (text, or
+//! JSON with `--json`: exactly what `plan::lower` turns into LLB).
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 
+use crate::buildkit::session::read_context_excludes;
 use crate::cli::common::{self, SpecArgs};
-use crate::plan::{self, CacheRule, CompileOptions, Plan, Run};
+use crate::plan::{self, CacheRule, CompileOptions, Mount, NodeSource, Output, Plan, Run};
 
 /// Flags of `torchkit plan`.
 #[derive(Debug, clap::Args)]
@@ -23,9 +25,17 @@ pub struct Args {
 /// Run `torchkit plan`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = common::load(&args.spec)?;
+    let context_dir = loaded
+        .path
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    // What `torchkit llb` would lower, with a placeholder for the per-build token.
     let mut opts = CompileOptions {
         profile: Some(loaded.profile),
         build_token: Some("<per-build token>".into()),
+        context_excludes: read_context_excludes(&loaded.path, &context_dir)
+            .map_err(crate::cli::hinted)?,
         ..CompileOptions::default()
     };
     if args.resolve_digest {
@@ -40,7 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The human-readable plan.
+/// The human-readable plan: the same content as `--json`, one line per fact (file contents
+/// summarised).
 pub fn render(p: &Plan) -> String {
     let r = &p.resolution;
     let mut o = String::new();
@@ -53,7 +64,14 @@ pub fn render(p: &Plan) -> String {
     line(format!("platform  {}", p.platform));
     line(format!("base      {}", p.base.pinned_reference()));
     if p.base.digest.is_none() {
-        line("          (unpinned: `torchkit build` pins it by digest through the daemon)".into());
+        line(if p.check_buildable().is_err() {
+            "          (unpinned: a release build needs it pinned; `torchkit build` pins it through the daemon)".into()
+        } else {
+            "          (unpinned: `torchkit build` pins it by digest through the daemon)".into()
+        });
+    }
+    for (k, v) in &p.base.env {
+        line(format!("          env {k}={v}"));
     }
     line(format!(
         "torch     {} · CUDA {} · cuDNN {} · Python {} · torchvision {} · torchaudio {}",
@@ -71,6 +89,42 @@ pub fn render(p: &Plan) -> String {
         line(format!(
             "epoch     {e} (dependency steps mount the epoch node)"
         ));
+    }
+    if !p.nodes.is_empty() {
+        line(String::new());
+        line("nodes".into());
+    }
+    for n in &p.nodes {
+        line(format!("  {:<12} {}", n.id.as_str(), n.name));
+        match &n.source {
+            NodeSource::Files { files } => {
+                for f in files {
+                    let lines = f.content.lines().count();
+                    line(format!(
+                        "  {:<12}   file {} ({lines} line{}, mode {:04o})",
+                        "",
+                        f.path,
+                        if lines == 1 { "" } else { "s" },
+                        f.mode
+                    ));
+                }
+            }
+            NodeSource::Local {
+                name,
+                session_id,
+                exclude_patterns,
+                ..
+            } => {
+                let mut l = format!("  {:<12}   local {name}", "");
+                if let Some(id) = session_id {
+                    l.push_str(&format!(" (session {id})"));
+                }
+                if !exclude_patterns.is_empty() {
+                    l.push_str(&format!(" excluding {}", exclude_patterns.join(" ")));
+                }
+                line(l);
+            }
+        }
     }
     line(String::new());
     line("steps".into());
@@ -97,52 +151,122 @@ pub fn render(p: &Plan) -> String {
             p.spec, s.span.line, s.origin
         ));
         match &s.run {
-            Run::Exec { args, user, .. } => {
+            Run::Exec {
+                args,
+                env,
+                user,
+                cwd,
+                mounts,
+            } => {
+                let at = if cwd == "/" {
+                    String::new()
+                } else {
+                    format!(" in {cwd}")
+                };
+                if !env.is_empty() {
+                    let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    line(format!("      env {}", vars.join(" ")));
+                }
                 if let Some(r) = &s.resolve {
                     line(format!(
-                        "      resolve as {user}: pip install --dry-run --report {} -> {}",
-                        shell_words(&r.pip_args),
-                        plan::RESOLVED_MOUNT
+                        "      resolve as {user}{at}: {}",
+                        shell_words(&r.args)
+                    ));
+                    for m in &r.mounts {
+                        line(format!("        {}", mount(m)));
+                    }
+                }
+                line(format!("      run as {user}{at}: {}", shell_words(args)));
+                for m in mounts {
+                    line(format!("        {}", mount(m)));
+                }
+            }
+            Run::Copy {
+                from,
+                copies,
+                uid,
+                gid,
+            } => {
+                for (src, dest) in copies {
+                    line(format!(
+                        "      copy {from}:{src} -> {dest} (owner {uid}:{gid})"
                     ));
                 }
-                line(format!("      run as {user}: {}", shell_words(args)))
             }
-            Run::Copy { copies, owner } => {
-                for (src, dest) in copies {
-                    line(format!("      copy {src} -> {dest} (owner {owner})"));
-                }
-            }
-            Run::Image { reference } => line(format!("      image {reference}")),
-        }
-        for m in &s.cache_mounts {
-            line(format!("      cache mount {} (id {})", m.dest, m.id));
-        }
-        for id in &s.secrets {
-            line(format!("      secret {id}"));
+            Run::Image => line(format!(
+                "      image {} ({})",
+                p.base.pinned_reference(),
+                p.platform
+            )),
         }
     }
     line(String::new());
-    line("image".into());
-    line(format!(
-        "  user {}  workdir {}",
-        p.image.user, p.image.workdir
-    ));
-    for (k, v) in &p.image.env {
-        line(format!("  env {k}={v}"));
-    }
-    if let Some(e) = &p.image.entrypoint {
-        line(format!("  entrypoint {e:?}"));
-    }
-    if let Some(c) = &p.image.cmd {
-        line(format!("  cmd {c:?}"));
-    }
-    for (k, v) in &p.image.labels {
-        line(format!("  label {k}={v}"));
+    match &p.output {
+        Output::Directory { dest } => {
+            line(format!("output    the directory {dest} of the last step"))
+        }
+        Output::Image(image) => {
+            line("image".into());
+            line(format!("  user {}  workdir {}", image.user, image.workdir));
+            for (k, v) in &image.env {
+                line(format!("  env {k}={v}"));
+            }
+            if let Some(e) = &image.entrypoint {
+                line(format!("  entrypoint {e:?}"));
+            }
+            if let Some(c) = &image.cmd {
+                line(format!("  cmd {c:?}"));
+            }
+            for (k, v) in &image.labels {
+                line(format!("  label {k}={v}"));
+            }
+            if let Some(c) = &image.created {
+                line(format!("  created {c}"));
+            }
+        }
     }
     for w in &r.warnings {
         line(format!("warning: {w}"));
     }
     o
+}
+
+/// One mount, as `dest <- what`.
+fn mount(m: &Mount) -> String {
+    let ro = |readonly: bool| if readonly { "read-only" } else { "writable" };
+    match m {
+        Mount::Cache { dest, id, sharing } => {
+            format!(
+                "mount {dest} <- cache {id} ({})",
+                format!("{sharing:?}").to_lowercase()
+            )
+        }
+        Mount::Secret { dest, id } => format!("mount {dest} <- secret {id}"),
+        Mount::Node {
+            dest,
+            node,
+            path,
+            readonly,
+        } => format!("mount {dest} <- node {node}:{path} ({})", ro(*readonly)),
+        Mount::Scratch { dest } => format!("mount {dest} <- empty directory (output)"),
+        Mount::Output {
+            dest,
+            step,
+            exec,
+            mount,
+            path,
+            readonly,
+        } => {
+            let which = match exec {
+                plan::Exec::Resolve => "resolve",
+                plan::Exec::Run => "run",
+            };
+            format!(
+                "mount {dest} <- {step} {which} output {mount}:{path} ({})",
+                ro(*readonly)
+            )
+        }
+    }
 }
 
 fn shell_words(args: &[String]) -> String {

@@ -223,13 +223,7 @@ pub fn outline(spec: &Spec, plan: &Plan, opts: &FrontendOptions) -> BTreeMap<Str
             a
         })
         .collect();
-    let mut cache: Vec<String> = plan
-        .steps
-        .iter()
-        .flat_map(|s| s.cache_mounts.iter().map(|m| m.id.clone()))
-        .collect();
-    cache.sort();
-    cache.dedup();
+    let cache = plan.cache_ids();
     txt.push_str("\nSECRET\tREQUIRED\n");
     let _ = writeln!(txt, "{CA_SECRET_ID}\t{}", opts.ca_bundle);
     if !cache.is_empty() {

@@ -419,9 +419,12 @@ async fn targets_lists_the_steps_and_builds_nothing() {
     let t = &v["Targets"];
     assert_eq!(t[4]["default"], true);
     assert!(t[0].get("default").is_none());
-    // A release spec whose base is not pinned yet is listed under the dev rules (same
-    // steps; only a build looks the base up), so no "(re-run: …)" marks.
-    assert_eq!(t[1]["description"], "apt-get install jq");
+    // A release spec whose base is not pinned yet is planned all the same (only a build
+    // needs the pin), with the release rules: every step re-runs.
+    assert_eq!(
+        t[1]["description"],
+        "apt-get install jq (re-run: release profile)"
+    );
     assert_eq!(t[1]["Location"]["ranges"][0]["start"]["line"], 5);
     assert!(t[0]["base"]
         .as_str()

@@ -4,20 +4,20 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{CompileError, CompileOptions, Plan, Run};
+use super::{CompileError, ImagePlan, Plan, Run};
 
-/// The image config JSON for a plan.
-pub fn image_config(plan: &Plan, opts: &CompileOptions) -> Result<Vec<u8>, CompileError> {
-    let mut root = match &opts.base.config {
+/// The image config JSON of a plan that builds `image` (its [`super::Output::Image`]).
+pub fn image_config(plan: &Plan, image: &ImagePlan) -> Result<Vec<u8>, CompileError> {
+    let mut root = match &image.base_config {
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err(CompileError::BaseConfig("not a JSON object".into())),
         None => Map::new(),
     };
     root.insert("architecture".into(), json!("amd64"));
     root.insert("os".into(), json!("linux"));
-    match opts.source_date_epoch {
+    match &image.created {
         Some(t) => {
-            root.insert("created".into(), json!(rfc3339(t)));
+            root.insert("created".into(), json!(t));
         }
         None => {
             root.remove("created");
@@ -29,8 +29,8 @@ pub fn image_config(plan: &Plan, opts: &CompileOptions) -> Result<Vec<u8>, Compi
     };
 
     // Env: the base's, in order, with torchkit's values replacing or appended (sorted).
-    let mut env: Vec<(String, String)> = super::lower::base_env(opts);
-    for (k, v) in &plan.image.env {
+    let mut env: Vec<(String, String)> = super::steps::config_env(image.base_config.as_ref());
+    for (k, v) in &image.env {
         match env.iter_mut().find(|(ek, _)| ek == k) {
             Some(slot) => slot.1 = v.clone(),
             None => env.push((k.clone(), v.clone())),
@@ -44,26 +44,26 @@ pub fn image_config(plan: &Plan, opts: &CompileOptions) -> Result<Vec<u8>, Compi
                 .collect(),
         ),
     );
-    config.insert("User".into(), json!(plan.image.user));
-    config.insert("WorkingDir".into(), json!(plan.image.workdir));
+    config.insert("User".into(), json!(image.user));
+    config.insert("WorkingDir".into(), json!(image.workdir));
     let mut labels = match config.remove("Labels") {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    for (k, v) in &plan.image.labels {
+    for (k, v) in &image.labels {
         labels.insert(k.clone(), json!(v));
     }
     let mut sorted: Vec<(String, Value)> = labels.into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     config.insert("Labels".into(), Value::Object(sorted.into_iter().collect()));
     // ENTRYPOINT resets CMD, as in a Dockerfile.
-    if let Some(ep) = &plan.image.entrypoint {
+    if let Some(ep) = &image.entrypoint {
         config.insert("Entrypoint".into(), json!(ep));
         config.insert(
             "Cmd".into(),
-            plan.image.cmd.as_ref().map_or(Value::Null, |c| json!(c)),
+            image.cmd.as_ref().map_or(Value::Null, |c| json!(c)),
         );
-    } else if let Some(cmd) = &plan.image.cmd {
+    } else if let Some(cmd) = &image.cmd {
         config.insert("Cmd".into(), json!(cmd));
     }
     root.insert("config".into(), Value::Object(config));
@@ -71,14 +71,10 @@ pub fn image_config(plan: &Plan, opts: &CompileOptions) -> Result<Vec<u8>, Compi
     // History: one entry per layer torchkit adds, after the base's (only when the base's
     // history is known, so that the exporter can match entries to layers).
     if let Some(Value::Array(mut hist)) = root.remove("history") {
-        for s in plan
-            .steps
-            .iter()
-            .filter(|s| !matches!(s.run, Run::Image { .. }))
-        {
+        for s in plan.steps.iter().filter(|s| !matches!(s.run, Run::Image)) {
             let mut h = Map::new();
-            if let Some(t) = opts.source_date_epoch {
-                h.insert("created".into(), json!(rfc3339(t)));
+            if let Some(t) = &image.created {
+                h.insert("created".into(), json!(t));
             }
             h.insert("created_by".into(), json!(s.title));
             h.insert("comment".into(), json!("torchkit.v0"));

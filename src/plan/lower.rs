@@ -1,25 +1,36 @@
-//! Plan → LLB. Every step becomes one op, named with its progress title and located at the
-//! spec key it comes from, so BuildKit errors point at `torchkit.toml` lines.
+//! Plan → LLB. [`lower`] reads nothing but the [`Plan`]: every helper node becomes one op,
+//! every step one op (two for a resolved dependency step), with the plan's names, commands,
+//! env, mounts and `ignore_cache`, each located at the spec key it comes from so that
+//! BuildKit errors point at `torchkit.toml` lines.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::llb::{
-    self, pb, CopyOpts, Exec, FileAction, Mount, Owner, Platform, Range, Sharing, SourceInfo,
-    SourceLocation, State,
+    self, pb, CopyOpts, FileAction, Owner, Platform, Range, Sharing, SourceInfo, SourceLocation,
+    State,
 };
-use crate::spec::{Span, Spec};
+use crate::spec::Span;
 use crate::vocab::Step as StepName;
 
 use super::{
-    CacheRule, CompileError, CompileOptions, Plan, Run, Step, CA_SECRET_ID, CA_SECRET_PATH,
-    CONSTRAINTS_MOUNT, DEFAULT_PATH, LOCK_MOUNT, REQUIREMENTS_MOUNT, RESOLVED_DIR, RESOLVED_FILE,
-    RESOLVED_MOUNT, RESOLVE_SCRIPT, RESOLVE_SCRIPT_MOUNT,
+    image_config, CacheSharing, CompileError, Exec, Mount, Node, NodeId, NodeSource, Output, Plan,
+    Run, Step,
 };
 
 /// Where the epoch node is mounted in dependency steps.
 pub const EPOCH_MOUNT: &str = "/run/torchkit/epoch";
 /// Where the bust node is mounted in busted steps.
 pub const BUST_MOUNT: &str = "/run/torchkit/bust";
+
+/// What [`lower`] builds.
+#[derive(Debug, Clone)]
+pub struct Lowered {
+    /// The LLB graph.
+    pub definition: pb::Definition,
+    /// The OCI image config, when the plan builds an image ([`Output::Image`]).
+    pub image_config: Option<Vec<u8>>,
+}
 
 fn location(src: &Arc<SourceInfo>, span: Span) -> SourceLocation {
     SourceLocation::new(
@@ -33,145 +44,52 @@ fn location(src: &Arc<SourceInfo>, span: Span) -> SourceLocation {
     )
 }
 
-/// The env the base image defines (`config.Env`), or the pytorch images' PATH.
-pub(super) fn base_env(opts: &CompileOptions) -> Vec<(String, String)> {
-    let from_config: Option<Vec<(String, String)>> = opts
-        .base
-        .config
-        .as_ref()
-        .and_then(|c| c.pointer("/config/Env"))
-        .and_then(|e| e.as_array())
-        .map(|list| {
-            list.iter()
-                .filter_map(|v| v.as_str())
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        });
-    from_config.unwrap_or_else(|| vec![("PATH".into(), DEFAULT_PATH.into())])
+fn bad(message: String) -> CompileError {
+    CompileError::BadPlan(message)
 }
 
-pub(super) fn lower(
-    spec: &Spec,
-    plan: &Plan,
-    opts: &CompileOptions,
-) -> Result<pb::Definition, CompileError> {
-    let src = SourceInfo::new(&spec.filename, spec.text.as_bytes(), "toml");
-    let platform = Platform::linux_amd64();
-    let res = &plan.resolution;
+/// An exec's writable mount, by step, exec and mount point.
+type OutputKey<'a> = (StepName, Exec, &'a str);
 
-    // Small named nodes the steps mount read-only; their content is part of each
-    // consumer's cache key.
-    let constraints = {
-        let mut text = format!("torch=={}\n", res.torch);
-        text.push_str(&format!("torchvision=={}\n", res.torchvision));
-        text.push_str(&format!("torchaudio=={}\n", res.torchaudio));
-        llb::scratch().file(
-            FileAction::mkfile("/constraints.txt", 0o644, text, None).custom_name(format!(
-                "[torchkit] constraints: torch=={} torchvision=={} torchaudio=={}",
-                res.torch, res.torchvision, res.torchaudio
-            )),
-        )
-    };
-    let epoch = spec.cache.epoch.as_ref().map(|e| {
-        llb::scratch().file(
-            FileAction::mkfile("/epoch", 0o644, e.as_bytes().to_vec(), None)
-                .custom_name(format!("[torchkit] epoch {e}"))
-                .source_location(location(&src, spec.span_of("cache.epoch"))),
-        )
-    });
-    let bust = match (&opts.build_token, plan.busted.is_empty()) {
-        (Some(token), false) => Some(llb::scratch().file(
-            FileAction::mkfile("/bust", 0o644, token.as_bytes().to_vec(), None).custom_name(
-                format!(
-                        "[torchkit] bust: {}",
-                        plan.busted
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-            ),
-        )),
-        _ => None,
-    };
-    // A locked build installs from the lock, not from the context's requirements file.
-    let lock = opts
-        .lock
-        .as_ref()
-        .filter(|_| plan.steps.iter().any(|s| s.name == StepName::Pip))
-        .map(|l| {
-            llb::scratch().file(
-                FileAction::mkfile("/lock.txt", 0o644, l.python.as_bytes().to_vec(), None)
-                    .custom_name(format!(
-                        "[torchkit] lock: {} python packages on {}",
-                        l.python_count, l.digest
-                    )),
-            )
-        });
-    let requirements = spec
-        .python
-        .requirements
-        .as_deref()
-        .filter(|_| opts.lock.is_none());
-    let needs_context = requirements.is_some() || !spec.image.copy.is_empty();
-    let context = needs_context.then(|| {
-        let mut l = llb::local("context")
-            .shared_key_hint("context")
-            .custom_name("[torchkit] context");
-        if let Some(id) = &opts.session_id {
-            l = l.session_id(id);
+/// Lower a plan to its LLB Definition and, for an image, its image config. Refuses a plan
+/// that may not be built ([`Plan::check_buildable`]) or that contradicts itself.
+pub fn lower(plan: &Plan) -> Result<Lowered, CompileError> {
+    plan.check_buildable()?;
+    let src = SourceInfo::new(&plan.spec, plan.spec_text.as_bytes(), "toml");
+    let platform = platform(&plan.platform)?;
+
+    let mut nodes: HashMap<NodeId, State> = HashMap::new();
+    for n in &plan.nodes {
+        if nodes.insert(n.id, node_state(n, &src)?).is_some() {
+            return Err(bad(format!("the node `{}` is defined twice", n.id)));
         }
-        if !opts.context_excludes.is_empty() {
-            l = l.exclude_patterns(&opts.context_excludes);
-        }
-        State::from(l)
-    });
+    }
+    let mut outputs: HashMap<OutputKey<'_>, State> = HashMap::new();
 
-    let resolver = plan.steps.iter().any(|s| s.resolve.is_some()).then(|| {
-        llb::scratch().file(
-            FileAction::mkfile("/resolve.py", 0o644, RESOLVE_SCRIPT, None)
-                .custom_name("[torchkit] resolver script"),
-        )
-    });
-    let nodes = Nodes {
-        resolver,
-        constraints,
-        epoch,
-        bust,
-        context,
-        requirements,
-        lock,
-    };
-
-    let mut state: Option<State> = None;
+    let mut root: Option<State> = None;
     for step in &plan.steps {
         let loc = location(&src, step.span);
-        let ignore = matches!(step.cache, CacheRule::IgnoreCache { .. });
-        state = Some(match &step.run {
-            Run::Image { .. } => {
+        let next = match &step.run {
+            Run::Image => {
                 let s: State = llb::image(&plan.base.reference)
                     .digest(plan.base.digest.as_deref())
                     .platform(platform.clone())
                     .custom_name(&step.title)
-                    .ignore_cache(ignore)
+                    .ignore_cache(step.ignore_cache)
                     .source_location(loc)
                     .into();
-                let mut s = s.add_envs(base_env(opts));
-                for (k, v) in &spec.image.env {
-                    s = s.add_env(k, v);
-                }
-                s
+                plan.base.env.iter().fold(s, |s, (k, v)| s.add_env(k, v))
             }
             Run::Exec {
                 args,
                 env,
                 user,
                 cwd,
+                mounts,
             } => {
-                let cur = state.as_ref().expect("base comes first");
-                let exec = |argv: &[String], title: &str| {
-                    let mut e = Exec::new(argv)
+                let cur = below(&root, step)?;
+                let exec = |argv: &[String], title: &str, ignore: bool| {
+                    let mut e = llb::Exec::new(argv)
                         .cwd(cwd)
                         .user(user)
                         .custom_name(title)
@@ -180,45 +98,38 @@ pub(super) fn lower(
                     for (k, v) in env {
                         e = e.env(k, v);
                     }
-                    if let Some(t) = opts.source_date_epoch {
-                        e = e.env("SOURCE_DATE_EPOCH", &t.to_string());
-                    }
                     e
                 };
-                match &step.resolve {
-                    None => cur
-                        .run(mounts(exec(args, &step.title), step, Part::Whole, &nodes))
-                        .root(),
-                    Some(r) => {
-                        let script = nodes.resolver.as_ref().expect("made for resolving steps");
-                        let resolve = exec(&r.argv(), &r.title)
-                            .mount(Mount::bind(
-                                RESOLVE_SCRIPT_MOUNT,
-                                script,
-                                "/resolve.py",
-                                true,
-                            ))
-                            .mount(Mount::bind(RESOLVED_DIR, &llb::scratch(), "/", false));
-                        let set = cur
-                            .run(mounts(resolve, step, Part::Resolve, &nodes))
-                            .mount(RESOLVED_DIR)
-                            .expect("a writable bind has an output");
-                        let install = exec(args, &step.title).mount(Mount::bind(
-                            RESOLVED_MOUNT,
-                            &set,
-                            &format!("/{RESOLVED_FILE}"),
-                            true,
-                        ));
-                        cur.run(mounts(install, step, Part::Install, &nodes)).root()
-                    }
+                if let Some(r) = &step.resolve {
+                    let e = with_mounts(
+                        exec(&r.args, &r.title, r.ignore_cache),
+                        &r.mounts,
+                        &nodes,
+                        &outputs,
+                    )?;
+                    let ran = cur.run(e);
+                    keep_outputs(&mut outputs, &ran, step.name, Exec::Resolve, &r.mounts);
                 }
+                let e = with_mounts(
+                    exec(args, &step.title, step.ignore_cache),
+                    mounts,
+                    &nodes,
+                    &outputs,
+                )?;
+                let ran = cur.run(e);
+                keep_outputs(&mut outputs, &ran, step.name, Exec::Run, mounts);
+                ran.root()
             }
-            Run::Copy { copies, .. } => {
-                let cur = state.as_ref().expect("base comes first");
-                let ctx = nodes.context.as_ref().expect("copies need the context");
-                let uid = spec.image.user.uid;
+            Run::Copy {
+                from,
+                copies,
+                uid,
+                gid,
+            } => {
+                let cur = below(&root, step)?;
+                let ctx = node(&nodes, *from)?;
                 let opts = CopyOpts {
-                    owner: Some(Owner::ids(uid, uid)),
+                    owner: Some(Owner::ids(*uid, *gid)),
                     follow_symlinks: true,
                     dir_copy_contents: true,
                     create_dest_path: true,
@@ -234,82 +145,169 @@ pub(super) fn lower(
                     });
                 }
                 let action = action
-                    .expect("a copy step has copies")
+                    .ok_or_else(|| bad(format!("the copy step `{}` copies nothing", step.name)))?
                     .custom_name(&step.title)
-                    .ignore_cache(ignore)
+                    .ignore_cache(step.ignore_cache)
                     .source_location(loc);
                 cur.file(action)
             }
+        };
+        root = Some(next);
+    }
+    let root = root.ok_or_else(|| bad("the plan has no steps".into()))?;
+
+    let (result, image_config) = match &plan.output {
+        Output::Image(image) => (root, Some(image_config(plan, image)?)),
+        Output::Directory { dest } => {
+            let dir = plan
+                .steps
+                .last()
+                .and_then(|last| outputs.get(&(last.name, Exec::Run, dest.as_str())))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "the output is the mount {dest} of the last step, which writes no such mount"
+                    ))
+                })?;
+            (dir.clone(), None)
+        }
+    };
+    Ok(Lowered {
+        definition: llb::marshal(&result)?,
+        image_config,
+    })
+}
+
+/// The root filesystem a step runs on: the previous step's.
+fn below<'a>(root: &'a Option<State>, step: &Step) -> Result<&'a State, CompileError> {
+    root.as_ref().ok_or_else(|| {
+        bad(format!(
+            "the step `{}` comes first, but only an image step can",
+            step.name
+        ))
+    })
+}
+
+fn node(nodes: &HashMap<NodeId, State>, id: NodeId) -> Result<&State, CompileError> {
+    nodes.get(&id).ok_or_else(|| {
+        bad(format!(
+            "a step uses the node `{id}`, which the plan does not list"
+        ))
+    })
+}
+
+fn platform(s: &str) -> Result<Platform, CompileError> {
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts[..] {
+        [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform::new(os, arch, "")),
+        [os, arch, variant] if !os.is_empty() && !arch.is_empty() => {
+            Ok(Platform::new(os, arch, variant))
+        }
+        _ => Err(bad(format!("platform `{s}` is not os/arch[/variant]"))),
+    }
+}
+
+fn node_state(n: &Node, src: &Arc<SourceInfo>) -> Result<State, CompileError> {
+    Ok(match &n.source {
+        NodeSource::Files { files } => {
+            let mut action: Option<FileAction> = None;
+            for f in files {
+                let mode = i32::try_from(f.mode)
+                    .map_err(|_| bad(format!("mode {:o} of {} is too large", f.mode, f.path)))?;
+                let data = f.content.as_bytes().to_vec();
+                action = Some(match action {
+                    None => FileAction::mkfile(&f.path, mode, data, None),
+                    Some(a) => a.and_mkfile(&f.path, mode, data, None),
+                });
+            }
+            let mut action = action
+                .ok_or_else(|| bad(format!("the node `{}` has no files", n.id)))?
+                .custom_name(&n.name);
+            if let Some(span) = n.span {
+                action = action.source_location(location(src, span));
+            }
+            llb::scratch().file(action)
+        }
+        NodeSource::Local {
+            name,
+            shared_key_hint,
+            session_id,
+            exclude_patterns,
+        } => {
+            let mut l = llb::local(name)
+                .shared_key_hint(shared_key_hint)
+                .custom_name(&n.name);
+            if let Some(id) = session_id {
+                l = l.session_id(id);
+            }
+            if !exclude_patterns.is_empty() {
+                l = l.exclude_patterns(exclude_patterns);
+            }
+            State::from(l)
+        }
+    })
+}
+
+fn with_mounts(
+    mut e: llb::Exec,
+    mounts: &[Mount],
+    nodes: &HashMap<NodeId, State>,
+    outputs: &HashMap<OutputKey<'_>, State>,
+) -> Result<llb::Exec, CompileError> {
+    for m in mounts {
+        e = e.mount(match m {
+            Mount::Cache { dest, id, sharing } => llb::Mount::cache(
+                dest,
+                id,
+                match sharing {
+                    CacheSharing::Shared => Sharing::Shared,
+                    CacheSharing::Private => Sharing::Private,
+                    CacheSharing::Locked => Sharing::Locked,
+                },
+            ),
+            Mount::Secret { dest, id } => llb::Mount::secret(dest, id),
+            Mount::Node {
+                dest,
+                node: id,
+                path,
+                readonly,
+            } => llb::Mount::bind(dest, node(nodes, *id)?, path, *readonly),
+            Mount::Scratch { dest } => llb::Mount::bind(dest, &llb::scratch(), "/", false),
+            Mount::Output {
+                dest,
+                step,
+                exec,
+                mount,
+                path,
+                readonly,
+            } => {
+                let from = outputs.get(&(*step, *exec, mount.as_str())).ok_or_else(|| {
+                    bad(format!(
+                        "{dest} mounts what {mount} of `{step}` ({exec:?}) wrote, and no earlier exec writes it"
+                    ))
+                })?;
+                llb::Mount::bind(dest, from, path, *readonly)
+            }
         });
     }
-    let state = state.expect("the plan has a base step");
-    Ok(llb::marshal(&state)?)
+    Ok(e)
 }
 
-/// The small nodes exec steps mount.
-struct Nodes<'a> {
-    /// The resolve script, when a step resolves.
-    resolver: Option<State>,
-    constraints: State,
-    epoch: Option<State>,
-    bust: Option<State>,
-    context: Option<State>,
-    /// The requirements file's path in the context, when its step reads it from there.
-    requirements: Option<&'a str>,
-    lock: Option<State>,
-}
-
-/// Which exec of a step is being mounted: a plain step, or the resolve or install half of
-/// a resolved dependency step.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Whole,
-    Resolve,
-    Install,
-}
-
-fn mounts(mut e: Exec, step: &Step, part: Part, n: &Nodes<'_>) -> Exec {
-    for m in &step.cache_mounts {
-        e = e.mount(Mount::cache(&m.dest, &m.id, Sharing::Locked));
-    }
-    if step.secrets.iter().any(|s| s == CA_SECRET_ID) {
-        e = e.mount(Mount::secret(CA_SECRET_PATH, CA_SECRET_ID));
-    }
-    if step.name.is_dependency() {
-        // The constraints steer a resolution; the install of a resolved set needs none.
-        if part != Part::Install {
-            e = e.mount(Mount::bind(
-                CONSTRAINTS_MOUNT,
-                &n.constraints,
-                "/constraints.txt",
-                true,
-            ));
-        }
-        // A new epoch re-runs both halves: it asks for a reinstall, not only a re-resolve.
-        if let Some(ep) = &n.epoch {
-            e = e.mount(Mount::bind(EPOCH_MOUNT, ep, "/epoch", true));
+/// Remember the writable mounts of an exec, for later mounts and the plan's output.
+fn keep_outputs<'a>(
+    outputs: &mut HashMap<OutputKey<'a>, State>,
+    ran: &llb::ExecState,
+    step: StepName,
+    exec: Exec,
+    mounts: &'a [Mount],
+) {
+    for m in mounts {
+        let writable = match m {
+            Mount::Scratch { .. } => true,
+            Mount::Output { readonly, .. } | Mount::Node { readonly, .. } => !readonly,
+            Mount::Cache { .. } | Mount::Secret { .. } => false,
+        };
+        if let (true, Some(s)) = (writable, ran.mount(m.dest())) {
+            outputs.insert((step, exec, m.dest()), s);
         }
     }
-    // The test profile busts only the resolve; the install follows the resolved set.
-    let bust = matches!(
-        (&step.cache, part),
-        (CacheRule::Bust { .. }, _) | (CacheRule::Reresolve { .. }, Part::Resolve)
-    );
-    if let (true, Some(b)) = (bust, &n.bust) {
-        e = e.mount(Mount::bind(BUST_MOUNT, b, "/bust", true));
-    }
-    if let (Some(ctx), Some(path), StepName::Requirements, false) =
-        (&n.context, n.requirements, step.name, part == Part::Install)
-    {
-        e = e.mount(Mount::bind(
-            REQUIREMENTS_MOUNT,
-            ctx,
-            &format!("/{path}"),
-            true,
-        ));
-    }
-    if let (Some(l), StepName::Pip) = (&n.lock, step.name) {
-        e = e.mount(Mount::bind(LOCK_MOUNT, l, "/lock.txt", true));
-    }
-    e
 }

@@ -2,7 +2,7 @@ use serde_json::Value;
 
 use super::lower::{BUST_MOUNT, EPOCH_MOUNT};
 use super::*;
-use crate::llb;
+use crate::llb::{self, pb};
 use crate::resolve::resolve;
 use crate::spec::parse;
 
@@ -724,4 +724,368 @@ fn a_base_source_replaces_the_base_with_its_own_pin_only() {
         },
     );
     assert_eq!(c.plan.base.pinned_reference(), pinned);
+}
+
+// ---- The plan is the whole seam: lower follows it, and shows nothing it does not say. ----
+
+/// Every op of the LLB is a step, a resolve half or a helper node of the plan, built as the
+/// plan says; and every step, resolve half and node of the plan is in the LLB.
+fn assert_llb_follows_plan(plan: &Plan, def: &pb::Definition) {
+    use std::collections::{BTreeSet, HashMap};
+    let dump = llb::dump(def).unwrap();
+    let ops = dump["ops"].as_array().unwrap();
+    let by_digest: HashMap<&str, &Value> = ops
+        .iter()
+        .map(|o| (o["digest"].as_str().unwrap(), o))
+        .collect();
+    let input_name = |op: &Value, i: &Value| -> String {
+        let d = op["inputs"][i.as_u64().unwrap() as usize]["digest"]
+            .as_str()
+            .unwrap();
+        by_digest[d]["metadata"]["custom_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let title_of = |step: StepName, exec: Exec| -> String {
+        let s = plan.steps.iter().find(|s| s.name == step).unwrap();
+        match exec {
+            Exec::Run => s.title.clone(),
+            Exec::Resolve => s.resolve.as_ref().unwrap().title.clone(),
+        }
+    };
+    let mut seen = BTreeSet::new();
+    for op in ops {
+        if op["kind"] == "terminal" {
+            continue;
+        }
+        let name = op["metadata"]["custom_name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an op without a name: {op}"));
+        seen.insert(name.to_string());
+        if let Some(n) = plan.nodes.iter().find(|n| n.name == name) {
+            match &n.source {
+                NodeSource::Files { files } => {
+                    let actions = op["file"]["actions"].as_array().unwrap();
+                    assert_eq!(actions.len(), files.len(), "{name}");
+                    for (a, f) in actions.iter().zip(files) {
+                        assert_eq!(a["mkfile"]["path"], f.path.as_str(), "{name}");
+                        assert_eq!(a["mkfile"]["data"], f.content.as_str(), "{name}");
+                        assert_eq!(a["mkfile"]["mode"], format!("{:04o}", f.mode), "{name}");
+                    }
+                }
+                NodeSource::Local {
+                    name: dir,
+                    shared_key_hint,
+                    session_id,
+                    exclude_patterns,
+                } => {
+                    let attrs = &op["source"]["attrs"];
+                    assert_eq!(op["source"]["identifier"], format!("local://{dir}"));
+                    assert_eq!(attrs["local.sharedkeyhint"], shared_key_hint.as_str());
+                    assert_eq!(attrs["local.session"].as_str(), session_id.as_deref());
+                    let excludes: Vec<String> = attrs["local.excludepatterns"]
+                        .as_str()
+                        .map(|s| serde_json::from_str(s).unwrap())
+                        .unwrap_or_default();
+                    assert_eq!(&excludes, exclude_patterns);
+                }
+            }
+            continue;
+        }
+        let (step, exec) = plan
+            .steps
+            .iter()
+            .find_map(|s| {
+                if s.title == name {
+                    Some((s, Exec::Run))
+                } else if s.resolve.as_ref().is_some_and(|r| r.title == name) {
+                    Some((s, Exec::Resolve))
+                } else {
+                    None
+                }
+            })
+            .unwrap_or_else(|| panic!("the op `{name}` is not in the plan"));
+        let resolve = step.resolve.as_ref();
+        let ignore = match exec {
+            Exec::Run => step.ignore_cache,
+            Exec::Resolve => resolve.unwrap().ignore_cache,
+        };
+        assert_eq!(op["metadata"]["ignore_cache"], ignore, "{name}");
+        assert_eq!(op["locations"][0]["ranges"][0][0], step.span.line, "{name}");
+        match &step.run {
+            Run::Image => {
+                assert_eq!(
+                    op["source"]["identifier"],
+                    format!("docker-image://{}", plan.base.pinned_reference())
+                );
+                assert_eq!(op["platform"], plan.platform.as_str());
+            }
+            Run::Exec {
+                args,
+                env,
+                user,
+                cwd,
+                mounts,
+            } => {
+                let (args, mounts) = match exec {
+                    Exec::Run => (args, mounts),
+                    Exec::Resolve => (&resolve.unwrap().args, &resolve.unwrap().mounts),
+                };
+                let e = &op["exec"];
+                assert_eq!(e["args"], serde_json::json!(args), "{name}");
+                let want_env: Vec<String> = plan
+                    .base
+                    .env
+                    .iter()
+                    .chain(env)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                assert_eq!(e["env"], serde_json::json!(want_env), "{name}");
+                assert_eq!(e["user"], user.as_str(), "{name}");
+                assert_eq!(e["cwd"], cwd.as_str(), "{name}");
+                let got: Vec<&Value> = e["mounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["dest"] != "/")
+                    .collect();
+                assert_eq!(got.len(), mounts.len(), "{name}: {got:?} vs {mounts:?}");
+                for m in mounts {
+                    let g = got
+                        .iter()
+                        .find(|g| g["dest"] == m.dest())
+                        .unwrap_or_else(|| panic!("{name}: no mount at {}", m.dest()));
+                    match m {
+                        Mount::Cache { id, sharing, .. } => {
+                            assert_eq!(g["type"], "cache");
+                            assert_eq!(g["cache"]["id"], id.as_str());
+                            let s = serde_json::to_value(sharing).unwrap();
+                            assert_eq!(g["cache"]["sharing"], s);
+                        }
+                        Mount::Secret { id, .. } => {
+                            assert_eq!(g["type"], "secret");
+                            assert_eq!(g["secret"]["id"], id.as_str());
+                        }
+                        Mount::Node {
+                            node,
+                            path,
+                            readonly,
+                            ..
+                        } => {
+                            assert_eq!(g["type"], "bind");
+                            assert_eq!(g["selector"], path.as_str());
+                            assert_eq!(g["readonly"], *readonly);
+                            let n = plan.node(*node).unwrap();
+                            assert_eq!(input_name(op, &g["input"]), n.name, "{name}");
+                        }
+                        Mount::Scratch { .. } => {
+                            assert_eq!(g["type"], "bind");
+                            assert_eq!(g["input"], -1);
+                            assert_eq!(g["readonly"], false);
+                        }
+                        Mount::Output {
+                            step,
+                            exec,
+                            path,
+                            readonly,
+                            ..
+                        } => {
+                            assert_eq!(g["type"], "bind");
+                            assert_eq!(g["selector"], path.as_str());
+                            assert_eq!(g["readonly"], *readonly);
+                            assert_eq!(input_name(op, &g["input"]), title_of(*step, *exec));
+                        }
+                    }
+                }
+            }
+            Run::Copy {
+                from,
+                copies,
+                uid,
+                gid,
+            } => {
+                let actions = op["file"]["actions"].as_array().unwrap();
+                assert_eq!(actions.len(), copies.len(), "{name}");
+                for (a, (src, dest)) in actions.iter().zip(copies) {
+                    // The builder cleans the path (`/src/` → `/src`), as Go's does.
+                    let want = format!("/{src}");
+                    assert_eq!(a["copy"]["src"], want.trim_end_matches('/'));
+                    assert_eq!(a["copy"]["dest"], dest.as_str());
+                    assert_eq!(a["copy"]["owner"]["user"], *uid);
+                    assert_eq!(a["copy"]["owner"]["group"], *gid);
+                    assert_eq!(
+                        input_name(op, &a["secondary_input"]),
+                        plan.node(*from).unwrap().name
+                    );
+                }
+            }
+        }
+    }
+    for n in &plan.nodes {
+        assert!(seen.contains(&n.name), "node {} is not in the LLB", n.name);
+    }
+    for s in &plan.steps {
+        assert!(
+            seen.contains(&s.title),
+            "step {} is not in the LLB",
+            s.title
+        );
+        if let Some(r) = &s.resolve {
+            assert!(seen.contains(&r.title), "{} is not in the LLB", r.title);
+        }
+    }
+}
+
+#[test]
+fn the_llb_is_the_plan_and_nothing_else() {
+    let res = |spec: &Spec| resolve(&spec.request()).unwrap();
+    let mut cases: Vec<(String, Spec, CompileOptions)> = vec![];
+    for profile in [Profile::Dev, Profile::Test, Profile::Release] {
+        cases.push((
+            format!("{profile}"),
+            spec_with("[cache]\nepoch = \"e1\"\nbust = [\"apt\", \"copy\"]\n"),
+            CompileOptions {
+                profile: Some(profile),
+                base: BaseMeta {
+                    digest: Some(DIGEST.into()),
+                    config: None,
+                },
+                ca_bundle: true,
+                source_date_epoch: Some(1_700_000_000),
+                session_id: Some("s1".into()),
+                context_excludes: vec![".git".into(), "*.pyc".into()],
+                ..token()
+            },
+        ));
+    }
+    cases.push((
+        "locked test".into(),
+        spec_with("[cache]\nprofile = \"test\"\n"),
+        CompileOptions {
+            lock: Some(locked()),
+            ..token()
+        },
+    ));
+    cases.push((
+        "no-cache".into(),
+        spec_with("[image.env]\nHF_HOME = \"/hf\"\n"),
+        CompileOptions {
+            no_cache: NoCache::All,
+            ..token()
+        },
+    ));
+    for (what, spec, opts) in cases {
+        let c = compile(&spec, &res(&spec), &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_llb_follows_plan(&c.plan, &c.definition);
+    }
+}
+
+#[test]
+fn lower_follows_a_plan_edited_by_hand() {
+    let spec = spec_with("[cache]\nepoch = \"2026-01\"\n");
+    let res = resolve(&spec.request()).unwrap();
+    let plan = super::plan(&spec, &res, &token()).unwrap();
+    let before = ops(&compiled(&spec, &token()));
+
+    // Another epoch in the node: the steps that mount it re-run, the others do not.
+    let mut p = plan.clone();
+    let epoch = p.nodes.iter_mut().find(|n| n.id == NodeId::Epoch).unwrap();
+    let NodeSource::Files { files } = &mut epoch.source else {
+        panic!("the epoch node is a file")
+    };
+    files[0].content = "2026-02".into();
+    let after = ops_of(&lower(&p).unwrap().definition);
+    for (step, same) in [("base", true), ("apt", true), ("pip", false)] {
+        assert_eq!(
+            digest(op(&before, step)) == digest(op(&after, step)),
+            same,
+            "{step}"
+        );
+    }
+    assert_ne!(
+        digest(resolve_op(&before, "pip")),
+        digest(resolve_op(&after, "pip"))
+    );
+
+    // An extra mount in a step: the exec has it.
+    let mut p = plan.clone();
+    let Run::Exec { mounts, .. } = &mut p.steps[1].run else {
+        panic!("apt is an exec")
+    };
+    mounts.push(Mount::Secret {
+        dest: "/run/secrets/extra".into(),
+        id: "extra".into(),
+    });
+    let after = ops_of(&lower(&p).unwrap().definition);
+    assert!(mount_dests(op(&after, "apt")).contains(&"/run/secrets/extra".to_string()));
+    assert_eq!(digest(op(&before, "base")), digest(op(&after, "base")));
+
+    // The base env is what every exec starts with.
+    let mut p = plan.clone();
+    p.base.env.push(("EXTRA".into(), "1".into()));
+    let after = ops_of(&lower(&p).unwrap().definition);
+    assert!(op(&after, "user")["exec"]["env"]
+        .to_string()
+        .contains("EXTRA=1"));
+
+    // A cache rule is data too: ignore_cache set by hand is ignore_cache in the graph.
+    let mut p = plan.clone();
+    p.steps[1].ignore_cache = true;
+    let after = ops_of(&lower(&p).unwrap().definition);
+    assert_eq!(op(&after, "apt")["metadata"]["ignore_cache"], true);
+    assert_eq!(op(&after, "pip")["metadata"]["ignore_cache"], false);
+
+    // A mount of a node the plan does not list is refused, not invented.
+    let mut p = plan.clone();
+    p.nodes.retain(|n| n.id != NodeId::Constraints);
+    let e = lower(&p).unwrap_err();
+    assert!(matches!(e, CompileError::BadPlan(_)), "{e}");
+    assert!(e.to_string().contains("constraints"), "{e}");
+}
+
+fn ops_of(def: &pb::Definition) -> Vec<Value> {
+    llb::dump(def).unwrap()["ops"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_release_plan_needs_no_pin_but_its_build_does() {
+    let spec = spec_with("[cache]\nprofile = \"release\"\n");
+    let res = resolve(&spec.request()).unwrap();
+    // Subrequests, `torchkit plan` and the graph read the plan of an unpinned release build.
+    let p = super::plan(&spec, &res, &CompileOptions::default()).unwrap();
+    assert_eq!(p.profile, Profile::Release);
+    assert!(p.steps.iter().all(|s| s.ignore_cache));
+    assert!(
+        p.cache_ids().is_empty(),
+        "release mounts no download caches"
+    );
+    let e = p.check_buildable().unwrap_err();
+    assert!(matches!(e, CompileError::ReleaseUnpinned { .. }), "{e}");
+    let e = lower(&p).unwrap_err();
+    assert!(matches!(e, CompileError::ReleaseUnpinned { .. }), "{e}");
+    // Pinned, it lowers.
+    let mut pinned = p.clone();
+    pinned.base.digest = Some(DIGEST.into());
+    assert!(lower(&pinned).is_ok());
+}
+
+#[test]
+fn nodes_are_exactly_those_the_steps_use() {
+    // Stopping at `pip` leaves out the requirements step, and with it the context.
+    let c = compiled(
+        &spec_with("[cache]\nepoch = \"e\"\n"),
+        &CompileOptions {
+            target: Some(StepName::Pip),
+            ..token()
+        },
+    );
+    let ids: Vec<NodeId> = c.plan.nodes.iter().map(|n| n.id).collect();
+    assert_eq!(
+        ids,
+        [NodeId::Resolver, NodeId::Constraints, NodeId::Epoch],
+        "first use order"
+    );
+    let spec = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
+    assert!(compiled(&spec, &token()).plan.nodes.is_empty());
 }
