@@ -52,8 +52,8 @@
 //! - `spec` (core) → `error`, `resolve`, `vocab`
 //! - `resolve` (core) → `error`, `matrix`, `vocab`
 //! - `llb` (core) → `error`, `proto`
-//! - `plan` (core) → `error`, `llb`, `lock`, `resolve`, `spec`, `vocab`
-//! - `lock` (core) → `error`, `llb`, `plan`, `resolve`, `spec`
+//! - `plan` (core) → `error`, `llb`, `resolve`, `spec`, `vocab`
+//! - `lock` (core) → `error`, `plan`, `resolve`, `spec`
 //! - `load` (core) → `error`, `resolve`, `spec`
 //! - `probe` (edge) → `error`
 //! - `buildkit` (edge) → `credentials`, `error`, `llb`, `proto`

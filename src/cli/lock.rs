@@ -1,10 +1,10 @@
 //! `torchkit lock [SPEC] [--check]`: resolve the spec's exact environment on BuildKit and
 //! write `torchkit.lock` next to the spec (see docs/lock.md).
 //!
-//! One build on the daemon: pin the base with ResolveImageConfig ([`plan::pin_base`]), then run
-//! [`crate::lock::resolve_definition`] inside the pinned base — `pip install --dry-run
-//! --report` and `apt-get install -s` — and bring its output directory back with the `local`
-//! exporter. The lock is written atomically (a temporary file renamed into place).
+//! One build on the daemon: pin the base with ResolveImageConfig ([`plan::pin_base`]), then
+//! run the plan of [`crate::plan::resolution_run`] inside the pinned base — `apt-get install
+//! -s` and `pip install --dry-run --report` — and bring its output directory back with the
+//! `local` exporter. The lock is written atomically (a temporary file renamed into place).
 //!
 //! `--check` needs no daemon: it compares the spec's inputs with the lock and exits 1,
 //! naming each change, when the lock is missing or stale.
@@ -18,7 +18,6 @@ use anyhow::Context as _;
 use crate::buildkit::output;
 use crate::buildkit::progress::ProgressMode;
 use crate::buildkit::session::{Attachables, SecretSource};
-use crate::buildkit::token;
 use crate::buildkit::{BuildOptions, Client, ConnectOptions};
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
@@ -236,21 +235,30 @@ async fn resolve(
             // The lock is made on the base the spec resolves to, before any lock pins it.
             let base =
                 plan::pin_base(&spec, &resolution, &CompileOptions::default(), &bridge).await?;
-            let def = lock::resolve_definition(&lock::ResolveInputs {
+            let run = plan::resolution_run(&plan::ResolutionInputs {
                 spec: &spec,
                 resolution: &resolution,
-                reference: base.reference.clone(),
-                digest: base.digest.clone(),
-                base_config: Some(&base.config),
-                requirements,
+                base: base.clone().into(),
+                requirements: requirements.as_deref(),
                 ca_bundle,
-                token: token::random_token(),
             })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let r = bridge
-                .solve(Some(def), crate::buildkit::client::SolveOptions::default())
-                .await?;
-            bridge.return_result(Some(r), Default::default()).await?;
+            // Nothing to ask (no apt, no Python packages): an empty result, the lock pins
+            // the base alone.
+            let r = match run {
+                Some(run) => {
+                    let def = plan::lower(&run)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                        .definition;
+                    Some(
+                        bridge
+                            .solve(Some(def), crate::buildkit::client::SolveOptions::default())
+                            .await?,
+                    )
+                }
+                None => None,
+            };
+            bridge.return_result(r, Default::default()).await?;
             Ok::<_, anyhow::Error>(base)
         })
         .await
@@ -269,11 +277,11 @@ async fn resolve(
             Err(e) => Err(anyhow::anyhow!("reading the resolution's {name}: {e}")),
         }
     };
-    let python = match read(lock::PIP_RESULT)? {
+    let python = match read(plan::PIP_REPORT)? {
         Some(b) => lock::pip_report(&b).map_err(hinted)?,
         None => vec![],
     };
-    let apt = match read(lock::APT_RESULT)? {
+    let apt = match read(plan::APT_SIMULATION)? {
         Some(b) => lock::apt_simulated(&String::from_utf8_lossy(&b)).map_err(hinted)?,
         None => vec![],
     };

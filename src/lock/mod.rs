@@ -1,8 +1,9 @@
 //! `torchkit.lock`: the exact environment a spec resolved to, and what it was resolved from.
 //!
-//! Pure: text in, data out. `torchkit lock` (an edge) runs the resolution on BuildKit and
-//! hands the results to [`Lock::new`]; `torchkit build` reads the lock and compiles the
-//! [`LockedSet`] into the plan (`plan::CompileOptions::lock`).
+//! Pure: text in, data out. `torchkit lock` (an edge) runs the resolution on BuildKit (a plan
+//! of its own, `plan::resolution_run`), reads its answers with [`pip_report`] and
+//! [`apt_simulated`] and hands them to [`Lock::new`]; `torchkit build` reads the lock and
+//! compiles the [`LockedSet`] into the plan (`plan::CompileOptions::lock`).
 //!
 //! # Format
 //!
@@ -52,11 +53,9 @@ use sha2::Digest as _;
 use crate::resolve::{Resolution, Verdict};
 use crate::spec::Spec;
 
+pub use crate::plan::LockedSet;
 pub use check::{check, located, LockStatus, Policy, StaleLock};
-pub use resolve::{
-    apt_simulated, lock_requirements, pip_report, resolve_definition, ResolveInputs, APT_RESULT,
-    OUT_DIR, PIP_RESULT,
-};
+pub use resolve::{apt_simulated, lock_requirements, pip_report};
 
 /// The lock format version this code writes and reads.
 pub const LOCK_VERSION: u32 = 1;
@@ -508,21 +507,6 @@ impl Lock {
 /// Distributions the base image provides (pinned by the build's constraints); a locked
 /// build never reinstalls them.
 pub const BASE_PROVIDED: &[&str] = &["torch", "torchvision", "torchaudio"];
-
-/// What a locked build installs, as `plan::compile` consumes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LockedSet {
-    /// The base reference the lock was made on.
-    pub reference: String,
-    /// The base digest the lock was made on.
-    pub digest: String,
-    /// `name=version` for `apt-get install`.
-    pub apt: Vec<String>,
-    /// The requirements file for `pip install --require-hashes --no-deps -r`.
-    pub python: String,
-    /// How many distributions that file lists.
-    pub python_count: usize,
-}
 
 #[cfg(test)]
 mod tests;

@@ -263,34 +263,3 @@ fn apt_simulation_lines() {
     );
     assert!(apt_simulated("Inst broken\n").is_err());
 }
-
-#[test]
-fn resolve_run_is_one_exec_exporting_out() {
-    let (spec, _) = inputs("", b"");
-    let res = resolve(&spec.request()).unwrap();
-    let def = resolve_definition(&ResolveInputs {
-        spec: &spec,
-        resolution: &res,
-        reference: "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime".into(),
-        digest: DIGEST.into(),
-        base_config: None,
-        requirements: Some(b"six==1.16.0\n".to_vec()),
-        ca_bundle: true,
-        token: "t1".into(),
-    })
-    .unwrap();
-    let dump = crate::llb::dump(&def).unwrap().to_string();
-    assert!(dump.contains("--dry-run --ignore-installed"), "{dump}");
-    assert!(dump.contains("--report /out/pip-report.json"), "{dump}");
-    assert!(
-        dump.contains("install -s --no-install-recommends jq > /out/apt-simulate.txt"),
-        "{dump}"
-    );
-    assert!(dump.contains(&format!("@{DIGEST}")), "{dump}");
-    assert!(dump.contains("torchkit-ca"), "{dump}");
-    // The requirement strings travel as files, never through the shell.
-    assert!(
-        !dump.contains("sh -c python -m pip install packaging"),
-        "{dump}"
-    );
-}

@@ -7,7 +7,8 @@
 //! and writes exactly that graph: `torchkit plan --json` shows what `torchkit llb` builds.
 //!
 //! [`compile`] (= [`plan`] then [`lower`]) is the one function the driver (`torchkit build`),
-//! the gateway frontend and `torchkit llb` share. All of it is pure: base-image
+//! the gateway frontend and `torchkit llb` share. `torchkit lock`'s resolution run is a plan
+//! too ([`resolution_run`]), lowered by the same [`lower`]. All of it is pure: base-image
 //! metadata (digest, config) comes in through [`CompileOptions::base`], already resolved by
 //! the caller (ResolveImageConfig in the driver and the frontend); a build token, when the
 //! profile needs one, is supplied by the caller too. Same inputs, same bytes.
@@ -33,6 +34,7 @@ mod image_config;
 mod lower;
 mod pin;
 mod policy;
+mod resolution;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -48,6 +50,10 @@ use crate::vocab::{Profile, Step as StepName};
 pub use image_config::image_config;
 pub use lower::{lower, Lowered, BUST_MOUNT, EPOCH_MOUNT};
 pub use pin::{pin_base, PinError, PinnedBase};
+pub use resolution::{
+    resolution_run, ResolutionInputs, APT_SIMULATION, PACKAGES_MOUNT, PIP_REPORT,
+    RESOLUTION_OUT_DIR,
+};
 pub use steps::{base_context_names, base_plan, plan};
 
 /// Base image metadata resolved by the caller (ResolveImageConfig or a registry).
@@ -84,6 +90,22 @@ impl NoCache {
     }
 }
 
+/// What a locked build installs (from a current `torchkit.lock`, see
+/// `lock::Lock::locked_set`): input data of [`CompileOptions::lock`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockedSet {
+    /// The base reference the lock was made on.
+    pub reference: String,
+    /// The base digest the lock was made on.
+    pub digest: String,
+    /// `name=version` for `apt-get install`.
+    pub apt: Vec<String>,
+    /// The requirements file for `pip install --require-hashes --no-deps -r`.
+    pub python: String,
+    /// How many distributions that file lists.
+    pub python_count: usize,
+}
+
 /// Inputs of [`compile`] besides the spec and the resolution.
 #[derive(Debug, Clone, Default)]
 pub struct CompileOptions {
@@ -111,7 +133,7 @@ pub struct CompileOptions {
     /// A current `torchkit.lock`: the base is pinned to its digest, apt installs its
     /// `name=version` list, and one `pip` step installs its requirements with
     /// `--require-hashes --no-deps` (the file is a read-only bind mount, never a layer).
-    pub lock: Option<crate::lock::LockedSet>,
+    pub lock: Option<LockedSet>,
     /// An image to build on instead of the resolved base, from a named build context
     /// (`--build-context <base>=docker-image://<image>`, see [`base_context_names`]). It
     /// replaces the reference wholly: `[base] mirror` and digest pins of the spec and the lock
@@ -307,6 +329,10 @@ pub enum NodeId {
     Lock,
     /// The build context (`local://context`).
     Context,
+    /// `[python] packages` as a requirements file (the lock's resolution run).
+    Packages,
+    /// The requirements file's content (the lock's resolution run).
+    Requirements,
 }
 
 impl NodeId {
@@ -319,6 +345,8 @@ impl NodeId {
             NodeId::Bust => "bust",
             NodeId::Lock => "lock",
             NodeId::Context => "context",
+            NodeId::Packages => "packages",
+            NodeId::Requirements => "requirements",
         }
     }
 }
@@ -605,8 +633,8 @@ pub enum CacheRule {
 pub enum Output {
     /// An image: the last step's root filesystem, with this runtime config.
     Image(Box<ImagePlan>),
-    /// A directory: what the last step's exec wrote to its mount `dest` (exported with
-    /// the `local` exporter).
+    /// A directory: what the last step's exec wrote to its mount `dest` (the lock's
+    /// resolution run, exported with the `local` exporter).
     Directory {
         /// The mount point.
         dest: String,

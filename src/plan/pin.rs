@@ -218,7 +218,7 @@ mod tests {
     fn a_lock_on_this_base_pins_it_and_one_on_another_does_not() {
         let (spec, res) = spec("");
         let lock = |reference: &str| CompileOptions {
-            lock: Some(crate::lock::LockedSet {
+            lock: Some(crate::plan::LockedSet {
                 reference: reference.into(),
                 digest: PINNED.into(),
                 ..Default::default()

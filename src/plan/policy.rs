@@ -71,6 +71,18 @@ impl Policy {
         }
     }
 
+    /// The policy of `torchkit lock`'s resolution run: a release build (pinned base, nothing
+    /// from the cache, no download caches) with its own reason.
+    pub(super) fn resolution_run() -> Policy {
+        Policy {
+            profile: Profile::Release,
+            ignore_reason: "torchkit lock".into(),
+            busted: BTreeMap::new(),
+            epoch: None,
+            token: None,
+        }
+    }
+
     /// Whether the download steps mount their caches (every profile but `release`; the step
     /// builders write matching commands: `--no-cache-dir` without).
     pub(super) fn caches_downloads(&self) -> bool {

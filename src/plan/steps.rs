@@ -1,5 +1,5 @@
-//! The steps of an image build ([`plan`]): the base, the helper nodes, the commands, env and
-//! mounts of each step.
+//! The steps of an image build ([`plan`]), and the pieces the lock's resolution run shares
+//! with it: the base, the helper nodes, the commands and env of the download steps.
 
 use std::collections::BTreeMap;
 
@@ -9,12 +9,12 @@ use crate::vocab::{Profile, Step as StepName};
 
 use super::policy::Policy;
 use super::{
-    BasePlan, CacheRule, CacheSharing, CompileError, CompileOptions, Exec, ImagePlan, Mount, Node,
-    NodeFile, NodeId, NodeSource, Output, Plan, ResolveRun, Run, Step, APT_CACHE_DIR, CA_SECRET_ID,
-    CA_SECRET_PATH, CONSTRAINTS_MOUNT, DEFAULT_PATH, LOCK_MOUNT, PIP_CACHE_DIR, REQUIREMENTS_MOUNT,
-    RESOLVED_DIR, RESOLVED_FILE, RESOLVED_MOUNT, RESOLVE_SCRIPT, RESOLVE_SCRIPT_MOUNT,
+    BasePlan, CacheRule, CacheSharing, CompileError, CompileOptions, Exec, ImagePlan, LockedSet,
+    Mount, Node, NodeFile, NodeId, NodeSource, Output, Plan, ResolveRun, Run, Step, APT_CACHE_DIR,
+    CA_SECRET_ID, CA_SECRET_PATH, CONSTRAINTS_MOUNT, DEFAULT_PATH, LOCK_MOUNT, PIP_CACHE_DIR,
+    REQUIREMENTS_MOUNT, RESOLVED_DIR, RESOLVED_FILE, RESOLVED_MOUNT, RESOLVE_SCRIPT,
+    RESOLVE_SCRIPT_MOUNT,
 };
-use crate::lock::LockedSet;
 
 /// The platform torchkit builds for.
 pub(super) const PLATFORM: &str = "linux/amd64";

@@ -562,8 +562,8 @@ fn target_stops_after_a_step() {
     assert!(matches!(e, CompileError::StepNotInPlan(_)), "{e}");
 }
 
-fn locked() -> crate::lock::LockedSet {
-    crate::lock::LockedSet {
+fn locked() -> LockedSet {
+    LockedSet {
         reference: "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime".into(),
         digest: DIGEST.into(),
         apt: vec!["jq=1.6-2.1".into(), "libjq1=1.6-2.1".into()],
@@ -727,6 +727,12 @@ fn a_base_source_replaces_the_base_with_its_own_pin_only() {
 }
 
 // ---- The plan is the whole seam: lower follows it, and shows nothing it does not say. ----
+
+fn named<'a>(ops: &'a [Value], name: &str) -> &'a Value {
+    ops.iter()
+        .find(|o| o["metadata"]["custom_name"] == name)
+        .unwrap_or_else(|| panic!("no op named {name}"))
+}
 
 /// Every op of the LLB is a step, a resolve half or a helper node of the plan, built as the
 /// plan says; and every step, resolve half and node of the plan is in the LLB.
@@ -979,6 +985,20 @@ fn the_llb_is_the_plan_and_nothing_else() {
         let c = compile(&spec, &res(&spec), &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_llb_follows_plan(&c.plan, &c.definition);
     }
+    let spec = spec_with("");
+    let run = resolution_run(&ResolutionInputs {
+        spec: &spec,
+        resolution: &res(&spec),
+        base: BaseMeta {
+            digest: Some(DIGEST.into()),
+            config: None,
+        },
+        requirements: Some(b"six==1.16.0\n"),
+        ca_bundle: true,
+    })
+    .unwrap()
+    .unwrap();
+    assert_llb_follows_plan(&run, &lower(&run).unwrap().definition);
 }
 
 #[test]
@@ -1088,4 +1108,169 @@ fn nodes_are_exactly_those_the_steps_use() {
     );
     let spec = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
     assert!(compiled(&spec, &token()).plan.nodes.is_empty());
+}
+
+fn run_inputs<'a>(spec: &'a Spec, res: &'a crate::resolve::Resolution) -> ResolutionInputs<'a> {
+    ResolutionInputs {
+        spec,
+        resolution: res,
+        base: BaseMeta {
+            digest: Some(DIGEST.into()),
+            config: Some(serde_json::json!({"config": {"Env": ["PATH=/opt/conda/bin:/usr/bin"]}})),
+        },
+        requirements: Some(b"six==1.16.0\n"),
+        ca_bundle: true,
+    }
+}
+
+#[test]
+fn the_lock_resolution_run_is_a_plan_lowered_like_a_build() {
+    let text = SPEC
+        .replace(
+            "[python]\n",
+            "[python]\nindex_url = \"https://example.com/simple?a='b'\"\n",
+        )
+        .replace(
+            "[image]\n",
+            "[image]\nenv = { PIP_DEFAULT_TIMEOUT = \"60\" }\n",
+        );
+    let spec = parse(&text, "torchkit.toml").unwrap();
+    let res = resolve(&spec.request()).unwrap();
+    let run = resolution_run(&run_inputs(&spec, &res)).unwrap().unwrap();
+    let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["base", "apt", "pip"]);
+    assert_eq!(
+        run.output,
+        Output::Directory {
+            dest: RESOLUTION_OUT_DIR.into()
+        }
+    );
+    assert!(run.check_buildable().is_ok());
+    let lowered = lower(&run).unwrap();
+    assert!(lowered.image_config.is_none());
+    let ops = ops_of(&lowered.definition);
+
+    // Never from the cache, on the pinned base, with the build's env and constraints.
+    assert!(ops
+        .iter()
+        .filter(|o| o["kind"] != "terminal")
+        .filter(|o| o["kind"] != "file")
+        .all(|o| o["metadata"]["ignore_cache"] == true));
+    let pip = named(&ops, &run.steps[2].title);
+    let env = pip["exec"]["env"].to_string();
+    assert!(
+        env.contains("PIP_DEFAULT_TIMEOUT=60"),
+        "the spec's env: {env}"
+    );
+    assert!(
+        env.contains("PATH=/opt/conda/bin:/usr/bin"),
+        "the base's env: {env}"
+    );
+    assert!(env.contains("PIP_CERT=/run/secrets/torchkit-ca"), "{env}");
+    let args: Vec<&str> = pip["exec"]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--report", "/out/pip-report.json"]),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2).any(|w| w == ["-c", CONSTRAINTS_MOUNT]),
+        "{args:?}"
+    );
+    // An index URL is one argument, as the build passes it: no shell, no quoting.
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--index-url", "https://example.com/simple?a='b'"]),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2).any(|w| w == ["-r", PACKAGES_MOUNT]),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2).any(|w| w == ["-r", REQUIREMENTS_MOUNT]),
+        "{args:?}"
+    );
+    assert_eq!(
+        named(&ops, &run.node(NodeId::Constraints).unwrap().name)["digest"],
+        named(
+            &ops_of(&compiled(&spec, &token()).definition),
+            &run.node(NodeId::Constraints).unwrap().name
+        )["digest"],
+        "the build's constraints node, the same op"
+    );
+    let apt = named(&ops, &run.steps[1].title);
+    assert!(apt["exec"]["args"][2]
+        .as_str()
+        .unwrap()
+        .contains("install -s --no-install-recommends jq > /out/apt-simulate.txt"));
+    assert!(mount_dests(apt).contains(&CA_SECRET_PATH.to_string()));
+    // The answers are one directory: pip continues what apt wrote, and it is the result.
+    let result = &llb::dump(&lowered.definition).unwrap()["result"];
+    assert_eq!(result["digest"], pip["digest"]);
+    let out = pip["exec"]["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["dest"] == RESOLUTION_OUT_DIR)
+        .unwrap();
+    assert_eq!(result["index"], out["output"]);
+    assert_eq!(out["readonly"], false);
+    assert_eq!(
+        pip["inputs"][out["input"].as_u64().unwrap() as usize]["digest"],
+        apt["digest"]
+    );
+    assert!(
+        ops.iter()
+            .filter_map(|o| o["source"]["identifier"].as_str())
+            .any(|i| i.ends_with(&format!("@{DIGEST}"))),
+        "pinned"
+    );
+}
+
+#[test]
+fn a_resolution_run_asks_only_what_the_spec_has() {
+    let spec = parse(
+        "[torch]\nversion = \"2.8.0\"\n[python]\npackages = [\"six\"]\n",
+        "t.toml",
+    )
+    .unwrap();
+    let res = resolve(&spec.request()).unwrap();
+    let mut i = run_inputs(&spec, &res);
+    i.requirements = None;
+    i.ca_bundle = false;
+    let run = resolution_run(&i).unwrap().unwrap();
+    let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["base", "pip"]);
+    let Run::Exec { mounts, .. } = &run.steps[1].run else {
+        panic!()
+    };
+    assert!(mounts.contains(&Mount::Scratch {
+        dest: RESOLUTION_OUT_DIR.into()
+    }));
+    assert!(run.node(NodeId::Requirements).is_none());
+    assert!(lower(&run).is_ok());
+
+    // Nothing to ask: no plan, the lock pins the base alone.
+    let spec = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
+    let res = resolve(&spec.request()).unwrap();
+    let mut i = run_inputs(&spec, &res);
+    i.requirements = None;
+    assert!(resolution_run(&i).unwrap().is_none());
+
+    // No digest from the lookup or the spec: the run cannot be built.
+    let spec = spec_with("");
+    let res = resolve(&spec.request()).unwrap();
+    let mut i = run_inputs(&spec, &res);
+    i.base.digest = None;
+    let run = resolution_run(&i).unwrap().unwrap();
+    assert!(matches!(
+        lower(&run).unwrap_err(),
+        CompileError::ReleaseUnpinned { .. }
+    ));
 }
