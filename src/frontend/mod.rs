@@ -288,7 +288,7 @@ async fn answer(
     opts: &FrontendOptions,
     base_source: Option<String>,
 ) -> Result<(), FrontendError> {
-    let mut compile = CompileOptions {
+    let compile = CompileOptions {
         profile: opts.overrides.profile,
         build_token: Some(token::random_token()),
         no_cache: opts.no_cache.clone(),
@@ -297,16 +297,9 @@ async fn answer(
         base_source,
         ..CompileOptions::default()
     };
-    let p = match plan::plan(spec, res, &compile) {
-        // A release plan needs a pinned base, which only the build looks up; the steps
-        // are the same in every profile.
-        Err(plan::CompileError::ReleaseUnpinned { .. }) => {
-            compile.profile = Some(crate::vocab::Profile::Dev);
-            plan::plan(spec, res, &compile)
-        }
-        p => p,
-    }
-    .map_err(|e| FrontendError::Solve(SolveError::Compile(e)))?;
+    // Planning never needs the pinned base a release build needs: only lowering does.
+    let p = plan::plan(spec, res, &compile)
+        .map_err(|e| FrontendError::Solve(SolveError::Compile(e)))?;
     let metadata = match sub {
         Subrequest::Targets => subrequest::targets(spec, &p),
         Subrequest::Outline => subrequest::outline(spec, &p, opts),
