@@ -1,15 +1,22 @@
-//! Golden tests: every `examples/*/torchkit.toml` → plan JSON and LLB dump, compared with
-//! `tests/golden/<example>/`. Regenerate after an intended change with
-//! `UPDATE_GOLDEN=1 cargo test --test golden` and review the diff.
+//! Golden tests: every `examples/*/torchkit.toml` at every profile → plan JSON, LLB dump and
+//! image config, compared with `tests/golden/<example>/<profile>/`; and the resolution run of
+//! `torchkit lock` for the quickstart, in `tests/golden/quickstart/lock/`. Regenerate after
+//! an intended change with `UPDATE_GOLDEN=1 cargo test --test golden` and review the diff.
 //!
 //! Also: compiling twice gives identical bytes, and decode → re-encode is byte-identical.
 
 use std::path::{Path, PathBuf};
 
 use torchkit::llb;
-use torchkit::plan::{self, CompileOptions};
+use torchkit::plan::{self, BaseMeta, CompileOptions, Plan};
 use torchkit::resolve;
 use torchkit::spec;
+use torchkit::vocab::Profile;
+
+const PROFILES: [Profile; 3] = [Profile::Dev, Profile::Test, Profile::Release];
+
+/// The pin of release builds (they need one) and of the lock's resolution run.
+const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn examples() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -23,19 +30,33 @@ fn examples() -> Vec<PathBuf> {
     v
 }
 
-fn options() -> CompileOptions {
+fn name(dir: &Path) -> String {
+    dir.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn options(profile: Profile) -> CompileOptions {
     CompileOptions {
+        profile: Some(profile),
         // Fixed, so that busted steps have stable digests in the goldens.
         build_token: Some("golden-build-token".into()),
+        base: BaseMeta {
+            digest: (profile == Profile::Release).then(|| DIGEST.to_string()),
+            config: None,
+        },
         ..CompileOptions::default()
     }
 }
 
-fn compile(dir: &Path) -> plan::Compiled {
+fn load(dir: &Path) -> (spec::Spec, resolve::Resolution) {
     let text = std::fs::read_to_string(dir.join("torchkit.toml")).unwrap();
     let spec = spec::parse(&text, "torchkit.toml").unwrap();
     let res = resolve::resolve(&spec.request()).unwrap();
-    plan::compile(&spec, &res, &options()).unwrap()
+    (spec, res)
+}
+
+fn compile(dir: &Path, profile: Profile) -> plan::Compiled {
+    let (spec, res) = load(dir);
+    plan::compile(&spec, &res, &options(profile)).unwrap()
 }
 
 fn check(golden: &Path, actual: &str) {
@@ -66,38 +87,109 @@ fn check(golden: &Path, actual: &str) {
     }
 }
 
+fn pretty<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap() + "\n"
+}
+
+fn check_plan_and_llb(dir: &Path, plan: &Plan, definition: &llb::pb::Definition) {
+    check(&dir.join("plan.json"), &pretty(plan));
+    check(
+        &dir.join("llb.json"),
+        &pretty(&llb::dump(definition).unwrap()),
+    );
+}
+
 #[test]
-fn plan_and_llb_match_goldens() {
+fn every_example_at_every_profile_matches_its_goldens() {
     let goldens = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     for dir in examples() {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let c = compile(&dir);
-        let plan = serde_json::to_string_pretty(&c.plan).unwrap() + "\n";
-        check(&goldens.join(&name).join("plan.json"), &plan);
-        let dump = serde_json::to_string_pretty(&llb::dump(&c.definition).unwrap()).unwrap() + "\n";
-        check(&goldens.join(&name).join("llb.json"), &dump);
-        let cfg: serde_json::Value = serde_json::from_slice(&c.image_config).unwrap();
-        check(
-            &goldens.join(&name).join("image-config.json"),
-            &(serde_json::to_string_pretty(&cfg).unwrap() + "\n"),
-        );
+        for profile in PROFILES {
+            let c = compile(&dir, profile);
+            assert_eq!(c.plan.profile, profile);
+            let out = goldens.join(name(&dir)).join(profile.as_str());
+            check_plan_and_llb(&out, &c.plan, &c.definition);
+            let cfg: serde_json::Value = serde_json::from_slice(&c.image_config).unwrap();
+            check(&out.join("image-config.json"), &pretty(&cfg));
+        }
     }
+}
+
+/// The quickstart's resolution run, as `torchkit lock` plans it (apt, packages and a
+/// requirements file: every part of the run).
+fn resolution_run() -> Plan {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let (spec, res) = load(&dir);
+    let requirements = std::fs::read(dir.join("requirements.txt")).unwrap();
+    plan::resolution_run(&plan::ResolutionInputs {
+        spec: &spec,
+        resolution: &res,
+        base: BaseMeta {
+            digest: Some(DIGEST.into()),
+            config: None,
+        },
+        requirements: Some(&requirements),
+        ca_bundle: false,
+    })
+    .unwrap()
+    .expect("the quickstart has something to resolve")
+}
+
+#[test]
+fn the_lock_resolution_run_matches_its_goldens() {
+    let run = resolution_run();
+    let lowered = plan::lower(&run).unwrap();
+    assert!(lowered.image_config.is_none(), "the run builds no image");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/quickstart/lock");
+    check_plan_and_llb(&out, &run, &lowered.definition);
 }
 
 #[test]
 fn compiling_twice_gives_identical_bytes() {
     for dir in examples() {
-        let a = llb::definition_bytes(&compile(&dir).definition);
-        let b = llb::definition_bytes(&compile(&dir).definition);
-        assert_eq!(a, b, "{}", dir.display());
+        for profile in PROFILES {
+            let a = compile(&dir, profile);
+            let b = compile(&dir, profile);
+            assert_eq!(
+                llb::definition_bytes(&a.definition),
+                llb::definition_bytes(&b.definition),
+                "{} {profile}",
+                dir.display()
+            );
+            assert_eq!(
+                a.image_config,
+                b.image_config,
+                "{} {profile}",
+                dir.display()
+            );
+        }
     }
+    let a = plan::lower(&resolution_run()).unwrap().definition;
+    let b = plan::lower(&resolution_run()).unwrap().definition;
+    assert_eq!(
+        llb::definition_bytes(&a),
+        llb::definition_bytes(&b),
+        "lock run"
+    );
 }
 
 #[test]
 fn decode_reencode_round_trip() {
+    let mut defs: Vec<(String, _)> = vec![];
     for dir in examples() {
-        let bytes = llb::definition_bytes(&compile(&dir).definition);
+        for profile in PROFILES {
+            defs.push((
+                format!("{} {profile}", dir.display()),
+                compile(&dir, profile).definition,
+            ));
+        }
+    }
+    defs.push((
+        "lock run".into(),
+        plan::lower(&resolution_run()).unwrap().definition,
+    ));
+    for (what, def) in defs {
+        let bytes = llb::definition_bytes(&def);
         let decoded = llb::decode(&bytes).unwrap();
-        assert_eq!(llb::definition_bytes(&decoded), bytes, "{}", dir.display());
+        assert_eq!(llb::definition_bytes(&decoded), bytes, "{what}");
     }
 }
