@@ -18,12 +18,13 @@
 //! - [`spec`]: `torchkit.toml` → validated [`spec::Spec`], errors with `file:line:col` and hints;
 //! - [`matrix`]: the CUDA ⇄ driver ⇄ torch ⇄ GPU tables, each citing its source;
 //! - [`resolve`]: request + matrix → [`resolve::Resolution`] (base image, CUDA, why);
-//! - [`plan`]: spec + resolution → ordered steps with cache rules, and [`plan::compile`],
-//!   the one function the driver and the frontend share;
+//! - [`plan`]: spec + resolution → [`plan::Plan`] (steps, helper nodes, mounts, cache rules:
+//!   the whole graph as data), [`plan::lower`] of a plan to LLB, and [`plan::compile`], the
+//!   one function the driver and the frontend share;
 //! - [`llb`]: an immutable BuildKit LLB builder with deterministic marshalling;
 //! - [`lock`]: `torchkit.lock` (base digest, exact apt/pip sets with hashes, input
 //!   fingerprints), its diff against the spec, the lock rules of a build ([`lock::check`])
-//!   and the pure parts of `torchkit lock`;
+//!   and the readers of `torchkit lock`'s answers;
 //! - [`load`]: the load pipeline the driver and the frontend share (parse, resolve with
 //!   errors located in the spec; then `lock::check` and `plan::pin_base`).
 //!
