@@ -30,6 +30,7 @@
 //! - `release` sets `ignore_cache` on every op and uses no cache mounts; building it needs a
 //!   pinned base ([`Plan::check_buildable`]), planning it does not.
 
+pub mod graph;
 mod image_config;
 mod lower;
 mod pin;
