@@ -12,6 +12,7 @@ use crate::error::Hint;
 pub mod build;
 pub mod common;
 pub mod frontend;
+pub mod graph;
 pub mod llb;
 pub mod lock;
 pub mod plan;
@@ -47,6 +48,8 @@ enum Command {
     Resolve(resolve::Args),
     /// Print the resolved build plan: steps, cache rules, image config.
     Plan(plan::Args),
+    /// Draw the build graph: steps, cache rules, helper nodes, mounts (DOT, Mermaid, SVG).
+    Graph(graph::Args),
     /// Write the LLB Definition to stdout (for `buildctl build`).
     Llb(llb::Args),
     /// Build the image on BuildKit.
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Probe(a) => probe::run(a),
         Command::Resolve(a) => resolve::run(a),
         Command::Plan(a) => plan::run(a),
+        Command::Graph(a) => graph::run(a),
         Command::Llb(a) => llb::run(a),
         Command::Build(a) => build::run(*a),
         Command::Lock(a) => lock::run(*a),

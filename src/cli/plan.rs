@@ -24,13 +24,25 @@ pub struct Args {
 
 /// Run `torchkit plan`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = common::load(&args.spec)?;
+    let plan = load_plan(&args.spec, args.resolve_digest)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", render(&plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan of a spec as `plan` and `graph` show it: what `torchkit llb` would lower
+/// (overrides applied, the context's excludes read), with a placeholder for the per-build
+/// token; `resolve_digest` pins the base through the registry.
+pub fn load_plan(spec: &SpecArgs, resolve_digest: bool) -> anyhow::Result<Plan> {
+    let loaded = common::load(spec)?;
     let context_dir = loaded
         .path
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
-    // What `torchkit llb` would lower, with a placeholder for the per-build token.
     let mut opts = CompileOptions {
         profile: Some(loaded.profile),
         build_token: Some("<per-build token>".into()),
@@ -38,16 +50,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(crate::cli::hinted)?,
         ..CompileOptions::default()
     };
-    if args.resolve_digest {
+    if resolve_digest {
         common::pin_base_from_registry(&loaded, &mut opts)?;
     }
-    let plan = plan::plan(&loaded.spec, &loaded.resolution, &opts).map_err(crate::cli::hinted)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-    } else {
-        print!("{}", render(&plan));
-    }
-    Ok(ExitCode::SUCCESS)
+    plan::plan(&loaded.spec, &loaded.resolution, &opts).map_err(crate::cli::hinted)
 }
 
 /// The human-readable plan: the same content as `--json`, one line per fact (file contents
