@@ -13,6 +13,8 @@ use torchkit::resolve;
 use torchkit::spec;
 use torchkit::vocab::Profile;
 
+mod support;
+
 const PROFILES: [Profile; 3] = [Profile::Dev, Profile::Test, Profile::Release];
 
 /// The pin of release builds (they need one) and of the lock's resolution run.
@@ -60,31 +62,7 @@ fn compile(dir: &Path, profile: Profile) -> plan::Compiled {
 }
 
 fn check(golden: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-        std::fs::write(golden, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(golden).unwrap_or_else(|_| {
-        panic!(
-            "missing {}; run UPDATE_GOLDEN=1 cargo test --test golden",
-            golden.display()
-        )
-    });
-    if expected != actual {
-        let (mut line, mut e, mut a) = (0, "", "");
-        for (i, (x, y)) in expected.lines().zip(actual.lines()).enumerate() {
-            if x != y {
-                (line, e, a) = (i + 1, x, y);
-                break;
-            }
-        }
-        panic!(
-            "{} differs (first at line {line}):\n  expected: {e}\n  actual:   {a}\n\
-             re-run with UPDATE_GOLDEN=1 if the change is intended",
-            golden.display()
-        );
-    }
+    support::golden::check("golden", golden, actual);
 }
 
 fn pretty<T: serde::Serialize>(v: &T) -> String {

@@ -58,31 +58,7 @@ fn compile(dir: &Path, opts: &CompileOptions) -> plan::Compiled {
 }
 
 fn check(golden: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-        std::fs::write(golden, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(golden).unwrap_or_else(|_| {
-        panic!(
-            "missing {}; run UPDATE_GOLDEN=1 cargo test --test graph",
-            golden.display()
-        )
-    });
-    if expected != actual {
-        let (mut line, mut e, mut a) = (0, "", "");
-        for (i, (x, y)) in expected.lines().zip(actual.lines()).enumerate() {
-            if x != y {
-                (line, e, a) = (i + 1, x, y);
-                break;
-            }
-        }
-        panic!(
-            "{} differs (first at line {line}):\n  expected: {e}\n  actual:   {a}\n\
-             re-run with UPDATE_GOLDEN=1 if the change is intended",
-            golden.display()
-        );
-    }
+    support::golden::check("graph", golden, actual);
 }
 
 fn golden_dir(example: &Path, profile: Profile) -> PathBuf {

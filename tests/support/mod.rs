@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod command;
+pub mod golden;
 pub mod serial;
 
 #[allow(unused_imports)] // each test binary uses a part
