@@ -53,13 +53,26 @@ pub fn resolve(spec: &Spec, req: &Request) -> Result<Resolution, LoadError> {
     })
 }
 
+/// [`resolve`] for a release newer than the matrix, with the facts looked up online
+/// (the edges look them up when [`crate::resolve::online_lookup`] asks for it).
+pub fn resolve_online(
+    spec: &Spec,
+    req: &Request,
+    facts: &crate::matrix::facts::ReleaseFacts,
+) -> Result<Resolution, LoadError> {
+    resolve::resolve_online(req, facts).map_err(|e| match locate(spec, req, &e) {
+        Some(located) => LoadError::Spec(located),
+        None => LoadError::Resolve(Box::new(e)),
+    })
+}
+
 /// Locate a resolver error at the spec key its input came from, when that input is the
 /// spec's own value (not an override or a probed fact), so an impossible torch/CUDA pair
 /// points at the `cuda = …` line.
 pub fn locate(spec: &Spec, req: &Request, e: &ResolveError) -> Option<SpecError> {
     use crate::resolve::ResolveError as E;
     let key = match e {
-        E::InvalidTorch { .. } | E::UnknownTorch { .. } => {
+        E::InvalidTorch { .. } | E::UnknownTorch { .. } | E::Online { .. } => {
             (req.torch == spec.torch.version).then_some("torch.version")
         }
         E::InvalidCuda { .. } | E::CudaNotShipped { .. } => {

@@ -32,8 +32,37 @@ pub mod names {
     pub const GPU: &str = "TORCHKIT_GPU";
     /// `[cache] profile`.
     pub const PROFILE: &str = "TORCHKIT_PROFILE";
+    /// `[torch] online`.
+    pub const ONLINE: &str = "TORCHKIT_ONLINE";
     /// The prefix BuildKit gives build-args among the frontend options.
     pub const BUILD_ARG_PREFIX: &str = "build-arg:";
+}
+
+/// An on/off option (`--online`, `TORCHKIT_ONLINE`, `[torch] online`), spelled as BuildKit
+/// and docker read booleans: `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`, any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Switch(pub bool);
+
+impl FromStr for Switch {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Switch(true)),
+            "0" | "false" | "no" | "off" => Ok(Switch(false)),
+            _ => Err(ParseError {
+                what: "on or off",
+                input: s.to_string(),
+                help: "write true or false (1/0, yes/no and on/off work too)".into(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Switch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0 { "true" } else { "false" })
+    }
 }
 
 /// A value that is not one of the accepted spellings.
@@ -361,6 +390,8 @@ pub struct Overrides {
     pub gpus: Option<GpuList>,
     /// `TORCHKIT_PROFILE` / `--profile`: overrides `[cache] profile`.
     pub profile: Option<Profile>,
+    /// `TORCHKIT_ONLINE` / `--online`: overrides `[torch] online`.
+    pub online: Option<bool>,
 }
 
 /// A build-arg that is not one of its option's spellings.
@@ -411,6 +442,7 @@ impl Overrides {
                 .filter(|v| !v.is_empty()),
             gpus: arg(opts, names::GPU)?,
             profile: arg(opts, names::PROFILE)?,
+            online: arg::<Switch>(opts, names::ONLINE)?.map(|s| s.0),
         })
     }
 
@@ -428,6 +460,7 @@ impl Overrides {
         put(names::DRIVER, self.driver.clone());
         put(names::GPU, self.gpus.as_ref().map(GpuList::joined));
         put(names::PROFILE, self.profile.map(|p| p.to_string()));
+        put(names::ONLINE, self.online.map(|o| Switch(o).to_string()));
         out
     }
 }
@@ -515,6 +548,7 @@ mod tests {
             driver: Some("570.124.06".into()),
             gpus: Some("H100,8.9".parse().unwrap()),
             profile: Some(Profile::Test),
+            online: Some(true),
         };
         let opts: BTreeMap<String, String> = o
             .to_build_args()

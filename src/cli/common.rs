@@ -11,7 +11,7 @@ use crate::load::LoadError;
 use crate::probe;
 use crate::resolve::{Request, Resolution};
 use crate::spec::{Spec, SpecError};
-use crate::vocab::{names, CudaRequest, Flavor, GpuList, Overrides, Profile};
+use crate::vocab::{names, CudaRequest, Flavor, GpuList, Overrides, Profile, Switch};
 
 /// clap's parser for a vocabulary value: the type's own `FromStr`, with its hint on the
 /// line after clap's `error: invalid value …` (clap prints only the error's text).
@@ -37,6 +37,11 @@ pub struct OverrideArgs {
     /// Override `[torch] flavor`: runtime or devel.
     #[arg(long, env = names::FLAVOR, value_name = "runtime|devel", value_parser = value::<Flavor>)]
     pub flavor: Option<Flavor>,
+    /// Look a torch release newer than the matrix up on PyPI and the registry (as
+    /// `[torch] online = true`); TORCHKIT_PYPI_URL points at another PyPI.
+    #[arg(long, env = names::ONLINE, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = value::<Switch>)]
+    pub online: Option<Switch>,
 }
 
 impl OverrideArgs {
@@ -55,6 +60,7 @@ impl OverrideArgs {
             driver: self.driver.clone(),
             gpus,
             profile: None,
+            online: self.online.map(|o| o.0),
         }
     }
 }
@@ -158,9 +164,41 @@ pub fn request(spec: &Spec, args: &SpecArgs) -> anyhow::Result<Request> {
     Ok(req)
 }
 
-/// Resolve a request, pointing at the spec line when the bad input came from the spec.
+/// Resolve a request, pointing at the spec line when the bad input came from the spec; a
+/// torch release newer than the matrix is looked up online when the request allows it.
 pub fn resolve(spec: &Spec, req: &Request) -> anyhow::Result<Resolution> {
-    crate::load::resolve(spec, req).map_err(load_error)
+    resolve_request(Some(spec), req)
+}
+
+/// [`resolve`], with or without a spec (`torchkit resolve --torch …`).
+pub fn resolve_request(spec: Option<&Spec>, req: &Request) -> anyhow::Result<Resolution> {
+    let located = |e: crate::resolve::ResolveError| match spec
+        .and_then(|s| crate::load::locate(s, req, &e))
+    {
+        Some(l) => spec_error(&l),
+        None => crate::cli::hinted(e),
+    };
+    let e = match crate::resolve::resolve(req) {
+        Ok(r) => return Ok(r),
+        Err(e) => e,
+    };
+    let Some(torch) = crate::resolve::online_lookup(req, &e) else {
+        return Err(located(e));
+    };
+    let sources = crate::registry::online::Sources::from_env(
+        spec.and_then(|s| s.base.mirror.as_deref()),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let registry = crate::registry::RegistryClient::new(crate::credentials::DockerAuth::from_env());
+    let facts = rt
+        .block_on(crate::registry::online::release_facts(
+            &registry, &sources, &torch,
+        ))
+        .map_err(crate::cli::hinted)?;
+    crate::resolve::resolve_online(req, &facts).map_err(located)
 }
 
 /// A load error for the terminal: a located one with the offending line.

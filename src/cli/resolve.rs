@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::cli::common::OverrideArgs;
 use crate::cli::hinted;
-use crate::resolve::{self, Request, Resolution, Verdict};
+use crate::resolve::{Request, Resolution, Verdict};
 use crate::spec::Spec;
 
 /// Flags of `torchkit resolve`.
@@ -66,19 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "note: the spec sets [target] detect = true; `torchkit resolve` does not probe the host (run `torchkit probe`, then pass --driver/--gpu)"
         );
     }
-    let res = match resolve::resolve(&req) {
-        Ok(r) => r,
-        Err(e) => {
-            // Point at the spec line when the offending value came from the spec.
-            if let Some(located) = spec
-                .as_ref()
-                .and_then(|spec| crate::load::locate(spec, &req, &e))
-            {
-                return Err(hinted(located));
-            }
-            return Err(hinted(e));
-        }
-    };
+    let res = crate::cli::common::resolve_request(spec.as_ref(), &req)?;
     let out = if args.json {
         serde_json::to_string_pretty(&json(&res))? + "\n"
     } else {

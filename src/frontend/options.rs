@@ -485,6 +485,7 @@ mod tests {
                 driver: Some("570.124.06".into()),
                 gpus: Some(GpuList(vec!["H100".into(), "8.9".into()])),
                 profile: Some(Profile::Test),
+                online: None,
             }
         );
         assert!(o.ca_bundle);

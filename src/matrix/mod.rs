@@ -16,6 +16,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 mod arch;
+pub mod facts;
 mod gpu;
 mod version;
 

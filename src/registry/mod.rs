@@ -29,6 +29,8 @@ use crate::credentials::DockerAuth;
 use crate::error::Hint;
 use crate::llb::{ImageMeta, ImageMetaResolver, Platform};
 
+pub mod online;
+
 /// OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// OCI image manifest.
@@ -38,7 +40,8 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 /// Docker image manifest v2.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
-const MAX_BODY: usize = 16 << 20;
+// PyPI's JSON for torch (every file of every release) is several MB.
+const MAX_BODY: usize = 64 << 20;
 
 /// Why a reference could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -430,6 +433,87 @@ impl RegistryClient {
         Ok(format!("Bearer {t}"))
     }
 
+    /// Every tag of the repository `name` (`docker.io/pytorch/pytorch`) from
+    /// `/v2/<name>/tags/list`, following the `Link: <…>; rel="next"` pages.
+    pub async fn tags(&self, name: &str) -> Result<Vec<String>, RegistryError> {
+        let r = Reference::parse(name)?;
+        let origin = format!("{}://{}", r.scheme(), r.endpoint());
+        let mut url = format!("{origin}/v2/{}/tags/list?n=1000", r.repository);
+        let mut token = None;
+        let mut tags = Vec::new();
+        for _ in 0..100 {
+            let resp = self.get(&r, &url, None, &mut token).await?;
+            let page = crate::matrix::facts::tags_list(&url, &resp.body).map_err(|e| {
+                RegistryError::Protocol {
+                    url: url.clone(),
+                    message: e.message,
+                }
+            })?;
+            tags.extend(page);
+            let next = resp
+                .headers
+                .get(http::header::LINK)
+                .and_then(|l| l.to_str().ok())
+                .and_then(next_link);
+            match next {
+                Some(n) if n.starts_with('/') => url = format!("{origin}{n}"),
+                Some(n) => url = n,
+                None => return Ok(tags),
+            }
+        }
+        Err(RegistryError::Protocol {
+            url,
+            message: "more than 100 pages of tags".into(),
+        })
+    }
+
+    /// GET a public document (a PyPI JSON page, a wheel index), redirects followed, no
+    /// credentials sent.
+    pub async fn fetch(&self, url: &str) -> Result<Bytes, RegistryError> {
+        let mut url = url.to_string();
+        for _ in 0..8 {
+            let resp = self.send(&url, None, None).await?;
+            match resp.status {
+                200 => return Ok(resp.body),
+                301 | 302 | 303 | 307 | 308 => {
+                    let loc = resp
+                        .headers
+                        .get(http::header::LOCATION)
+                        .and_then(|l| l.to_str().ok())
+                        .ok_or_else(|| RegistryError::Protocol {
+                            url: url.clone(),
+                            message: "redirect without Location".into(),
+                        })?;
+                    url = if loc.starts_with("http://") || loc.starts_with("https://") {
+                        loc.to_string()
+                    } else {
+                        let uri: http::Uri = url.parse().map_err(|e| RegistryError::Http {
+                            url: url.clone(),
+                            message: format!("bad URL: {e}"),
+                        })?;
+                        format!(
+                            "{}://{}{loc}",
+                            uri.scheme_str().unwrap_or("https"),
+                            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+                        )
+                    };
+                }
+                status => {
+                    let body = String::from_utf8_lossy(&resp.body[..resp.body.len().min(300)]);
+                    return Err(RegistryError::Status {
+                        url,
+                        status,
+                        body: body.trim().to_string(),
+                    });
+                }
+            }
+        }
+        Err(RegistryError::Protocol {
+            url,
+            message: "too many redirects".into(),
+        })
+    }
+
     /// Resolve `reference` for linux/amd64: digest, media type, manifest digest, config.
     pub async fn resolve(&self, reference: &str) -> Result<ResolvedImage, RegistryError> {
         self.resolve_for(reference, &Platform::linux_amd64()).await
@@ -563,6 +647,19 @@ fn manifest_json(url: &str, resp: &Response) -> Result<(String, serde_json::Valu
     Ok((media_type, json))
 }
 
+/// The target of a `Link` header's `rel="next"` entry (`</v2/…?last=x&n=100>; rel="next"`).
+pub fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let rel_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        let t = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        rel_next.then(|| t.to_string())
+    })
+}
+
 /// The digest of the `platform` entry of an index or manifest list. Variants compare as
 /// containerd normalizes them: none, `v1` for amd64 and `v8` for arm64 are the default.
 pub fn select_platform(index: &serde_json::Value, platform: &Platform) -> Option<String> {
@@ -678,6 +775,19 @@ mod tests {
             urlencode("repository:a/b:pull"),
             "repository%3Aa%2Fb%3Apull"
         );
+    }
+
+    #[test]
+    fn link_header_next_page() {
+        assert_eq!(
+            next_link(r#"</v2/pytorch/pytorch/tags/list?last=2.8.0&n=1000>; rel="next""#),
+            Some("/v2/pytorch/pytorch/tags/list?last=2.8.0&n=1000".into())
+        );
+        assert_eq!(
+            next_link(r#"<https://r.example/a>; rel="prev", <https://r.example/b>; rel=next"#),
+            Some("https://r.example/b".into())
+        );
+        assert_eq!(next_link(r#"<https://r.example/a>; rel="prev""#), None);
     }
 
     #[test]

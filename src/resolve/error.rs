@@ -37,6 +37,17 @@ pub enum ResolveError {
         /// When the matrix facts were gathered (`YYYY-MM-DD`).
         gathered: String,
     },
+    /// A release looked up online that the resolver cannot use (no CUDA image tag, a new
+    /// CUDA major).
+    #[error("torch {torch} looked up online: {message}")]
+    Online {
+        /// The release.
+        torch: String,
+        /// What is missing.
+        message: String,
+        /// The `pytorch/pytorch` tags found for it.
+        tags: Vec<String>,
+    },
     /// A CUDA variant that is not `MAJOR.MINOR` (only a request built by hand can be: the
     /// parser of [`crate::vocab::CudaRequest`] refuses it).
     #[error("`{input}` is not a CUDA variant: expected MAJOR.MINOR, e.g. 12.8")]
@@ -178,8 +189,14 @@ impl Hint for ResolveError {
                 gathered,
                 ..
             } => Some(format!(
-                "upgrade torchkit for a matrix gathered after {gathered}, or use torch {newest}, the newest release this one knows"
+                "look the release up with --online (or `online = true` under [torch]), upgrade torchkit for a matrix gathered after {gathered}, or use torch {newest}, the newest release this one knows"
             )),
+            ResolveError::Online { tags, .. } if tags.is_empty() => Some(
+                "pytorch/pytorch publishes its images some days after the PyPI release: use a release the matrix knows until the tags exist".into(),
+            ),
+            ResolveError::Online { .. } => Some(
+                "upgrade torchkit for a matrix that knows this release, or use a release the matrix knows".into(),
+            ),
             ResolveError::UnknownTorch {
                 oldest,
                 newest,

@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::vocab::{CudaRequest, Flavor, Overrides};
 
+use crate::matrix::facts::ReleaseFacts;
 use crate::matrix::{
     self, ComputeCapability, Coverage, GpuLookup, Matrix, TagStatus, TorchRelease, Variant, Version,
 };
@@ -52,6 +53,9 @@ pub struct Request {
     pub torchvision: Option<String>,
     /// torchaudio override.
     pub torchaudio: Option<String>,
+    /// A torch release newer than the matrix may be looked up online (`--online`,
+    /// `[torch] online = true`): the edges fetch the facts and call [`resolve_online`].
+    pub online: bool,
 }
 
 impl Request {
@@ -70,6 +74,9 @@ impl Request {
         }
         if let Some(g) = o.gpus.as_ref().filter(|g| !g.is_empty()) {
             self.gpus = g.as_slice().to_vec();
+        }
+        if let Some(online) = o.online {
+            self.online = online;
         }
         self
     }
@@ -454,7 +461,84 @@ fn tier_words(t: u8) -> &'static str {
 
 /// Resolve a request to one `pytorch/pytorch` image, explaining every choice.
 pub fn resolve(req: &Request) -> Result<Resolution, ResolveError> {
-    let m = matrix::matrix();
+    resolve_in(matrix::matrix(), req)
+}
+
+/// The release to look up online for `req`, when the resolver refused it as newer than the
+/// matrix and the request allows the lookup.
+pub fn online_lookup(req: &Request, e: &ResolveError) -> Option<Version> {
+    match e {
+        ResolveError::UnknownTorch {
+            requested,
+            newer: true,
+            ..
+        } if req.online => Version::parse(requested)
+            .ok()
+            .filter(|v| v.parts().len() == 3),
+        _ => None,
+    }
+}
+
+/// Resolve a release the matrix has not seen with the facts looked up online
+/// ([`crate::matrix::facts`]): the same rules, on the matrix with that release added. The
+/// answer says which facts were looked up and warns about each one assumed (a new
+/// toolkit's driver floor, the arch list behind the GPU verdicts, Python, companions).
+pub fn resolve_online(req: &Request, facts: &ReleaseFacts) -> Result<Resolution, ResolveError> {
+    let base = matrix::matrix();
+    let m = base
+        .with_release(facts)
+        .map_err(|e| ResolveError::Online {
+            torch: facts.torch.to_string(),
+            message: e.message,
+            tags: facts.tags.iter().map(|t| t.tag.clone()).collect(),
+        })?;
+    let mut res = resolve_in(&m, req)?;
+    let cuda = res
+        .cuda
+        .as_deref()
+        .and_then(|c| Version::parse(c).ok())
+        .expect("a pytorch/pytorch image has a CUDA");
+    let release = m.release_of(&facts.torch).expect("with_release added it");
+    let mut found = format!(
+        "torch {} is newer than the matrix (gathered {}): looked up online ({})",
+        facts.torch,
+        base.gathered,
+        facts.looked_up.join(", ")
+    );
+    if let Some(d) = &facts.uploaded {
+        found.push_str(&format!("; on PyPI since {d}"));
+    }
+    match &facts.pypi_default_cuda {
+        Some(c) => found.push_str(&format!("; its PyPI wheel pins CUDA {c}")),
+        None => found.push_str("; its PyPI default CUDA was not read"),
+    }
+    let tags: Vec<&str> = facts.tags.iter().map(|t| t.tag.as_str()).collect();
+    found.push_str(&format!("; tags found: {}", tags.join(", ")));
+    res.reasons.insert(0, found);
+    let mut unchecked = m.unchecked(release, &cuda);
+    if facts.pypi_default_cuda.is_none() {
+        unchecked.push("the PyPI default CUDA (the preference order)".into());
+    }
+    res.warnings.insert(
+        0,
+        format!(
+            "torch {} is not in this torchkit's matrix (gathered {}): the tag {} exists, but these facts were not checked: {}; refresh the matrix (`torchkit matrix refresh`) or upgrade torchkit",
+            facts.torch,
+            base.gathered,
+            res.image.tag,
+            if unchecked.is_empty() {
+                "none beyond the Python and companions noted below".to_string()
+            } else {
+                unchecked.join("; ")
+            }
+        ),
+    );
+    Ok(res)
+}
+
+/// [`resolve`] on a given matrix (the compiled-in one, or one with a release looked up
+/// online).
+fn resolve_in(m: &Matrix, req: &Request) -> Result<Resolution, ResolveError> {
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
 

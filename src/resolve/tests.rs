@@ -370,7 +370,7 @@ fn torch_newer_than_the_matrix_names_the_newest_release_and_the_date() {
         );
         assert_eq!(
             e.hint().unwrap(),
-            "upgrade torchkit for a matrix gathered after 2026-12-03, or use torch 2.15.0, the newest release this one knows"
+            "look the release up with --online (or `online = true` under [torch]), upgrade torchkit for a matrix gathered after 2026-12-03, or use torch 2.15.0, the newest release this one knows"
         );
     }
     // A gap below the newest release is not "newer".

@@ -59,6 +59,8 @@ pub struct Torch {
     pub torchvision: Option<String>,
     /// torchaudio override.
     pub torchaudio: Option<String>,
+    /// A release newer than the matrix may be looked up online (PyPI, the registry).
+    pub online: bool,
 }
 
 /// `[target]`: the host the image will run on.
@@ -548,12 +550,20 @@ impl Validator<'_> {
         };
         let torchvision = companion("torch.torchvision", t.torchvision)?;
         let torchaudio = companion("torch.torchaudio", t.torchaudio)?;
+        let online = match t.online {
+            None => false,
+            Some(o) => {
+                self.mark("torch.online", &o);
+                o.into_inner()
+            }
+        };
         Ok(Torch {
             version: version.into_inner(),
             cuda,
             flavor,
             torchvision,
             torchaudio,
+            online,
         })
     }
 
@@ -1024,6 +1034,7 @@ impl Spec {
             gpus: self.target.gpus.clone(),
             torchvision: self.torch.torchvision.clone(),
             torchaudio: self.torch.torchaudio.clone(),
+            online: self.torch.online,
         }
         .overridden(o)
     }

@@ -29,6 +29,7 @@ pub(super) struct TorchWire {
     pub flavor: Option<S<String>>,
     pub torchvision: Option<S<String>>,
     pub torchaudio: Option<S<String>>,
+    pub online: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,7 +110,7 @@ pub(super) const KEYS: &[(&str, &[&str])] = &[
     ),
     (
         "torch",
-        &["version", "cuda", "flavor", "torchvision", "torchaudio"],
+        &["version", "cuda", "flavor", "torchvision", "torchaudio", "online"],
     ),
     ("target", &["driver", "gpus", "detect"]),
     (
