@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 mod arch;
 mod gpu;
+pub mod show;
 mod version;
 
 pub use arch::{ArchEntry, ArchList, Coverage};

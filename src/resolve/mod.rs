@@ -773,6 +773,13 @@ fn companions(
     (python, tv, ta)
 }
 
+/// The torch release a `--torch` value names, and the patch it reads as (`X.Y` reads as that
+/// release's newest patch): the resolver's own parsing and errors, for callers that show the
+/// matrix rather than resolve against it (`torchkit matrix show --torch`).
+pub fn find_release(input: &str) -> Result<(&'static TorchRelease, Version), ResolveError> {
+    find_torch(matrix::matrix(), input, &mut Vec::new())
+}
+
 /// Check that `input` has the form of a torch release (`X.Y.Z`, or `X.Y`; no local or
 /// pre-release suffix) without looking it up, with the resolver's wording: the spec parser's
 /// check of `[torch] version`, so the two accept the same strings.
