@@ -15,6 +15,7 @@ pub mod frontend;
 pub mod graph;
 pub mod llb;
 pub mod lock;
+pub mod matrix;
 pub mod plan;
 pub mod probe;
 pub mod resolve;
@@ -56,6 +57,8 @@ enum Command {
     Build(Box<build::Args>),
     /// Resolve the exact environment on BuildKit and write torchkit.lock (`--check`: verify it).
     Lock(Box<lock::Args>),
+    /// Show the compatibility matrix compiled into this binary (and refresh it: maintainers).
+    Matrix(matrix::Args),
     /// Run as a BuildKit gateway frontend (LLBBridge over stdin/stdout).
     #[command(hide = true)]
     Frontend(frontend::Args),
@@ -110,6 +113,7 @@ pub fn main() -> ExitCode {
         Command::Llb(a) => llb::run(a),
         Command::Build(a) => build::run(*a),
         Command::Lock(a) => lock::run(*a),
+        Command::Matrix(a) => matrix::run(a),
         Command::Frontend(a) => frontend::run(a),
     };
     match result {

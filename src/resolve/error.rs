@@ -159,6 +159,16 @@ pub(super) fn accepted_form(newest: &str) -> String {
     format!("MAJOR.MINOR.PATCH (e.g. {newest}), or MAJOR.MINOR (e.g. {minor}) for its newest patch")
 }
 
+/// The fix for an invalid torch version: the accepted form, the newest release the matrix knows
+/// and its date, then where CUDA is asked for (`choose CUDA separately` on the command line;
+/// the spec parser says `CUDA goes in `cuda``).
+pub fn invalid_torch_hint(newest: &str, gathered: &str, cuda: &str) -> String {
+    format!(
+        "give a torch release as {}; the newest this torchkit knows is {newest} (matrix gathered {gathered}); {cuda}",
+        accepted_form(newest)
+    )
+}
+
 fn elsewhere(requested: &str, last: Option<&str>, first: Option<&str>) -> String {
     match (last, first) {
         (Some(l), _) => format!("{l} is the last release with {requested}"),
@@ -179,10 +189,7 @@ impl Hint for ResolveError {
         match self {
             ResolveError::InvalidTorch {
                 newest, gathered, ..
-            } => Some(format!(
-                "give a torch release as {}; the newest this torchkit knows is {newest} (matrix gathered {gathered}); choose CUDA separately",
-                accepted_form(newest)
-            )),
+            } => Some(invalid_torch_hint(newest, gathered, "choose CUDA separately")),
             ResolveError::UnknownTorch {
                 newer: true,
                 newest,

@@ -34,7 +34,7 @@ mod error;
 #[cfg(test)]
 mod tests;
 
-pub use error::{CudaNotShipped, ResolveError};
+pub use error::{invalid_torch_hint, CudaNotShipped, ResolveError};
 
 /// What the user asked for (from the spec, CLI flags or the probe).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -857,19 +857,28 @@ fn companions(
     (python, tv, ta)
 }
 
-/// Parse the torch field: `X.Y.Z`, or `X.Y` for the newest patch of that release.
-fn find_torch<'m>(
-    m: &'m Matrix,
-    input: &str,
-    reasons: &mut Vec<String>,
-) -> Result<(&'m TorchRelease, Version), ResolveError> {
+/// The torch release a `--torch` value names, and the patch it reads as (`X.Y` reads as that
+/// release's newest patch): the resolver's own parsing and errors, for callers that show the
+/// matrix rather than resolve against it (`torchkit matrix show --torch`).
+pub fn find_release(input: &str) -> Result<(&'static TorchRelease, Version), ResolveError> {
+    find_torch(matrix::matrix(), input, &mut Vec::new())
+}
+
+/// Check that `input` has the form of a torch release (`X.Y.Z`, or `X.Y`; no local or
+/// pre-release suffix) without looking it up, with the resolver's wording: the spec parser's
+/// check of `[torch] version`, so the two accept the same strings.
+pub fn torch_form(input: &str) -> Result<Version, ResolveError> {
+    parse_torch(matrix::matrix(), input)
+}
+
+/// The form check of [`find_torch`]: a final release of two or three numeric fields.
+fn parse_torch(m: &Matrix, input: &str) -> Result<Version, ResolveError> {
     let newest = m.newest_patch().to_string();
-    let gathered = m.gathered.clone();
     let invalid = |why: String| ResolveError::InvalidTorch {
         input: input.to_string(),
         why,
         newest: newest.clone(),
-        gathered: gathered.clone(),
+        gathered: m.gathered.clone(),
     };
     let trimmed = input.trim();
     if let Some((base, local)) = trimmed.split_once('+') {
@@ -895,6 +904,18 @@ fn find_torch<'m>(
             error::accepted_form(&newest)
         )));
     }
+    Ok(v)
+}
+
+/// Parse the torch field: `X.Y.Z`, or `X.Y` for the newest patch of that release.
+fn find_torch<'m>(
+    m: &'m Matrix,
+    input: &str,
+    reasons: &mut Vec<String>,
+) -> Result<(&'m TorchRelease, Version), ResolveError> {
+    let v = parse_torch(m, input)?;
+    let newest = m.newest_patch().to_string();
+    let gathered = m.gathered.clone();
     let all = m.all_patches();
     let oldest = all.first().expect("validated").to_string();
     if let Some(release) = m.release_of(&v) {

@@ -15,6 +15,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::error::Hint;
+use crate::resolve::{self, ResolveError};
 use crate::vocab::{CudaRequest, Flavor, GpuList, Overrides, ParseError, Profile, Step};
 use wire::{CopyWire, SpecWire, KEYS, S};
 
@@ -510,11 +511,19 @@ impl Validator<'_> {
             ));
         };
         self.mark("torch.version", &version);
-        if !is_release(version.get_ref()) {
+        // The resolver's own form check, so a spec accepts what `--torch` accepts and says
+        // why in the same words (the accepted form, the newest release, the matrix date).
+        if let Err(ResolveError::InvalidTorch {
+            input,
+            why,
+            newest,
+            gathered,
+        }) = resolve::torch_form(version.get_ref())
+        {
             return self.err(
                 version.span(),
-                format!("`{}` is not a torch release version", version.get_ref()),
-                "write the release as MAJOR.MINOR.PATCH, e.g. \"2.8.0\" (no local tag like +cu128: CUDA goes in `cuda`)",
+                format!("`{input}` is not a torch release: {why}"),
+                resolve::invalid_torch_hint(&newest, &gathered, "CUDA goes in `cuda`"),
             );
         }
         let cuda = match &t.cuda {
@@ -558,7 +567,7 @@ impl Validator<'_> {
             }
         };
         Ok(Torch {
-            version: version.into_inner(),
+            version: version.into_inner().trim().to_string(),
             cuda,
             flavor,
             torchvision,
@@ -908,6 +917,8 @@ fn is_dotted_numeric(s: &str, min: usize, max: usize) -> bool {
             .all(|p| !p.is_empty() && p.len() <= 6 && p.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// A torchvision or torchaudio release: two or three numeric fields (torch's own version is
+/// checked by [`resolve::torch_form`]).
 fn is_release(s: &str) -> bool {
     is_dotted_numeric(s, 2, 3)
 }

@@ -235,6 +235,56 @@ fn bad_values_have_hints() {
 }
 
 #[test]
+fn torch_version_is_checked_as_the_resolver_checks_it() {
+    // The same accepted form, example and matrix date as `torchkit resolve --torch`.
+    let newest = crate::matrix::matrix().newest_patch().to_string();
+    let gathered = crate::matrix::gathered();
+    let minor = newest.rsplit_once('.').unwrap().0;
+    let form = format!(
+        "MAJOR.MINOR.PATCH (e.g. {newest}), or MAJOR.MINOR (e.g. {minor}) for its newest patch"
+    );
+    for (input, why) in [
+        ("latest", format!("expected {form}")),
+        ("2", format!("expected {form}")),
+        ("2.8.0.1", format!("expected {form}")),
+        (
+            "2.15.0rc1",
+            "pre-releases and development builds are not in the matrix (the final release is 2.15.0)"
+                .into(),
+        ),
+        (
+            "2.8.0+cu128",
+            "drop the local suffix `+cu128` (use 2.8.0 and request the CUDA variant separately)"
+                .into(),
+        ),
+    ] {
+        let e = err(&format!("[torch]\nversion = \"{input}\"\n"));
+        assert_eq!(e.span.line, 2, "{input}");
+        assert_eq!(
+            e.message,
+            format!("`{input}` is not a torch release: {why}"),
+            "{input}"
+        );
+        assert_eq!(
+            e.help.as_deref(),
+            Some(
+                format!(
+                    "give a torch release as {form}; the newest this torchkit knows is {newest} (matrix gathered {gathered}); CUDA goes in `cuda`"
+                )
+                .as_str()
+            ),
+            "{input}"
+        );
+    }
+    // MAJOR.MINOR is accepted, as by the resolver (its newest patch); a known form but an
+    // unknown release is the resolver's business, not the parser's.
+    for ok in ["2.8", "2.8.0", "9.9.9"] {
+        let s = parse(&format!("[torch]\nversion = \"{ok}\"\n"), "torchkit.toml").unwrap();
+        assert_eq!(s.torch.version, ok);
+    }
+}
+
+#[test]
 fn missing_torch_is_an_error() {
     let e = err("[python]\npackages = []\n");
     assert!(e.message.contains("[torch]"));
