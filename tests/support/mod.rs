@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod golden;
+pub mod http;
 pub mod serial;
 
 #[allow(unused_imports)] // each test binary uses a part
