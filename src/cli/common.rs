@@ -185,9 +185,8 @@ pub fn resolve_request(spec: Option<&Spec>, req: &Request) -> anyhow::Result<Res
     let Some(torch) = crate::resolve::online_lookup(req, &e) else {
         return Err(located(e));
     };
-    let sources = crate::registry::online::Sources::from_env(
-        spec.and_then(|s| s.base.mirror.as_deref()),
-    );
+    let sources =
+        crate::registry::online::Sources::from_env(spec.and_then(|s| s.base.mirror.as_deref()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

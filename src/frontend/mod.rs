@@ -153,6 +153,58 @@ pub fn run_from_environment() -> anyhow::Result<ExitCode> {
     out
 }
 
+/// `TORCHKIT_ONLINE` in the frontend: which `pytorch/pytorch` tags of the unseen release
+/// `torch` exist, asked of the daemon with ResolveImageConfig (the frontend does not reach
+/// PyPI, so its default CUDA stays unread and the answer says so).
+async fn lookup_tags(
+    bridge: &Bridge,
+    spec: &Spec,
+    req: &Request,
+    torch: &crate::matrix::Version,
+) -> crate::matrix::facts::ReleaseFacts {
+    use crate::llb::ImageMetaResolver as _;
+    use crate::matrix::facts;
+    let candidates = facts::candidate_tags(crate::matrix::matrix(), torch, req.flavor.as_str());
+    let repo = match &spec.base.mirror {
+        Some(m) => format!("{m}/pytorch/pytorch"),
+        None => "docker.io/pytorch/pytorch".to_string(),
+    };
+    let platform = crate::llb::Platform::linux_amd64();
+    let asks = candidates.iter().map(|tag| {
+        let reference = format!("{repo}:{tag}");
+        let platform = &platform;
+        async move {
+            let found = bridge
+                .resolve_image_meta(&reference, platform)
+                .await
+                .is_ok();
+            log(&format!(
+                "online: {reference} {}",
+                if found { "exists" } else { "not found" }
+            ));
+            found.then(|| tag.clone())
+        }
+    });
+    let found: Vec<String> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    facts::ReleaseFacts {
+        tags: facts::image_tags(torch, &found),
+        torch: torch.clone(),
+        looked_up: vec![format!(
+            "ResolveImageConfig of {} candidate tags of {repo}",
+            candidates.len()
+        )],
+        uploaded: None,
+        requires_python: None,
+        pypi_default_cuda: None,
+        torchvision: None,
+        torchaudio: None,
+    }
+}
+
 /// One build through `bridge` with the frontend options `raw` (`key` → `value`). Whatever
 /// fails is returned to the daemon (`Return{error}`) before this returns it.
 pub async fn run(
@@ -208,7 +260,14 @@ async fn build(
     };
     let spec = load::parse(&text, &opts.filename).map_err(located)?;
     let req = request(&spec, &opts);
-    let res = load::resolve(&spec, &req).map_err(located)?;
+    let res = match resolve::resolve(&req).map_err(|e| resolve::online_lookup(&req, &e).ok_or(e)) {
+        Ok(res) => res,
+        Err(Ok(torch)) => {
+            let facts = lookup_tags(bridge, &spec, &req, &torch).await;
+            load::resolve_online(&spec, &req, &facts).map_err(located)?
+        }
+        Err(Err(_)) => load::resolve(&spec, &req).map_err(located)?,
+    };
     let mut warnings = res.warnings.clone();
     // `--build-context <base>=docker-image://<image>`: build on that image instead.
     let mut base_source = None;

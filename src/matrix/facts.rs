@@ -17,6 +17,9 @@ use super::{CudaToolkit, ImageTag, Matrix, Source, TagStatus, TorchRelease, Vers
 /// The source id the facts looked up online are cited by.
 pub const ONLINE_SOURCE: &str = "ONLINE";
 
+/// The note of an image tag found in the registry's tag list by an online lookup.
+pub const FOUND_ONLINE: &str = "found in the registry's tag list [ONLINE]";
+
 /// Why a document could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what}: {message}")]
@@ -292,6 +295,45 @@ pub fn image_tags(v: &Version, tags: &[String]) -> Vec<FoundTag> {
     out
 }
 
+/// The `pytorch/pytorch` tags an unseen torch release `v` may have in `flavor`, for a
+/// lookup that can only ask whether a tag exists (the frontend, through the daemon's
+/// ResolveImageConfig): the CUDA majors of the newest known release, from its lowest minor
+/// to four minors above its highest, with its cuDNN majors.
+pub fn candidate_tags(m: &Matrix, v: &Version, flavor: &str) -> Vec<String> {
+    let Some(newest) = m.torch.iter().max_by(|a, b| a.version.cmp(&b.version)) else {
+        return Vec::new();
+    };
+    let mut cudnn: Vec<String> = newest
+        .cudnn
+        .values()
+        .filter_map(|c| c.split('.').next().map(str::to_string))
+        .collect();
+    cudnn.sort();
+    cudnn.dedup();
+    let mut majors: Vec<u32> = newest.cuda_variants.iter().map(|c| c.major()).collect();
+    majors.sort();
+    majors.dedup();
+    let mut out = Vec::new();
+    for major in majors {
+        let minors: Vec<u32> = newest
+            .cuda_variants
+            .iter()
+            .filter(|c| c.major() == major)
+            .map(|c| c.minor())
+            .collect();
+        let (lo, hi) = (
+            minors.iter().copied().min().unwrap_or(0),
+            minors.iter().copied().max().unwrap_or(0) + 4,
+        );
+        for minor in lo..=hi {
+            for n in &cudnn {
+                out.push(format!("{v}-cuda{major}.{minor}-cudnn{n}-{flavor}"));
+            }
+        }
+    }
+    out
+}
+
 /// What was found online about one torch release the matrix has not seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReleaseFacts {
@@ -389,7 +431,7 @@ impl Matrix {
                 flavor: t.flavor.clone(),
                 python: newest.image_python.clone(),
                 status: TagStatus::Seen,
-                note: None,
+                note: Some(FOUND_ONLINE.into()),
             });
         }
 
@@ -477,9 +519,12 @@ impl Matrix {
                         .iter()
                         .filter(|x| x.major() == c.major())
                         .max()?;
-                    from.arch_list.get(&super::cu_tag(newest_same_major)).cloned()
+                    from.arch_list
+                        .get(&super::cu_tag(newest_same_major))
+                        .cloned()
                 });
-                let list = list.ok_or_else(|| fail(format!("no arch list is known for CUDA {c}")))?;
+                let list =
+                    list.ok_or_else(|| fail(format!("no arch list is known for CUDA {c}")))?;
                 r.arch_list.insert(cu.clone(), list);
                 if !r.arch_uncertain.contains(&cu) {
                     r.arch_uncertain.push(cu.clone());
@@ -495,17 +540,15 @@ impl Matrix {
                 r.cudnn.insert(c.to_string(), major);
                 r.cudnn_note.insert(
                     c.to_string(),
-                    format!("cuDNN major from the image tag; full version not read [{ONLINE_SOURCE}]"),
+                    format!(
+                        "cuDNN major from the image tag; full version not read [{ONLINE_SOURCE}]"
+                    ),
                 );
             }
         }
         let last = |map: &BTreeMap<String, String>| -> Option<String> {
             map.iter()
-                .max_by(|a, b| {
-                    Version::parse(a.0)
-                        .ok()
-                        .cmp(&Version::parse(b.0).ok())
-                })
+                .max_by(|a, b| Version::parse(a.0).ok().cmp(&Version::parse(b.0).ok()))
                 .map(|(_, v)| v.clone())
         };
         let (tv, tv_guess) = match &facts.torchvision {
@@ -516,6 +559,17 @@ impl Matrix {
             Some(t) => (t.clone(), false),
             None => (last(&newest.torchaudio).unwrap_or_default(), true),
         };
+        let new_release = r.sources == cite;
+        if new_release {
+            let found = |name: &str, v: &Option<String>| {
+                match v {
+                Some(x) => format!("{name} {x} declares torch {patch} in its PyPI metadata [{ONLINE_SOURCE}]"),
+                None => format!("no {name} on PyPI declares torch {patch}: the newest pairing the matrix knows is assumed [{ONLINE_SOURCE}]"),
+            }
+            };
+            r.torchvision_note = Some(found("torchvision", &facts.torchvision));
+            r.torchaudio_note = Some(found("torchaudio", &facts.torchaudio));
+        }
         r.torchvision.insert(patch.clone(), tv);
         r.torchaudio.insert(patch.clone(), ta);
         if tv_guess {
@@ -597,7 +651,10 @@ mod tests {
         let t113 = strings(&["nvidia-cuda-runtime-cu11==11.7.99; platform_system == \"Linux\""]);
         assert_eq!(pypi_default_cuda(&t113), Some(v("11.7")));
         // A CPU wheel, or a project with no CUDA requirement.
-        assert_eq!(pypi_default_cuda(&strings(&["filelock", "sympy>=1.13.3"])), None);
+        assert_eq!(
+            pypi_default_cuda(&strings(&["filelock", "sympy>=1.13.3"])),
+            None
+        );
         // The cudnn package is not the runtime: it does not decide the CUDA.
         assert_eq!(
             pypi_default_cuda(&strings(&["nvidia-cudnn-cu13==9.26.0.51"])),
@@ -608,7 +665,11 @@ mod tests {
     #[test]
     fn companion_requirements() {
         assert_eq!(
-            torch_requirement(&strings(&["numpy", "torch==2.12.0", "pillow!=8.3.*,>=5.3.0"])),
+            torch_requirement(&strings(&[
+                "numpy",
+                "torch==2.12.0",
+                "pillow!=8.3.*,>=5.3.0"
+            ])),
             Some(TorchRequirement::Exactly(v("2.12.0")))
         );
         let r = torch_requirement(&strings(&["torch>=2.14.0"])).unwrap();
@@ -644,7 +705,11 @@ mod tests {
             ]
         );
         let e = pypi_release("torch 2.16.0", b"<html>").unwrap_err();
-        assert!(e.to_string().starts_with("torch 2.16.0: not PyPI release JSON"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("torch 2.16.0: not PyPI release JSON"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -733,9 +798,16 @@ mod tests {
         assert!(r.torchaudio_uncertain.contains(&"2.16.0".to_string()));
         // CUDA 13.2 is known: its floor is the matrix's; 13.4 is not: assumed, and said so.
         assert_eq!(x.toolkit_floor(&v("13.2")), m.toolkit_floor(&v("13.2")));
-        assert!(x.unchecked(r, &v("13.2")).iter().all(|u| !u.contains("driver floor")));
+        assert!(x
+            .unchecked(r, &v("13.2"))
+            .iter()
+            .all(|u| !u.contains("driver floor")));
         let u = x.unchecked(r, &v("13.4"));
-        assert!(u.iter().any(|s| s.starts_with("the driver floor of CUDA 13.4")), "{u:?}");
+        assert!(
+            u.iter()
+                .any(|s| s.starts_with("the driver floor of CUDA 13.4")),
+            "{u:?}"
+        );
         assert!(u.iter().any(|s| s.contains("cu134 arch list")), "{u:?}");
         // The arch list of cu132 comes from 2.15's.
         assert_eq!(
@@ -757,6 +829,15 @@ mod tests {
         // cu132's list was read for 2.15: nothing assumed for it.
         assert!(x.unchecked(r, &v("13.2")).is_empty());
         assert!(x.problems().is_empty(), "{:?}", x.problems());
+    }
+
+    #[test]
+    fn candidate_tags_span_the_newest_release_and_four_minors_more() {
+        let c = candidate_tags(crate::matrix::matrix(), &v("2.16.0"), "runtime");
+        // torch 2.15 ships CUDA 13.0 and 13.2 with cuDNN 9.
+        assert_eq!(c.first().unwrap(), "2.16.0-cuda13.0-cudnn9-runtime");
+        assert_eq!(c.last().unwrap(), "2.16.0-cuda13.6-cudnn9-runtime");
+        assert_eq!(c.len(), 7);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::vocab::{CudaRequest, Flavor, Overrides};
 
-use crate::matrix::facts::ReleaseFacts;
+use crate::matrix::facts::{ReleaseFacts, FOUND_ONLINE, ONLINE_SOURCE};
 use crate::matrix::{
     self, ComputeCapability, Coverage, GpuLookup, Matrix, TagStatus, TorchRelease, Variant, Version,
 };
@@ -280,7 +280,7 @@ fn evaluate(m: &Matrix, patch: &Version, variant: &Variant, target: &Target<'_>)
                     "{REPOSITORY}:{tag} rests on weak evidence (status uncertain in the matrix); check that the tag exists before relying on it"
                 ));
             }
-            if let Some(note) = &img.note {
+            if let Some(note) = img.note.as_ref().filter(|n| *n != FOUND_ONLINE) {
                 e.warnings.push(format!("{REPOSITORY}:{tag}: {note}"));
             }
         }
@@ -459,6 +459,11 @@ fn tier_words(t: u8) -> &'static str {
     }
 }
 
+/// The newest patch of the compiled-in matrix: anything above it was looked up online.
+fn m_newest_known() -> &'static Version {
+    matrix::matrix().newest_patch()
+}
+
 /// Resolve a request to one `pytorch/pytorch` image, explaining every choice.
 pub fn resolve(req: &Request) -> Result<Resolution, ResolveError> {
     resolve_in(matrix::matrix(), req)
@@ -485,13 +490,11 @@ pub fn online_lookup(req: &Request, e: &ResolveError) -> Option<Version> {
 /// toolkit's driver floor, the arch list behind the GPU verdicts, Python, companions).
 pub fn resolve_online(req: &Request, facts: &ReleaseFacts) -> Result<Resolution, ResolveError> {
     let base = matrix::matrix();
-    let m = base
-        .with_release(facts)
-        .map_err(|e| ResolveError::Online {
-            torch: facts.torch.to_string(),
-            message: e.message,
-            tags: facts.tags.iter().map(|t| t.tag.clone()).collect(),
-        })?;
+    let m = base.with_release(facts).map_err(|e| ResolveError::Online {
+        torch: facts.torch.to_string(),
+        message: e.message,
+        tags: facts.tags.iter().map(|t| t.tag.clone()).collect(),
+    })?;
     let mut res = resolve_in(&m, req)?;
     let cuda = res
         .cuda
@@ -772,10 +775,20 @@ fn describe_image(m: &Matrix, release: &TorchRelease, e: &Eval, reasons: &mut Ve
         Some(TagStatus::Expected) => "expected from the release build matrix",
         _ => "weakly evidenced",
     };
-    reasons.push(format!(
-        "image {REPOSITORY}:{} is a listed tag ({status}) [S10][S11][S19]-[S22]",
-        e.tag
-    ));
+    let online = m
+        .image(&e.tag)
+        .is_some_and(|i| i.note.as_deref() == Some(FOUND_ONLINE));
+    reasons.push(if online {
+        format!(
+            "image {REPOSITORY}:{} is in the registry's tag list [{ONLINE_SOURCE}]",
+            e.tag
+        )
+    } else {
+        format!(
+            "image {REPOSITORY}:{} is a listed tag ({status}) [S10][S11][S19]-[S22]",
+            e.tag
+        )
+    });
     let mut cudnn = format!(
         "cuDNN {} in the {} wheels of torch {} gives the cudnn{} tag [S10]",
         e.variant.cudnn,
@@ -925,7 +938,13 @@ fn find_torch<'m>(
             return Ok((release, p));
         }
         if release.has_patch(&v) {
-            reasons.push(format!("torch {v} is a known release [S9]"));
+            reasons.push(
+                if release.sources.iter().any(|s| s == ONLINE_SOURCE) && v > *m_newest_known() {
+                    format!("torch {v} was looked up online [{ONLINE_SOURCE}]")
+                } else {
+                    format!("torch {v} is a known release [S9]")
+                },
+            );
             return Ok((release, v));
         }
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::error::Hint;
+use crate::matrix::facts::ReleaseFacts;
 
 fn req(torch: &str) -> Request {
     Request {
@@ -510,4 +511,144 @@ fn every_resolvable_tag_is_listed() {
         }
     }
     assert!(produced > 500, "only {produced} resolutions");
+}
+
+/// Facts as `--online` finds them for an unseen torch 2.16.0: PyPI pins `pin`, the
+/// registry has `tags`.
+fn online_facts(pin: Option<&str>, tags: &[&str]) -> ReleaseFacts {
+    let torch = Version::parse("2.16.0").unwrap();
+    let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    ReleaseFacts {
+        tags: crate::matrix::facts::image_tags(&torch, &tags),
+        torch,
+        looked_up: vec!["http://pypi.test/pypi/torch/2.16.0/json".into()],
+        uploaded: Some("2027-01-20".into()),
+        requires_python: Some(">=3.11".into()),
+        pypi_default_cuda: pin.map(|p| Version::parse(p).unwrap()),
+        torchvision: Some("0.30.0".into()),
+        torchaudio: None,
+    }
+}
+
+const ONLINE_TAGS: [&str; 3] = [
+    "2.16.0-cuda13.2-cudnn9-runtime",
+    "2.16.0-cuda13.2-cudnn9-devel",
+    "2.16.0-cuda13.6-cudnn9-runtime",
+];
+
+#[test]
+fn online_lookup_only_for_a_newer_full_release_when_allowed() {
+    let mut r = req("2.16.0");
+    let e = resolve(&r).unwrap_err();
+    assert_eq!(online_lookup(&r, &e), None, "not allowed without online");
+    r.online = true;
+    assert_eq!(
+        online_lookup(&r, &e),
+        Some(Version::parse("2.16.0").unwrap())
+    );
+    // A gap inside the matrix or MAJOR.MINOR is not looked up.
+    for t in ["2.14.2", "2.16"] {
+        let r = Request {
+            online: true,
+            ..req(t)
+        };
+        let e = resolve(&r).unwrap_err();
+        assert_eq!(online_lookup(&r, &e), None, "{t}");
+    }
+}
+
+#[test]
+fn online_release_on_an_h200_with_driver_580_takes_the_known_toolkit() {
+    // PyPI pins 13.2 (a toolkit the matrix knows); the registry also has a 13.6 tag.
+    let facts = online_facts(Some("13.2"), &ONLINE_TAGS);
+    let r = with("2.16.0", "auto", Some("580.159.04"), &["H200"]);
+    let res = resolve_online(&r, &facts).unwrap();
+    assert_eq!(
+        res.image.full(),
+        "docker.io/pytorch/pytorch:2.16.0-cuda13.2-cudnn9-runtime"
+    );
+    assert_eq!(res.torch, "2.16.0");
+    assert_eq!(res.torchvision, "0.30.0");
+    assert!(has(&res.reasons, "torch 2.16.0 is newer than the matrix (gathered 2026-12-03): looked up online (http://pypi.test/pypi/torch/2.16.0/json)"));
+    assert!(has(&res.reasons, "its PyPI wheel pins CUDA 13.2"));
+    // What was assumed is said first: the cu132 arch list is 2.15's, not read.
+    assert!(res.warnings[0].starts_with("torch 2.16.0 is not in this torchkit's matrix (gathered 2026-12-03): the tag 2.16.0-cuda13.2-cudnn9-runtime exists, but these facts were not checked: the cu132 arch list"), "{:?}", res.warnings);
+    assert!(res.warnings[0].contains("torchkit matrix refresh"));
+    assert!(
+        !res.warnings[0].contains("driver floor"),
+        "13.2's floor is known"
+    );
+    // Hopper has native kernels in 2.15's cu132 list.
+    assert_eq!(res.gpus[0].verdict, Verdict::Native);
+    assert!(
+        has(&res.warnings, "torchaudio"),
+        "torchaudio was not found: assumed"
+    );
+}
+
+#[test]
+fn online_release_with_an_unknown_toolkit_warns_that_its_floor_was_assumed() {
+    let facts = online_facts(Some("13.6"), &ONLINE_TAGS);
+    let res = resolve_online(&req_online("2.16.0"), &facts).unwrap();
+    assert_eq!(res.image.tag, "2.16.0-cuda13.6-cudnn9-runtime");
+    assert!(
+        res.warnings[0]
+            .contains("the driver floor of CUDA 13.6: floor assumed from CUDA 13.3.1; not checked"),
+        "{:?}",
+        res.warnings
+    );
+    // A 570-series driver is below every 13.x floor and the 13.x MVC floor (580).
+    let r = with("2.16.0", "auto", Some("570.195.03"), &[]);
+    let e = resolve_online(&r, &facts).unwrap_err();
+    assert!(matches!(e, ResolveError::NoCompatibleVariant { .. }), "{e}");
+}
+
+fn req_online(torch: &str) -> Request {
+    Request {
+        online: true,
+        ..req(torch)
+    }
+}
+
+#[test]
+fn online_release_refuses_volta_and_pascal_as_2_15_does() {
+    let facts = online_facts(Some("13.2"), &ONLINE_TAGS);
+    for gpu in ["7.0", "6.1"] {
+        let r = with("2.16.0", "auto", Some("580.159.04"), &[gpu]);
+        let e = resolve_online(&r, &facts).unwrap_err();
+        assert!(
+            matches!(e, ResolveError::NoCompatibleVariant { .. }),
+            "{gpu}: {e}"
+        );
+        assert!(e.to_string().contains("unsupported GPU"), "{e}");
+    }
+}
+
+#[test]
+fn online_release_with_a_cuda_it_lacks_or_no_tag_is_refused_with_a_hint() {
+    let facts = online_facts(Some("13.2"), &ONLINE_TAGS);
+    let r = with("2.16.0", "12.6", None, &[]);
+    let e = resolve_online(&r, &facts).unwrap_err();
+    assert!(matches!(e, ResolveError::CudaNotShipped(_)), "{e}");
+    let e = resolve_online(&req_online("2.16.0"), &online_facts(Some("13.2"), &[])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "torch 2.16.0 looked up online: the registry has no pytorch/pytorch CUDA tag for it"
+    );
+    assert!(e
+        .hint()
+        .unwrap()
+        .contains("some days after the PyPI release"));
+    // The frontend reads no PyPI default: the newest release's (13.2) comes first, and
+    // the answer says the default was not read.
+    let mut f = online_facts(None, &ONLINE_TAGS);
+    f.uploaded = None;
+    let res = resolve_online(&req_online("2.16.0"), &f).unwrap();
+    assert_eq!(res.image.tag, "2.16.0-cuda13.2-cudnn9-runtime");
+    assert!(
+        res.warnings[0].contains("the PyPI default CUDA"),
+        "{:?}",
+        res.warnings
+    );
+    assert!(has(&res.reasons, "its PyPI default CUDA was not read"));
 }

@@ -110,7 +110,14 @@ pub(super) const KEYS: &[(&str, &[&str])] = &[
     ),
     (
         "torch",
-        &["version", "cuda", "flavor", "torchvision", "torchaudio", "online"],
+        &[
+            "version",
+            "cuda",
+            "flavor",
+            "torchvision",
+            "torchaudio",
+            "online",
+        ],
     ),
     ("target", &["driver", "gpus", "detect"]),
     (
