@@ -190,6 +190,13 @@ fn flag_error(message: String, hint: &str) -> anyhow::Error {
 /// Flags → options. Reads the spec, `.dockerignore` and checks local files; no network.
 fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepared> {
     let loaded = common::load(&args.spec)?;
+    // What the resolver could not confirm, before the build starts (with --frontend the
+    // frontend resolves again and reports them through the daemon's warnings).
+    if args.frontend.is_none() {
+        for w in &loaded.resolution.warnings {
+            crate::cli::warn(w);
+        }
+    }
     let spec_dir = match loaded.path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -162,7 +162,6 @@ async fn lookup_tags(
     req: &Request,
     torch: &crate::matrix::Version,
 ) -> crate::matrix::facts::ReleaseFacts {
-    use crate::llb::ImageMetaResolver as _;
     use crate::matrix::facts;
     let candidates = facts::candidate_tags(crate::matrix::matrix(), torch, req.flavor.as_str());
     let repo = match &spec.base.mirror {
@@ -174,8 +173,10 @@ async fn lookup_tags(
         let reference = format!("{repo}:{tag}");
         let platform = &platform;
         async move {
+            // BuildKit shows each lookup as a step, a missing tag as an error: say what it is.
+            let name = format!("[torchkit --online] look for {reference} (not found is an answer)");
             let found = bridge
-                .resolve_image_meta(&reference, platform)
+                .resolve_image_config_as(&reference, Some(platform.to_pb()), name)
                 .await
                 .is_ok();
             log(&format!(

@@ -584,7 +584,8 @@ fn resolve_in(m: &Matrix, req: &Request) -> Result<Resolution, ResolveError> {
             match release.variant(&want) {
                 Some(v) => {
                     reasons.push(format!(
-                        "CUDA {want} requested; torch {patch} ships it [S9][S10]"
+                        "CUDA {want} requested; torch {patch} ships it {}",
+                        cite(release, "[S9][S10]")
                     ));
                     vec![v]
                 }
@@ -595,10 +596,11 @@ fn resolve_in(m: &Matrix, req: &Request) -> Result<Resolution, ResolveError> {
             let pref = preference(release);
             let order: Vec<String> = pref.iter().map(|v| v.cuda.to_string()).collect();
             reasons.push(format!(
-                "CUDA auto: candidates in order {} (torch {}'s PyPI default {} first, then newest first) [S9][S10]",
+                "CUDA auto: candidates in order {} (torch {}'s PyPI default {} first, then newest first) {}",
                 order.join(", "),
                 release.version,
-                release.pypi_default_cuda
+                release.pypi_default_cuda,
+                cite(release, "[S9][S10]")
             ));
             pref
         }
@@ -785,21 +787,38 @@ fn describe_image(m: &Matrix, release: &TorchRelease, e: &Eval, reasons: &mut Ve
         )
     } else {
         format!(
-            "image {REPOSITORY}:{} is a listed tag ({status}) [S10][S11][S19]-[S22]",
-            e.tag
+            "image {REPOSITORY}:{} is a listed tag ({status}) {}",
+            e.tag,
+            cite(release, "[S10][S11][S19]-[S22]")
         )
     });
     let mut cudnn = format!(
-        "cuDNN {} in the {} wheels of torch {} gives the cudnn{} tag [S10]",
+        "cuDNN {} in the {} wheels of torch {} gives the cudnn{} tag {}",
         e.variant.cudnn,
         matrix::cu_tag(&e.variant.cuda),
         release.version,
-        e.variant.cudnn_major
+        e.variant.cudnn_major,
+        cite(release, "[S10]")
     );
     if let Some(note) = &e.variant.cudnn_note {
         cudnn.push_str(&format!(" (note: {note})"));
     }
     reasons.push(cudnn);
+}
+
+/// The sources a reason about `release` cites: `usual` (`"[S9][S10]"`, the ids the older
+/// releases' facts come from) where the release cites any of them, else the release's own sources (2.12 and
+/// later were gathered from other documents, S27 on).
+fn cite(release: &TorchRelease, usual: &str) -> String {
+    let cited = usual
+        .split(['[', ']'])
+        .filter(|t| t.starts_with('S'))
+        .any(|id| release.sources.iter().any(|s| s == id));
+    if cited {
+        usual.to_string()
+    } else {
+        release.sources.iter().map(|i| format!("[{i}]")).collect()
+    }
 }
 
 /// Python, torchvision and torchaudio for the chosen patch, honouring request overrides.
@@ -934,7 +953,10 @@ fn find_torch<'m>(
     if let Some(release) = m.release_of(&v) {
         if v.parts().len() == 2 {
             let p = release.latest_patch().clone();
-            reasons.push(format!("torch {v} read as {p}, its newest patch [S9]"));
+            reasons.push(format!(
+                "torch {v} read as {p}, its newest patch {}",
+                cite(release, "[S9]")
+            ));
             return Ok((release, p));
         }
         if release.has_patch(&v) {
@@ -942,7 +964,7 @@ fn find_torch<'m>(
                 if release.sources.iter().any(|s| s == ONLINE_SOURCE) && v > *m_newest_known() {
                     format!("torch {v} was looked up online [{ONLINE_SOURCE}]")
                 } else {
-                    format!("torch {v} is a known release [S9]")
+                    format!("torch {v} is a known release {}", cite(release, "[S9]"))
                 },
             );
             return Ok((release, v));

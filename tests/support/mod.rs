@@ -164,6 +164,41 @@ pub fn registry_digest(host: &str, repo: &str, reference: &str) -> Option<String
     })
 }
 
+/// Tag `repo:from` as `repo:to` in the registry at `host` (the manifest put again under the
+/// new tag, as `crane tag` does); panics with the registry's answer when it refuses.
+pub fn registry_retag(host: &str, repo: &str, from: &str, to: &str) {
+    let resp = http_get(
+        host,
+        &format!("/v2/{repo}/manifests/{from}"),
+        MANIFEST_TYPES,
+    );
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or_else(|| {
+        panic!("no manifest for {repo}:{from} in {host}:\n{resp}\n{START_HINT}")
+    });
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "no manifest for {repo}:{from} in {host}:\n{head}\n{START_HINT}"
+    );
+    let kind = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .expect("a manifest answer names its type");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "PUT /v2/{repo}/manifests/{to} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 201"), "PUT {repo}:{to}: {out}");
+}
+
 /// Writes a CA and a server certificate for `tk.test` / 127.0.0.1 with openssl; returns
 /// (ca.pem, server cert, server key).
 pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {

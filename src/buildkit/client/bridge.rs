@@ -231,13 +231,26 @@ impl Bridge {
         reference: &str,
         platform: Option<pb::Platform>,
     ) -> Result<ResolvedImage, BridgeError> {
+        let log_name = format!("[internal] load metadata for {reference}");
+        self.resolve_image_config_as(reference, platform, log_name)
+            .await
+    }
+
+    /// [`Bridge::resolve_image_config`] under the progress name `log_name` (BuildKit shows
+    /// every lookup as a step, a failed one as an error).
+    pub async fn resolve_image_config_as(
+        &self,
+        reference: &str,
+        platform: Option<pb::Platform>,
+        log_name: String,
+    ) -> Result<ResolvedImage, BridgeError> {
         let r = self
             .c()
             .resolve_image_config(gw::ResolveImageConfigRequest {
                 r#ref: reference.to_string(),
                 platform,
                 resolve_mode: "default".into(),
-                log_name: format!("[internal] load metadata for {reference}"),
+                log_name,
                 ..Default::default()
             })
             .await
