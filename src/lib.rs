@@ -55,11 +55,11 @@
 //! - `llb` (core) → `error`, `proto`
 //! - `plan` (core) → `error`, `llb`, `resolve`, `spec`, `vocab`
 //! - `lock` (core) → `error`, `plan`, `resolve`, `spec`
-//! - `load` (core) → `error`, `resolve`, `spec`
+//! - `load` (core) → `error`, `matrix`, `resolve`, `spec`
 //! - `probe` (edge) → `error`
 //! - `buildkit` (edge) → `credentials`, `error`, `llb`, `proto`
 //! - `credentials` (edge) → `error`
-//! - `registry` (edge) → `credentials`, `error`, `llb`
+//! - `registry` (edge) → `credentials`, `error`, `llb`, `matrix`
 //! - `frontend` (edge) → `buildkit`, `error`, `llb`, `load`, `lock`, `plan`, `proto`, `resolve`, `spec`, `vocab`
 //! - `cli` (edge) → `buildkit`, `credentials`, `error`, `frontend`, `llb`, `load`, `lock`, `matrix`, `plan`, `probe`, `registry`, `resolve`, `spec`, `vocab`
 

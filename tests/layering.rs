@@ -41,11 +41,11 @@ const MODULES: &[(&str, Kind, &[&str])] = &[
     ("llb", Core, &["error", "proto"]),
     ("plan", Core, &["error", "llb", "resolve", "spec", "vocab"]),
     ("lock", Core, &["error", "plan", "resolve", "spec"]),
-    ("load", Core, &["error", "resolve", "spec"]),
+    ("load", Core, &["error", "matrix", "resolve", "spec"]),
     ("probe", Edge, &["error"]),
     ("buildkit", Edge, &["credentials", "error", "llb", "proto"]),
     ("credentials", Edge, &["error"]),
-    ("registry", Edge, &["credentials", "error", "llb"]),
+    ("registry", Edge, &["credentials", "error", "llb", "matrix"]),
     ("frontend", Edge, &["buildkit", "error", "llb", "load", "lock", "plan", "proto", "resolve", "spec", "vocab"]),
     ("cli", Edge, &["buildkit", "credentials", "error", "frontend", "llb", "load", "lock", "matrix", "plan", "probe", "registry", "resolve", "spec", "vocab"]),
 ];
