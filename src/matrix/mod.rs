@@ -18,6 +18,7 @@ use serde::Deserialize;
 mod arch;
 pub mod facts;
 mod gpu;
+pub mod refresh;
 pub mod show;
 mod version;
 
