@@ -35,6 +35,11 @@ static MATRIX: LazyLock<Matrix> = LazyLock::new(|| {
     Matrix::from_toml(MATRIX_TOML).expect("embedded matrix.toml parses and validates")
 });
 
+/// The text of the compiled-in `matrix.toml` (what `torchkit matrix refresh --write` edits).
+pub fn matrix_toml() -> &'static str {
+    MATRIX_TOML
+}
+
 /// The compiled-in matrix, parsed on first use.
 pub fn matrix() -> &'static Matrix {
     &MATRIX

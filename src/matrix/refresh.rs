@@ -356,7 +356,13 @@ pub fn compare(m: &Matrix, g: &Gathered, today: &str) -> Result<Refresh, String>
             torchaudio: torchaudio.clone(),
         };
         let not_added = match refreshed.with_release_cited(&f, &source) {
-            Ok(x) => {
+            Ok(mut x) => {
+                // The image's Python is assumed: say so in the row, as the file's rows do.
+                for i in x.images.iter_mut().filter(|i| &i.torch == v) {
+                    if !i.python.contains('(') {
+                        i.python = format!("{} (assumed; not observed)", i.python);
+                    }
+                }
                 refreshed = x;
                 None
             }
