@@ -37,12 +37,27 @@ fn offline(args: &[&str]) -> TestCommand {
 }
 
 fn check_diff(out: &str) {
-    assert!(out.starts_with("matrix gathered 2026-12-03; sources read 2027-01-21\n"), "{out}");
-    assert!(out.contains("  2.16.0  uploaded 2027-01-20  (new release)"), "{out}");
-    assert!(out.contains("Requires-Python >=3.11; PyPI default CUDA 13.2"), "{out}");
-    assert!(out.contains("CUDA variants (wheel indexes): 13.0, 13.2\n"), "{out}");
+    assert!(
+        out.starts_with("matrix gathered 2026-12-03; sources read 2027-01-21\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  2.16.0  uploaded 2027-01-20  (new release)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Requires-Python >=3.11; PyPI default CUDA 13.2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CUDA variants (wheel indexes): 13.0, 13.2\n"),
+        "{out}"
+    );
     assert!(out.contains("2.16.0-cuda13.2-cudnn9-runtime"), "{out}");
-    assert!(out.contains("torchvision 0.30.0; torchaudio 2.11.1"), "{out}");
+    assert!(
+        out.contains("torchvision 0.30.0; torchaudio 2.11.1"),
+        "{out}"
+    );
     // The recorded indexes list every known release in its known variants: nothing else.
     assert!(!out.contains("CUDA variants, wheel indexes"), "{out}");
     assert!(!out.contains("2.16.0rc1"), "{out}");
@@ -78,7 +93,10 @@ fn over_http_the_diff_names_the_new_release_its_variants_and_tags() {
         assert!(asked.iter().any(|a| a == p), "{p} not asked: {asked:?}");
     }
     // Releases the matrix knows are not asked for one by one.
-    assert!(!asked.iter().any(|a| a == "/pypi/torch/2.15.0/json"), "{asked:?}");
+    assert!(
+        !asked.iter().any(|a| a == "/pypi/torch/2.15.0/json"),
+        "{asked:?}"
+    );
 }
 
 #[test]
@@ -107,13 +125,11 @@ fn up_to_date_when_nothing_is_new() {
     support::copy_dir(&fixtures(), dir.path());
     // PyPI and the registry as they were before 2.16.0.
     let p = dir.path().join("pypi/torch/json");
-    let mut proj: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    let mut proj: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     proj["releases"].as_object_mut().unwrap().remove("2.16.0");
     std::fs::write(&p, proj.to_string()).unwrap();
     let t = dir.path().join("v2/pytorch/pytorch/tags/list");
-    let mut tags: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&t).unwrap()).unwrap();
+    let mut tags: serde_json::Value = serde_json::from_slice(&std::fs::read(&t).unwrap()).unwrap();
     tags["tags"]
         .as_array_mut()
         .unwrap()
@@ -140,7 +156,11 @@ fn up_to_date_when_nothing_is_new() {
         run.stdout,
         "matrix gathered 2026-12-03; sources read 2027-01-21\nup to date\n"
     );
-    assert!(run.stderr.contains("nothing to write"), "{}", run.describe());
+    assert!(
+        run.stderr.contains("nothing to write"),
+        "{}",
+        run.describe()
+    );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), matrix_toml());
     assert!(!dir.path().join("matrix.toml.bak").exists());
 }
@@ -166,7 +186,8 @@ fn write_adds_the_release_and_keeps_every_old_line() {
     assert_eq!(m.gathered, TODAY);
     let s40 = m.source("S40").unwrap();
     assert!(
-        s40.title.starts_with("torchkit matrix refresh 2027-01-21: PyPI JSON API"),
+        s40.title
+            .starts_with("torchkit matrix refresh 2027-01-21: PyPI JSON API"),
         "{}",
         s40.title
     );
@@ -265,6 +286,10 @@ fn write_refuses_a_file_that_is_not_the_compiled_in_matrix() {
     std::fs::write(&target, "schema = 1\n").unwrap();
     let run = offline(&["--write", target.to_str().unwrap()]).run();
     assert_eq!(run.code, Some(1), "{}", run.describe());
-    assert!(run.stderr.contains("is not the matrix compiled into"), "{}", run.describe());
+    assert!(
+        run.stderr.contains("is not the matrix compiled into"),
+        "{}",
+        run.describe()
+    );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "schema = 1\n");
 }

@@ -99,8 +99,8 @@ fn run_refresh(args: RefreshArgs) -> anyhow::Result<ExitCode> {
     let m = crate::matrix::matrix();
     // Check PATH before reading anything: a refresh edits the text it was compiled from.
     if let Some(path) = &args.write {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         anyhow::ensure!(
             text == crate::matrix::matrix_toml(),
             "{} is not the matrix compiled into this torchkit (matrix gathered {}): build torchkit from the tree that holds it",

@@ -500,9 +500,12 @@ impl Matrix {
                         .iter()
                         .filter(|x| x.major() == c.major())
                         .max()?;
-                    from.arch_list.get(&super::cu_tag(newest_same_major)).cloned()
+                    from.arch_list
+                        .get(&super::cu_tag(newest_same_major))
+                        .cloned()
                 });
-                let list = list.ok_or_else(|| fail(format!("no arch list is known for CUDA {c}")))?;
+                let list =
+                    list.ok_or_else(|| fail(format!("no arch list is known for CUDA {c}")))?;
                 r.arch_list.insert(cu.clone(), list);
                 if !r.arch_uncertain.contains(&cu) {
                     r.arch_uncertain.push(cu.clone());
@@ -524,11 +527,7 @@ impl Matrix {
         }
         let last = |map: &BTreeMap<String, String>| -> Option<String> {
             map.iter()
-                .max_by(|a, b| {
-                    Version::parse(a.0)
-                        .ok()
-                        .cmp(&Version::parse(b.0).ok())
-                })
+                .max_by(|a, b| Version::parse(a.0).ok().cmp(&Version::parse(b.0).ok()))
                 .map(|(_, v)| v.clone())
         };
         let (tv, tv_guess) = match &facts.torchvision {
@@ -620,7 +619,10 @@ mod tests {
         let t113 = strings(&["nvidia-cuda-runtime-cu11==11.7.99; platform_system == \"Linux\""]);
         assert_eq!(pypi_default_cuda(&t113), Some(v("11.7")));
         // A CPU wheel, or a project with no CUDA requirement.
-        assert_eq!(pypi_default_cuda(&strings(&["filelock", "sympy>=1.13.3"])), None);
+        assert_eq!(
+            pypi_default_cuda(&strings(&["filelock", "sympy>=1.13.3"])),
+            None
+        );
         // The cudnn package is not the runtime: it does not decide the CUDA.
         assert_eq!(
             pypi_default_cuda(&strings(&["nvidia-cudnn-cu13==9.26.0.51"])),
@@ -631,7 +633,11 @@ mod tests {
     #[test]
     fn companion_requirements() {
         assert_eq!(
-            torch_requirement(&strings(&["numpy", "torch==2.12.0", "pillow!=8.3.*,>=5.3.0"])),
+            torch_requirement(&strings(&[
+                "numpy",
+                "torch==2.12.0",
+                "pillow!=8.3.*,>=5.3.0"
+            ])),
             Some(TorchRequirement::Exactly(v("2.12.0")))
         );
         let r = torch_requirement(&strings(&["torch>=2.14.0"])).unwrap();
@@ -667,7 +673,11 @@ mod tests {
             ]
         );
         let e = pypi_release("torch 2.16.0", b"<html>").unwrap_err();
-        assert!(e.to_string().starts_with("torch 2.16.0: not PyPI release JSON"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("torch 2.16.0: not PyPI release JSON"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -757,9 +767,16 @@ mod tests {
         assert!(r.torchaudio_uncertain.contains(&"2.16.0".to_string()));
         // CUDA 13.2 is known: its floor is the matrix's; 13.4 is not: assumed, and said so.
         assert_eq!(x.toolkit_floor(&v("13.2")), m.toolkit_floor(&v("13.2")));
-        assert!(x.unchecked(r, &v("13.2")).iter().all(|u| !u.contains("driver floor")));
+        assert!(x
+            .unchecked(r, &v("13.2"))
+            .iter()
+            .all(|u| !u.contains("driver floor")));
         let u = x.unchecked(r, &v("13.4"));
-        assert!(u.iter().any(|s| s.starts_with("the driver floor of CUDA 13.4")), "{u:?}");
+        assert!(
+            u.iter()
+                .any(|s| s.starts_with("the driver floor of CUDA 13.4")),
+            "{u:?}"
+        );
         assert!(u.iter().any(|s| s.contains("cu134 arch list")), "{u:?}");
         // The arch list of cu132 comes from 2.15's.
         assert_eq!(

@@ -183,7 +183,10 @@ impl Refresh {
             if v.is_empty() {
                 "none".to_string()
             } else {
-                v.iter().map(Version::to_string).collect::<Vec<_>>().join(", ")
+                v.iter()
+                    .map(Version::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         };
         if !self.new.is_empty() {
@@ -827,9 +830,8 @@ pub fn edit_toml(text: &str, old: &Matrix, r: &Refresh) -> Result<String, String
     }
     let parsed = Matrix::from_toml(&out)
         .map_err(|e| format!("the edited matrix does not parse or validate: {e}"))?;
-    let patches = |m: &Matrix| -> Vec<String> {
-        m.all_patches().iter().map(|v| v.to_string()).collect()
-    };
+    let patches =
+        |m: &Matrix| -> Vec<String> { m.all_patches().iter().map(|v| v.to_string()).collect() };
     if patches(&parsed) != patches(new)
         || parsed.images.len() != new.images.len()
         || parsed.sources.len() != new.sources.len()
@@ -888,7 +890,9 @@ mod tests {
             "2.16.0".into(),
             PypiRelease {
                 version: "2.16.0".into(),
-                requires_dist: strings(&["cuda-toolkit[cudart]==13.2.2; platform_system == \"Linux\""]),
+                requires_dist: strings(&[
+                    "cuda-toolkit[cudart]==13.2.2; platform_system == \"Linux\"",
+                ]),
                 requires_python: Some(">=3.11".into()),
                 uploaded: Some("2027-01-20".into()),
                 yanked: false,
@@ -953,14 +957,24 @@ mod tests {
         assert_eq!(n.pypi_default_cuda, Some(v("13.2")));
         assert_eq!(n.torchvision.as_deref(), Some("0.30.0"));
         assert_eq!(n.torchaudio.as_deref(), Some("2.11.1"));
-        assert!(r.variants.is_empty() && r.tags_missing.is_empty(), "{}", r.render());
+        assert!(
+            r.variants.is_empty() && r.tags_missing.is_empty(),
+            "{}",
+            r.render()
+        );
         let t = r.matrix.release_of(&v("2.16.0")).unwrap();
         assert_eq!(t.sources, ["S40"]);
         assert!(t.image_python_uncertain);
         assert_eq!(r.matrix.gathered, "2027-01-21");
         let text = r.render();
-        assert!(text.contains("  2.16.0  uploaded 2027-01-20  (new release)"), "{text}");
-        assert!(text.contains("CUDA variants (wheel indexes): 13.0, 13.2"), "{text}");
+        assert!(
+            text.contains("  2.16.0  uploaded 2027-01-20  (new release)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CUDA variants (wheel indexes): 13.0, 13.2"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1003,7 +1017,11 @@ mod tests {
         assert_eq!(r.pypi_default_cuda[0].pypi, v("13.4"));
         let n = &r.new[0];
         assert!(!n.new_release);
-        assert!(n.not_added.as_deref().unwrap().contains("no pytorch/pytorch CUDA tag"));
+        assert!(n
+            .not_added
+            .as_deref()
+            .unwrap()
+            .contains("no pytorch/pytorch CUDA tag"));
         // cu128 is not a 2.14 variant: the tag is named, not added.
         assert!(!r.changes_matrix());
         assert_eq!(r.matrix.images.len(), m.images.len());
@@ -1042,7 +1060,11 @@ mod tests {
         assert_eq!(t.torchvision["2.15.1"], "0.29.2");
         assert!(t.sources.contains(&"S40".to_string()));
         assert!(x.image("2.16.0-cuda13.0-cudnn9-runtime").is_some());
-        assert!(x.release_of(&v("2.16.0")).unwrap().arch_uncertain.contains(&"cu130".into()));
+        assert!(x
+            .release_of(&v("2.16.0"))
+            .unwrap()
+            .arch_uncertain
+            .contains(&"cu130".into()));
         // Every old line is still there, in order, apart from the few rewritten ones; the
         // new lines are inserted between them, the new release appended.
         let (kept, appended) = out.split_once("\n[[torch]]\nversion = \"2.16\"\n").unwrap();
@@ -1052,7 +1074,8 @@ mod tests {
         let mut rewritten = Vec::new();
         for l in text.lines() {
             while at < new_lines.len() && new_lines[at] != l {
-                let same_key = key_of(new_lines[at]).is_some() && key_of(new_lines[at]) == key_of(l);
+                let same_key =
+                    key_of(new_lines[at]).is_some() && key_of(new_lines[at]) == key_of(l);
                 if same_key && !l.starts_with('"') && !l.starts_with("cu") {
                     rewritten.push(l);
                     break;

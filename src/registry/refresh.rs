@@ -281,7 +281,10 @@ mod tests {
             root.join("whl/cu132/torch/index.html")
         );
         assert_eq!(
-            file_for(root, "https://registry-1.docker.io/v2/pytorch/pytorch/tags/list?n=1000"),
+            file_for(
+                root,
+                "https://registry-1.docker.io/v2/pytorch/pytorch/tags/list?n=1000"
+            ),
             root.join("v2/pytorch/pytorch/tags/list")
         );
     }
