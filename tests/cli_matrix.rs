@@ -191,7 +191,7 @@ fn torch_is_read_as_the_resolver_reads_it() {
         "{err}"
     );
     assert!(
-        err.contains("hint: upgrade torchkit for a matrix gathered after 2026-12-03"),
+        err.contains("upgrade torchkit for a matrix gathered after 2026-12-03"),
         "{err}"
     );
 }

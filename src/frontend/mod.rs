@@ -203,6 +203,7 @@ async fn lookup_tags(
         pypi_default_cuda: None,
         torchvision: None,
         torchaudio: None,
+        variants: Vec::new(),
     }
 }
 

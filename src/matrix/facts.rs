@@ -349,6 +349,9 @@ pub struct ReleaseFacts {
     pub pypi_default_cuda: Option<Version>,
     /// The `pytorch/pytorch` tags of this release that exist.
     pub tags: Vec<FoundTag>,
+    /// The CUDA variants the wheel indexes list it in (empty: not read; the tags' CUDAs
+    /// are the variants then).
+    pub variants: Vec<Version>,
     /// torchvision that declares this torch (None: not found).
     pub torchvision: Option<String>,
     /// torchaudio that declares this torch (None: not found).
@@ -364,6 +367,25 @@ impl Matrix {
     /// the same major), cuDNN beyond the tag's major, and torchvision/torchaudio when PyPI
     /// named none. [`Matrix::unchecked`] lists what was assumed.
     pub fn with_release(&self, facts: &ReleaseFacts) -> Result<Matrix, FactsError> {
+        self.with_release_cited(
+            facts,
+            &Source {
+                id: ONLINE_SOURCE.into(),
+                title: format!("looked up online: {}", facts.looked_up.join(", ")),
+                url: None,
+            },
+        )
+    }
+
+    /// [`Matrix::with_release`] with the new facts citing `source` (added to the sources
+    /// unless the matrix lists its id already): `torchkit matrix refresh` cites its own
+    /// dated source instead of `ONLINE`. Applied once per release, it adds several.
+    pub fn with_release_cited(
+        &self,
+        facts: &ReleaseFacts,
+        source: &Source,
+    ) -> Result<Matrix, FactsError> {
+        let src = source.id.as_str();
         let v = &facts.torch;
         let fail = |message: String| FactsError {
             what: format!("torch {v} looked up online"),
@@ -375,12 +397,10 @@ impl Matrix {
             ));
         }
         let mut m = self.clone();
-        m.sources.push(Source {
-            id: ONLINE_SOURCE.into(),
-            title: format!("looked up online: {}", facts.looked_up.join(", ")),
-            url: None,
-        });
-        let cite = vec![ONLINE_SOURCE.to_string()];
+        if m.source(src).is_none() {
+            m.sources.push(source.clone());
+        }
+        let cite = vec![src.to_string()];
         let newest = self
             .torch
             .iter()
@@ -388,7 +408,10 @@ impl Matrix {
             .ok_or_else(|| fail("the matrix has no torch release".into()))?
             .clone();
         let patch = v.to_string();
+        // The variants: the wheel indexes' where they were read, and every tag's CUDA.
         let mut cudas: Vec<Version> = facts.tags.iter().map(|t| t.cuda.clone()).collect();
+        cudas.extend(facts.variants.iter().cloned());
+        cudas.sort();
         cudas.dedup();
 
         // Toolkits the matrix does not know: the floor of the newest known one of that major.
@@ -431,7 +454,7 @@ impl Matrix {
                 flavor: t.flavor.clone(),
                 python: newest.image_python.clone(),
                 status: TagStatus::Seen,
-                note: Some(FOUND_ONLINE.into()),
+                note: (src == ONLINE_SOURCE).then(|| FOUND_ONLINE.into()),
             });
         }
 
@@ -450,24 +473,24 @@ impl Matrix {
                         .unwrap_or_else(|| newest.pypi_default_cuda.clone()),
                     wheel_python: newest.wheel_python.clone(),
                     wheel_python_note: Some(format!(
-                        "assumed from torch {} (Requires-Python {}) [{ONLINE_SOURCE}]",
+                        "assumed from torch {} (Requires-Python {}) [{src}]",
                         newest.version,
                         facts.requires_python.as_deref().unwrap_or("not read")
                     )),
                     image_python: newest.image_python.clone(),
                     image_python_uncertain: true,
                     image_python_note: format!(
-                        "assumed from the torch {} images [{ONLINE_SOURCE}]",
+                        "assumed from the torch {} images [{src}]",
                         newest.version
                     ),
                     index_flag: newest.index_flag.clone(),
                     variants_note: None,
                     arch_list_status: format!(
-                        "not read: assumed from the newest release with each CUDA variant [{ONLINE_SOURCE}]"
+                        "not read: assumed from the newest release with each CUDA variant [{src}]"
                     ),
                     arch_uncertain: Vec::new(),
                     arch_note: Some(format!(
-                        "{ASSUMED_ARCH} from the newest known release with each CUDA variant [{ONLINE_SOURCE}]"
+                        "{ASSUMED_ARCH} from the newest known release with each CUDA variant [{src}]"
                     )),
                     torchvision_uncertain: Vec::new(),
                     torchaudio_uncertain: Vec::new(),
@@ -540,9 +563,7 @@ impl Matrix {
                 r.cudnn.insert(c.to_string(), major);
                 r.cudnn_note.insert(
                     c.to_string(),
-                    format!(
-                        "cuDNN major from the image tag; full version not read [{ONLINE_SOURCE}]"
-                    ),
+                    format!("cuDNN major from the image tag; full version not read [{src}]"),
                 );
             }
         }
@@ -563,8 +584,8 @@ impl Matrix {
         if new_release {
             let found = |name: &str, v: &Option<String>| {
                 match v {
-                Some(x) => format!("{name} {x} declares torch {patch} in its PyPI metadata [{ONLINE_SOURCE}]"),
-                None => format!("no {name} on PyPI declares torch {patch}: the newest pairing the matrix knows is assumed [{ONLINE_SOURCE}]"),
+                Some(x) => format!("{name} {x} declares torch {patch} in its PyPI metadata [{src}]"),
+                None => format!("no {name} on PyPI declares torch {patch}: the newest pairing the matrix knows is assumed [{src}]"),
             }
             };
             r.torchvision_note = Some(found("torchvision", &facts.torchvision));
@@ -578,8 +599,8 @@ impl Matrix {
         if ta_guess {
             r.torchaudio_uncertain.push(patch.clone());
         }
-        if !r.sources.iter().any(|s| s == ONLINE_SOURCE) {
-            r.sources.push(ONLINE_SOURCE.into());
+        if !r.sources.iter().any(|s| s == src) {
+            r.sources.push(src.into());
         }
         let problems = m.problems();
         if !problems.is_empty() {
@@ -767,6 +788,7 @@ mod tests {
         let torch = v(torch);
         ReleaseFacts {
             tags: image_tags(&torch, &strings(tags)),
+            variants: Vec::new(),
             torch,
             looked_up: vec!["http://127.0.0.1:1/pypi/torch/x/json".into()],
             uploaded: Some("2027-01-20".into()),

@@ -18,6 +18,7 @@ use serde::Deserialize;
 mod arch;
 pub mod facts;
 mod gpu;
+pub mod refresh;
 pub mod show;
 mod version;
 
@@ -33,6 +34,11 @@ static MATRIX: LazyLock<Matrix> = LazyLock::new(|| {
     // validates it, so a failure here is a build defect, not a user error.
     Matrix::from_toml(MATRIX_TOML).expect("embedded matrix.toml parses and validates")
 });
+
+/// The text of the compiled-in `matrix.toml` (what `torchkit matrix refresh --write` edits).
+pub fn matrix_toml() -> &'static str {
+    MATRIX_TOML
+}
 
 /// The compiled-in matrix, parsed on first use.
 pub fn matrix() -> &'static Matrix {

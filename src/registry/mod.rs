@@ -30,6 +30,7 @@ use crate::error::Hint;
 use crate::llb::{ImageMeta, ImageMetaResolver, Platform};
 
 pub mod online;
+pub mod refresh;
 
 /// OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

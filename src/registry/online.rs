@@ -125,6 +125,7 @@ pub async fn release_facts(
     let torchaudio = companion(client, src, "torchaudio", torch, &mut looked_up).await;
     Ok(ReleaseFacts {
         tags: facts::image_tags(torch, &tags),
+        variants: Vec::new(),
         torch: torch.clone(),
         looked_up,
         uploaded: release.uploaded,

@@ -527,6 +527,7 @@ fn online_facts(pin: Option<&str>, tags: &[&str]) -> ReleaseFacts {
         pypi_default_cuda: pin.map(|p| Version::parse(p).unwrap()),
         torchvision: Some("0.30.0".into()),
         torchaudio: None,
+        variants: Vec::new(),
     }
 }
 
