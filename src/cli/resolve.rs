@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(value_name = "SPEC")]
     pub spec: Option<PathBuf>,
 
-    /// torch release, e.g. 2.8.0 (or 2.8 for its newest patch). Required without SPEC.
+    /// torch release, MAJOR.MINOR.PATCH, e.g. 2.8.0. Required without SPEC.
     #[arg(long, value_name = "V", required_unless_present = "spec")]
     pub torch: Option<String>,
 

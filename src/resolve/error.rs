@@ -155,8 +155,7 @@ fn unknown_torch(
 
 /// The accepted form of a torch release, with `newest` as the example.
 pub(super) fn accepted_form(newest: &str) -> String {
-    let minor = newest.rsplit_once('.').map_or(newest, |(mm, _)| mm);
-    format!("MAJOR.MINOR.PATCH (e.g. {newest}), or MAJOR.MINOR (e.g. {minor}) for its newest patch")
+    format!("MAJOR.MINOR.PATCH (e.g. {newest})")
 }
 
 /// The fix for an invalid torch version: the accepted form, the newest release the matrix knows

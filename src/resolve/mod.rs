@@ -545,7 +545,7 @@ fn resolve_in(m: &Matrix, req: &Request) -> Result<Resolution, ResolveError> {
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
 
-    let (release, patch) = find_torch(m, &req.torch, &mut reasons)?;
+    let (release, patch) = find_torch(m, &req.torch, &mut reasons, false)?;
     let gpus = parse_gpus(m, &req.gpus, &mut reasons, &mut warnings)?;
     let driver = match &req.driver {
         None => None,
@@ -889,22 +889,24 @@ fn companions(
     (python, tv, ta)
 }
 
-/// The torch release a `--torch` value names, and the patch it reads as (`X.Y` reads as that
-/// release's newest patch): the resolver's own parsing and errors, for callers that show the
-/// matrix rather than resolve against it (`torchkit matrix show --torch`).
+/// The torch release a `--torch` value names, and the patch it reads as (`X.Y`, a release
+/// series, reads as its newest patch here): the resolver's own parsing and errors, for
+/// callers that show the matrix rather than resolve against it (`torchkit matrix show`).
 pub fn find_release(input: &str) -> Result<(&'static TorchRelease, Version), ResolveError> {
-    find_torch(matrix::matrix(), input, &mut Vec::new())
+    find_torch(matrix::matrix(), input, &mut Vec::new(), true)
 }
 
-/// Check that `input` has the form of a torch release (`X.Y.Z`, or `X.Y`; no local or
-/// pre-release suffix) without looking it up, with the resolver's wording: the spec parser's
-/// check of `[torch] version`, so the two accept the same strings.
+/// Check that `input` has the form of a torch release (`X.Y.Z`; no local or pre-release
+/// suffix) without looking it up, with the resolver's wording: the spec parser's check of
+/// `[torch] version`, so the two accept the same strings.
 pub fn torch_form(input: &str) -> Result<Version, ResolveError> {
-    parse_torch(matrix::matrix(), input)
+    parse_torch(matrix::matrix(), input, false)
 }
 
-/// The form check of [`find_torch`]: a final release of two or three numeric fields.
-fn parse_torch(m: &Matrix, input: &str) -> Result<Version, ResolveError> {
+/// The form check of [`find_torch`]: a final release of three numeric fields (two, a release
+/// series, with `series`). `2.15` is refused where a release is pinned: pip reads
+/// `torch==2.15` as 2.15.0, and "its newest patch" would change under a user's feet.
+fn parse_torch(m: &Matrix, input: &str, series: bool) -> Result<Version, ResolveError> {
     let newest = m.newest_patch().to_string();
     let invalid = |why: String| ResolveError::InvalidTorch {
         input: input.to_string(),
@@ -930,6 +932,19 @@ fn parse_torch(m: &Matrix, input: &str) -> Result<Version, ResolveError> {
             }));
         }
     };
+    if v.parts().len() == 2 && !series {
+        return Err(invalid(match m.release_of(&v) {
+            Some(r) => format!(
+                "a release has three fields: {v}'s patches are {} (pip reads torch=={v} as {v}.0)",
+                r.patches
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!("expected {}", error::accepted_form(&newest)),
+        }));
+    }
     if v.parts().len() < 2 || v.parts().len() > 3 {
         return Err(invalid(format!(
             "expected {}",
@@ -939,13 +954,15 @@ fn parse_torch(m: &Matrix, input: &str) -> Result<Version, ResolveError> {
     Ok(v)
 }
 
-/// Parse the torch field: `X.Y.Z`, or `X.Y` for the newest patch of that release.
+/// Parse the torch field, `X.Y.Z` (or, with `series`, `X.Y` for its newest patch), and find
+/// its release.
 fn find_torch<'m>(
     m: &'m Matrix,
     input: &str,
     reasons: &mut Vec<String>,
+    series: bool,
 ) -> Result<(&'m TorchRelease, Version), ResolveError> {
-    let v = parse_torch(m, input)?;
+    let v = parse_torch(m, input, series)?;
     let newest = m.newest_patch().to_string();
     let gathered = m.gathered.clone();
     let all = m.all_patches();

@@ -56,13 +56,17 @@ fn plain_release_takes_its_pypi_default() {
 }
 
 #[test]
-fn minor_version_reads_as_newest_patch_and_devel_flavor() {
-    let mut r = req("2.9");
+fn major_minor_is_refused_naming_its_patches_and_devel_flavor_works() {
+    // pip reads torch==2.9 as 2.9.0: a spec that means a patch says which.
+    let e = resolve(&req("2.9")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`2.9` is not a torch release: a release has three fields: 2.9's patches are 2.9.0, 2.9.1 (pip reads torch==2.9 as 2.9.0)"
+    );
+    let mut r = req("2.9.1");
     r.flavor = Flavor::Devel;
     let res = ok(&r);
-    assert_eq!(res.torch, "2.9.1");
     assert_eq!(res.image.tag, "2.9.1-cuda12.8-cudnn9-devel");
-    assert!(has(&res.reasons, "newest patch"));
 }
 
 // §9 worked example 1: H200, driver 550.x (C = 12.4).
@@ -359,7 +363,7 @@ fn unknown_torch_names_nearest_known() {
 
 #[test]
 fn torch_newer_than_the_matrix_names_the_newest_release_and_the_date() {
-    for newer in ["2.15.1", "2.16.0", "2.16", "3.0.0"] {
+    for newer in ["2.15.1", "2.16.0", "3.0.0"] {
         let e = resolve(&req(newer)).unwrap_err();
         assert!(
             matches!(&e, ResolveError::UnknownTorch { newer: true, .. }),
@@ -383,17 +387,14 @@ fn torch_newer_than_the_matrix_names_the_newest_release_and_the_date() {
 
 #[test]
 fn torch_strings_that_are_not_releases_name_the_accepted_form() {
-    const FORM: &str =
-        "MAJOR.MINOR.PATCH (e.g. 2.15.0), or MAJOR.MINOR (e.g. 2.15) for its newest patch";
-    // MAJOR.MINOR is a release too: its newest patch.
-    let r = ok(&req("2.15"));
-    assert_eq!(r.torch, "2.15.0");
-    assert!(has(
-        &r.reasons,
-        "torch 2.15 read as 2.15.0, its newest patch"
-    ));
+    const FORM: &str = "MAJOR.MINOR.PATCH (e.g. 2.15.0)";
     for (input, why) in [
         ("latest", format!("expected {FORM}")),
+        (
+            "2.15",
+            "a release has three fields: 2.15's patches are 2.15.0 (pip reads torch==2.15 as 2.15.0)".into(),
+        ),
+        ("2.16", format!("expected {FORM}")),
         ("2", format!("expected {FORM}")),
         ("2.15.0.1", format!("expected {FORM}")),
         ("v2.15.0", format!("expected {FORM}")),

@@ -239,12 +239,14 @@ fn torch_version_is_checked_as_the_resolver_checks_it() {
     // The same accepted form, example and matrix date as `torchkit resolve --torch`.
     let newest = crate::matrix::matrix().newest_patch().to_string();
     let gathered = crate::matrix::gathered();
-    let minor = newest.rsplit_once('.').unwrap().0;
-    let form = format!(
-        "MAJOR.MINOR.PATCH (e.g. {newest}), or MAJOR.MINOR (e.g. {minor}) for its newest patch"
-    );
+    let form = format!("MAJOR.MINOR.PATCH (e.g. {newest})");
     for (input, why) in [
         ("latest", format!("expected {form}")),
+        (
+            "2.8",
+            "a release has three fields: 2.8's patches are 2.8.0 (pip reads torch==2.8 as 2.8.0)"
+                .into(),
+        ),
         ("2", format!("expected {form}")),
         ("2.8.0.1", format!("expected {form}")),
         (
@@ -276,9 +278,8 @@ fn torch_version_is_checked_as_the_resolver_checks_it() {
             "{input}"
         );
     }
-    // MAJOR.MINOR is accepted, as by the resolver (its newest patch); a known form but an
-    // unknown release is the resolver's business, not the parser's.
-    for ok in ["2.8", "2.8.0", "9.9.9"] {
+    // A known form but an unknown release is the resolver's business, not the parser's.
+    for ok in ["2.8.0", "9.9.9"] {
         let s = parse(&format!("[torch]\nversion = \"{ok}\"\n"), "torchkit.toml").unwrap();
         assert_eq!(s.torch.version, ok);
     }
