@@ -122,7 +122,16 @@ async fn index_resolves_to_its_amd64_manifest() {
         format!("FROM {REGISTRY}/base:1\nRUN echo '{marker}' > /idx\n"),
     )
     .unwrap();
-    let reference = format!("{REGISTRY}/tk-index:lock-registry");
+    // A tag of this run's own: a HEAD racing a push of the same tag (another run, or a
+    // rerun) got a 500 "invalid checksum digest format" from the registry once in CI.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let reference = format!(
+        "{REGISTRY}/tk-index:lock-registry-{}-{nanos}",
+        std::process::id()
+    );
     docker(&[
         "buildx",
         "build",
