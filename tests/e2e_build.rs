@@ -705,32 +705,44 @@ fn wait_exit(mut child: std::process::Child, stderr: &Path, limit: Duration) -> 
     Some(Run::from(raw))
 }
 
+/// Starts `torchkit build --addr ADDR` on `index`'s spec in `dir`, the pip step forced to
+/// run, and waits until pip reaches the index: the build is then mid-step. Returns the
+/// child and the file its stderr goes to.
+fn build_until_pip(
+    dir: &Path,
+    index: &HangingIndex,
+    addr: String,
+) -> (std::process::Child, PathBuf) {
+    let spec_dir = index.spec(dir);
+    let stderr_path = dir.join("stderr");
+    let mut args = vec![
+        "--addr".into(),
+        addr,
+        "--no-cache-filter".into(),
+        "pip".into(),
+    ];
+    args.extend(out_args(dir));
+    let mut child = spawn_build(&spec_dir, &args, &stderr_path);
+    if !index.wait_for_pip(Duration::from_secs(240)) {
+        let _ = child.kill();
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        panic!(
+            "the pip step never reached the test index:\n{}",
+            tail(&stderr, 40)
+        );
+    }
+    (child, stderr_path)
+}
+
 #[test]
 fn daemon_dying_mid_build_fails_and_writes_nothing() {
     require_daemon();
     let dir = tempfile::tempdir().unwrap();
     let index = HangingIndex::start();
-    let spec_dir = index.spec(dir.path());
-
     let proxy = support::UnixProxy::start(&dir.path().join("proxy.sock"), docker_socket());
-    let stderr_path = dir.path().join("stderr");
-    let mut args: Vec<String> = vec![
-        "--addr".into(),
-        format!("docker://{}", proxy.path().display()),
-        "--no-cache-filter".into(),
-        "pip".into(),
-    ];
-    args.extend(out_args(dir.path()));
-    let mut child = spawn_build(&spec_dir, &args, &stderr_path);
+    let addr = format!("docker://{}", proxy.path().display());
+    let (child, stderr_path) = build_until_pip(dir.path(), &index, addr);
     let stderr_now = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-
-    if !index.wait_for_pip(Duration::from_secs(240)) {
-        let _ = child.kill();
-        panic!(
-            "the pip step never reached the test index:\n{}",
-            tail(&stderr_now(), 40)
-        );
-    }
     proxy.kill();
 
     // The client must notice and give up on its own.
@@ -765,25 +777,8 @@ fn ctrl_c_cancels_the_build_and_writes_nothing() {
     require_daemon();
     let dir = tempfile::tempdir().unwrap();
     let index = HangingIndex::start();
-    let spec_dir = index.spec(dir.path());
-    let stderr_path = dir.path().join("stderr");
-    let mut args: Vec<String> = vec![
-        "--addr".into(),
-        addr(),
-        "--no-cache-filter".into(),
-        "pip".into(),
-    ];
-    args.extend(out_args(dir.path()));
-    let mut child = spawn_build(&spec_dir, &args, &stderr_path);
+    let (child, stderr_path) = build_until_pip(dir.path(), &index, addr());
     let stderr_now = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-
-    if !index.wait_for_pip(Duration::from_secs(240)) {
-        let _ = child.kill();
-        panic!(
-            "the pip step never reached the test index:\n{}",
-            tail(&stderr_now(), 40)
-        );
-    }
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -23,7 +23,7 @@
 //! `scripts/frontend-image.sh` (which builds the static binary and pushes the image).
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -65,19 +65,9 @@ fn basic() -> PathBuf {
     .clone()
 }
 
-/// A `docker` command that finds the test daemon and the Debian buildx plugin even when
-/// `env.sh` was not sourced.
+/// A `docker` command for the test daemon (see [`support::docker_command`]).
 fn docker() -> Command {
-    let mut c = Command::new("docker");
-    if std::env::var_os("DOCKER_CONFIG").is_none() {
-        let cfg = Path::new(TEST_ENV).join("docker-config");
-        if cfg.is_dir() {
-            c.env("DOCKER_CONFIG", cfg);
-        }
-    }
-    c.env("DOCKER_BUILDKIT", "1");
-    c.env("BUILDKIT_PROGRESS", "plain");
-    c
+    support::docker_command()
 }
 
 fn text(o: &Output) -> String {

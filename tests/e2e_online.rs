@@ -20,7 +20,6 @@ use support::{serial, TestCommand};
 
 const REGISTRY: &str = "127.0.0.1:5000";
 const FRONTEND: &str = "localhost:5000/torchkit/frontend:dev";
-const TEST_ENV: &str = "/var/lib/torchkit-test-env";
 /// The stand-in every official tag of the test environment serves.
 const STANDIN: &str = "2.8.0-cuda12.8-cudnn9-runtime";
 const TAG: &str = "2.16.0-cuda13.2-cudnn9-runtime";
@@ -66,16 +65,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn docker() -> Command {
-    let mut c = Command::new("docker");
-    if std::env::var_os("DOCKER_CONFIG").is_none() {
-        let cfg = Path::new(TEST_ENV).join("docker-config");
-        if cfg.is_dir() {
-            c.env("DOCKER_CONFIG", cfg);
-        }
-    }
-    c.env("DOCKER_BUILDKIT", "1");
-    c.env("BUILDKIT_PROGRESS", "plain");
-    c
+    support::docker_command()
 }
 
 /// The `org.opencontainers.image.*` and torchkit labels of a loaded image, as JSON text.

@@ -300,9 +300,11 @@ impl RegistryClient {
     }
 
     /// GET with auth challenges answered and redirects followed.
+    /// `r`: the registry whose auth challenges are answered (None: a public document, no
+    /// credentials sent anywhere).
     async fn get(
         &self,
-        r: &Reference,
+        r: Option<&Reference>,
         url: &str,
         accept: Option<&str>,
         token: &mut Option<String>,
@@ -311,8 +313,9 @@ impl RegistryClient {
         let mut authed = false;
         for _ in 0..8 {
             // Credentials go only to the registry itself, never to a redirect target.
-            let same_host = url.starts_with(&format!("{}://{}/", r.scheme(), r.endpoint()));
-            let authz = token.as_deref().filter(|_| same_host);
+            let registry =
+                r.filter(|r| url.starts_with(&format!("{}://{}/", r.scheme(), r.endpoint())));
+            let authz = token.as_deref().filter(|_| registry.is_some());
             let resp = self.send(&url, accept, authz).await?;
             match resp.status {
                 200 => return Ok(resp),
@@ -328,10 +331,20 @@ impl RegistryClient {
                     url = if loc.starts_with("http://") || loc.starts_with("https://") {
                         loc.to_string()
                     } else {
-                        format!("{}://{}{loc}", r.scheme(), r.endpoint())
+                        // Relative to where this answer came from.
+                        let uri: http::Uri = url.parse().map_err(|e| RegistryError::Http {
+                            url: url.clone(),
+                            message: format!("bad URL: {e}"),
+                        })?;
+                        format!(
+                            "{}://{}{loc}",
+                            uri.scheme_str().unwrap_or("https"),
+                            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+                        )
                     };
                 }
-                401 if !authed && same_host => {
+                401 if !authed && registry.is_some() => {
+                    let r = registry.expect("checked");
                     authed = true;
                     let challenge = resp
                         .headers
@@ -443,7 +456,7 @@ impl RegistryClient {
         let mut token = None;
         let mut tags = Vec::new();
         for _ in 0..100 {
-            let resp = self.get(&r, &url, None, &mut token).await?;
+            let resp = self.get(Some(&r), &url, None, &mut token).await?;
             let page = crate::matrix::facts::tags_list(&url, &resp.body).map_err(|e| {
                 RegistryError::Protocol {
                     url: url.clone(),
@@ -471,48 +484,7 @@ impl RegistryClient {
     /// GET a public document (a PyPI JSON page, a wheel index), redirects followed, no
     /// credentials sent.
     pub async fn fetch(&self, url: &str) -> Result<Bytes, RegistryError> {
-        let mut url = url.to_string();
-        for _ in 0..8 {
-            let resp = self.send(&url, None, None).await?;
-            match resp.status {
-                200 => return Ok(resp.body),
-                301 | 302 | 303 | 307 | 308 => {
-                    let loc = resp
-                        .headers
-                        .get(http::header::LOCATION)
-                        .and_then(|l| l.to_str().ok())
-                        .ok_or_else(|| RegistryError::Protocol {
-                            url: url.clone(),
-                            message: "redirect without Location".into(),
-                        })?;
-                    url = if loc.starts_with("http://") || loc.starts_with("https://") {
-                        loc.to_string()
-                    } else {
-                        let uri: http::Uri = url.parse().map_err(|e| RegistryError::Http {
-                            url: url.clone(),
-                            message: format!("bad URL: {e}"),
-                        })?;
-                        format!(
-                            "{}://{}{loc}",
-                            uri.scheme_str().unwrap_or("https"),
-                            uri.authority().map(|a| a.as_str()).unwrap_or_default()
-                        )
-                    };
-                }
-                status => {
-                    let body = String::from_utf8_lossy(&resp.body[..resp.body.len().min(300)]);
-                    return Err(RegistryError::Status {
-                        url,
-                        status,
-                        body: body.trim().to_string(),
-                    });
-                }
-            }
-        }
-        Err(RegistryError::Protocol {
-            url,
-            message: "too many redirects".into(),
-        })
+        Ok(self.get(None, url, None, &mut None).await?.body)
     }
 
     /// Resolve `reference` for linux/amd64: digest, media type, manifest digest, config.
@@ -531,7 +503,7 @@ impl RegistryClient {
         let accept = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST].join(", ");
         let mut token = None;
         let url = format!("{base}/manifests/{}", r.reference);
-        let top = self.get(&r, &url, Some(&accept), &mut token).await?;
+        let top = self.get(Some(&r), &url, Some(&accept), &mut token).await?;
         let digest = checked_digest(
             &url,
             &top.body,
@@ -546,7 +518,7 @@ impl RegistryClient {
                 message: format!("the index has no {platform} manifest"),
             })?;
             let murl = format!("{base}/manifests/{d}");
-            let m = self.get(&r, &murl, Some(&accept), &mut token).await?;
+            let m = self.get(Some(&r), &murl, Some(&accept), &mut token).await?;
             checked_digest(&murl, &m.body, Some(&d))?;
             let (_, mj) = manifest_json(&murl, &m)?;
             (d, mj)
@@ -562,7 +534,7 @@ impl RegistryClient {
             })?
             .to_string();
         let curl = format!("{base}/blobs/{config_digest}");
-        let config = self.get(&r, &curl, None, &mut token).await?;
+        let config = self.get(Some(&r), &curl, None, &mut token).await?;
         checked_digest(&curl, &config.body, Some(&config_digest))?;
         Ok(ResolvedImage {
             digest,

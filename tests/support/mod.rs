@@ -33,6 +33,21 @@ pub fn docker_socket() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
 }
 
+/// A `docker` command for the test daemon that finds the Debian buildx plugin even when
+/// `env.sh` was not sourced (the test env's `DOCKER_CONFIG`), BuildKit on, plain progress.
+pub fn docker_command() -> std::process::Command {
+    let mut c = std::process::Command::new("docker");
+    if std::env::var_os("DOCKER_CONFIG").is_none() {
+        let cfg = Path::new("/var/lib/torchkit-test-env").join("docker-config");
+        if cfg.is_dir() {
+            c.env("DOCKER_CONFIG", cfg);
+        }
+    }
+    c.env("DOCKER_BUILDKIT", "1");
+    c.env("BUILDKIT_PROGRESS", "plain");
+    c
+}
+
 /// `docker ARGS` (no stdin), which must succeed: its stdout.
 pub fn docker(args: &[&str]) -> String {
     let out = std::process::Command::new("docker")
