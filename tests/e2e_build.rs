@@ -774,29 +774,38 @@ fn daemon_dying_mid_build_fails_and_writes_nothing() {
 /// closes).
 #[test]
 fn ctrl_c_cancels_the_build_and_writes_nothing() {
+    cancel_by_signal("INT", 130, "error: build cancelled (Ctrl-C)");
+}
+
+/// SIGTERM (`kill`, a CI timeout) is handled as Ctrl-C is: the daemon stops the step, the
+/// export temporaries are removed, and the exit code is 143 as for a process SIGTERM killed.
+#[test]
+fn sigterm_cancels_the_build_and_writes_nothing() {
+    cancel_by_signal("TERM", 143, "error: build cancelled (SIGTERM received)");
+}
+
+/// Sends `kill -SIGNAL` to a build held in its pip step and checks that it ends with `code`
+/// and `message`, writes nothing and that the daemon stops the step.
+fn cancel_by_signal(signal: &str, code: i32, message: &str) {
     require_daemon();
     let dir = tempfile::tempdir().unwrap();
     let index = HangingIndex::start();
     let (child, stderr_path) = build_until_pip(dir.path(), &index, addr());
     let stderr_now = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
-        .expect("kill -INT");
-    assert!(st.success(), "kill -INT {}", child.id());
+        .expect("kill");
+    assert!(st.success(), "kill -{signal} {}", child.id());
 
     let r = wait_exit(child, &stderr_path, Duration::from_secs(30)).unwrap_or_else(|| {
         panic!(
-            "torchkit still runs 30 s after Ctrl-C:\n{}",
+            "torchkit still runs 30 s after SIG{signal}:\n{}",
             tail(&stderr_now(), 40)
         )
     });
-    assert_eq!(r.code, Some(130), "{}", r.describe());
-    assert!(
-        r.stderr.contains("error: build cancelled (Ctrl-C)"),
-        "{}",
-        r.describe()
-    );
+    assert_eq!(r.code, Some(code), "{}", r.describe());
+    assert!(r.stderr.contains(message), "{}", r.describe());
     assert!(
         r.stderr
             .contains("hint: the daemon was told to stop the build"),

@@ -163,17 +163,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(Failed::Cancelled(e)) => {
+        Err(Failed::Cancelled(e, code)) => {
             crate::cli::report(&e);
-            Ok(ExitCode::from(130))
+            Ok(ExitCode::from(code))
         }
         Err(Failed::Error(e)) => Err(e),
     }
 }
 
 enum Failed {
-    /// Ctrl-C: exit 130.
-    Cancelled(anyhow::Error),
+    /// Ctrl-C, SIGTERM or SIGHUP: exit 130, 143 or 129.
+    Cancelled(anyhow::Error, u8),
     Error(anyhow::Error),
 }
 
@@ -681,7 +681,10 @@ async fn build(p: Prepared) -> Result<(), Failed> {
     };
     let (build_ref, response) = match result {
         Ok(r) => r,
-        Err(e @ BuildError::Cancelled) => return Err(Failed::Cancelled(build_error(e, None))),
+        Err(e @ BuildError::Cancelled(_)) => {
+            let code = u8::try_from(e.exit_code()).unwrap_or(1);
+            return Err(Failed::Cancelled(build_error(e, None), code));
+        }
         Err(e) => {
             // A broken connection surfaces as whatever the pending call saw ("transport
             // error", Unavailable, …): ask the daemon whether it is still there.

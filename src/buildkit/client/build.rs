@@ -44,7 +44,9 @@ pub struct BuildOptions {
     pub shared_key: String,
     /// `--progress`.
     pub progress: ProgressMode,
-    /// Cancel the build on Ctrl-C (default true).
+    /// Cancel the build on Ctrl-C, SIGTERM or SIGHUP (default true): the daemon stops the
+    /// solve, client-side export temporaries are removed and the build ends with
+    /// [`BuildError::Cancelled`].
     pub cancel_on_ctrl_c: bool,
     /// Client-side export destinations, committed after a successful solve (see
     /// [`BuildOptions::attach`]).
@@ -153,9 +155,9 @@ pub enum BuildError {
     /// The build function finished without calling `Return`.
     #[error("the build function finished without calling Bridge::return_result")]
     NoReturn,
-    /// Ctrl-C.
-    #[error("build cancelled (Ctrl-C)")]
-    Cancelled,
+    /// Ctrl-C, SIGTERM or SIGHUP.
+    #[error("build cancelled ({0})")]
+    Cancelled(Interrupt),
     /// A vertex failed: its name as progress shows it (a step title such as
     /// `[torchkit 3/6] pip: pip install …`), and the error of the build.
     #[error("`{step}` failed: {error}")]
@@ -181,7 +183,7 @@ impl Hint for BuildError {
             BuildError::Solve { .. } => {
                 Some("see the progress output above for the failing step and its logs".into())
             }
-            BuildError::Cancelled => Some("the daemon was told to stop the build".into()),
+            BuildError::Cancelled(_) => Some("the daemon was told to stop the build".into()),
             BuildError::Export(e) => e.hint(),
             BuildError::Step { error, .. } => error.hint(),
             _ => None,
@@ -190,13 +192,65 @@ impl Hint for BuildError {
 }
 
 impl BuildError {
-    /// The process exit code the CLI should use (130 for Ctrl-C, like a shell).
+    /// The process exit code the CLI should use: 128 + the signal for a cancelled build
+    /// (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), like a shell.
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::Cancelled => 130,
+            BuildError::Cancelled(i) => i.exit_code(),
             BuildError::Step { error, .. } => error.exit_code(),
             _ => 1,
         }
+    }
+}
+
+/// The signal that cancelled a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// SIGINT.
+    CtrlC,
+    /// SIGTERM (`kill`, CI timeouts).
+    Terminate,
+    /// SIGHUP (the terminal went away).
+    Hangup,
+}
+
+impl Interrupt {
+    /// 128 + the signal number, as a shell reports a process the signal killed.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Interrupt::CtrlC => 130,
+            Interrupt::Terminate => 143,
+            Interrupt::Hangup => 129,
+        }
+    }
+
+    /// Waits for the first of SIGINT, SIGTERM and SIGHUP. The handlers are installed when
+    /// this is first polled; a signal whose handler cannot be installed is never reported.
+    pub async fn wait() -> Interrupt {
+        use tokio::signal::unix::{signal, SignalKind};
+        async fn on(kind: SignalKind) {
+            match signal(kind) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = on(SignalKind::interrupt()) => Interrupt::CtrlC,
+            _ = on(SignalKind::terminate()) => Interrupt::Terminate,
+            _ = on(SignalKind::hangup()) => Interrupt::Hangup,
+        }
+    }
+}
+
+impl fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Interrupt::CtrlC => "Ctrl-C",
+            Interrupt::Terminate => "SIGTERM received",
+            Interrupt::Hangup => "SIGHUP received",
+        })
     }
 }
 

@@ -12,7 +12,9 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::Channel;
 
 use super::build::SideFuture;
-use super::{control_client, new_id, BuildError, BuildOptions, BuildOutput, Client, ClientError};
+use super::{
+    control_client, new_id, BuildError, BuildOptions, BuildOutput, Client, ClientError, Interrupt,
+};
 use crate::buildkit::output::{CacheEntry, Exporter};
 use crate::buildkit::progress::Renderer;
 use crate::buildkit::transport::Address;
@@ -302,11 +304,9 @@ impl Client {
         let cancel_on_ctrl_c = opts.cancel_on_ctrl_c;
         let ctrl_c = async move {
             if cancel_on_ctrl_c {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
+                Interrupt::wait().await
             } else {
-                std::future::pending::<()>().await;
+                std::future::pending::<Interrupt>().await
             }
         };
         tokio::pin!(ctrl_c);
@@ -314,14 +314,14 @@ impl Client {
         let solve_result = loop {
             tokio::select! {
                 biased;
-                _ = &mut ctrl_c => {
+                interrupt = &mut ctrl_c => {
                     // Dropping the call resets the HTTP/2 stream; the daemon cancels the job.
                     drain_status(&mut status_rx, &mut renderer, Duration::from_millis(300)).await;
-                    renderer.note("build cancelled (Ctrl-C); the daemon stops the solve");
+                    renderer.note(&format!("build cancelled ({interrupt}); the daemon stops the solve"));
                     renderer.finish();
                     status_task.abort();
                     abort_all(&session_tasks);
-                    return Err(BuildError::Cancelled);
+                    return Err(BuildError::Cancelled(interrupt));
                 }
                 Some(msg) = status_rx.recv() => renderer.handle(&msg),
                 r = async { side.as_mut().expect("guarded").await }, if side.is_some() && side_result.is_none() => {
@@ -477,8 +477,12 @@ mod tests {
         );
         let e = BuildError::Step {
             step: "s".into(),
-            error: Box::new(BuildError::Cancelled),
+            error: Box::new(BuildError::Cancelled(Interrupt::CtrlC)),
         };
         assert_eq!(e.exit_code(), 130);
+        let e = BuildError::Cancelled(Interrupt::Terminate);
+        assert_eq!(e.exit_code(), 143);
+        assert_eq!(e.to_string(), "build cancelled (SIGTERM received)");
+        assert_eq!(BuildError::Cancelled(Interrupt::Hangup).exit_code(), 129);
     }
 }

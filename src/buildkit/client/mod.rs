@@ -25,7 +25,7 @@ mod control;
 pub use bridge::{
     error_status, Bridge, BridgeError, BuildIdInterceptor, Caps, ResolvedImage, SolveOptions,
 };
-pub use build::{new_id, BuildError, BuildOptions, BuildOutput, GatewayFrontend};
+pub use build::{new_id, BuildError, BuildOptions, BuildOutput, GatewayFrontend, Interrupt};
 pub use control::{
     open_session, session_metadata, DaemonInfo, SessionFuture, SessionHost, SessionServeError,
 };
