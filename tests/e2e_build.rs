@@ -618,6 +618,47 @@ fn failing_step_is_named_and_writes_nothing() {
     assert_no_output(dir.path(), &r);
 }
 
+/// A `DOCKER_HOST` torchkit cannot use is an error naming it, before any connection, never
+/// a silent fall back to `/var/run/docker.sock`.
+#[test]
+fn unusable_docker_host_is_named_not_ignored() {
+    for (value, says) in [
+        ("bogus", "not a Docker host address"),
+        (
+            "tcp://127.0.0.1:1",
+            "torchkit reaches dockerd's BuildKit only through a local socket",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = TestCommand::new()
+            .env("DOCKER_HOST", value)
+            .arg("build")
+            .arg(spec("full"))
+            .args(out_args(dir.path()))
+            .run();
+        assert_eq!(r.code, Some(1), "{}", r.describe());
+        assert!(
+            r.stderr
+                .contains(&format!("error: cannot use DOCKER_HOST=`{value}`: {says}")),
+            "{}",
+            r.describe()
+        );
+        assert!(
+            r.stderr
+                .contains("hint: set DOCKER_HOST to a local Docker socket"),
+            "{}",
+            r.describe()
+        );
+        assert!(
+            !r.stderr.contains("daemon is listening at")
+                && !r.stderr.contains("lost the connection"),
+            "fell back to another daemon: {}",
+            r.describe()
+        );
+        assert_no_output(dir.path(), &r);
+    }
+}
+
 /// A package index that accepts connections and never answers: when pip connects, the pip
 /// RUN step is running; when every connection is closed again, that step has stopped.
 struct HangingIndex {

@@ -163,8 +163,8 @@ pub enum AddressSource {
 
 impl Address {
     /// Picks the daemon address like buildctl plus Docker: `flag`, else `BUILDKIT_HOST`,
-    /// else `DOCKER_HOST` when it is a `unix://` socket (reached through the `/grpc`
-    /// upgrade), else `/var/run/docker.sock` if it exists, else
+    /// else `DOCKER_HOST`, which must be a `unix://` Docker socket (reached through the
+    /// `/grpc` upgrade; any other value is an error naming it, not a fall back), else `/var/run/docker.sock` if it exists, else
     /// `unix:///run/buildkit/buildkitd.sock`.
     ///
     /// `env` and `exists` are injected so the search is testable.
@@ -180,12 +180,7 @@ impl Address {
             return Ok((a.parse()?, AddressSource::BuildkitHost));
         }
         if let Some(d) = env("DOCKER_HOST").filter(|s| !s.is_empty()) {
-            if let Some(path) = d.strip_prefix("unix://").filter(|p| p.starts_with('/')) {
-                return Ok((
-                    Address::Docker(PathBuf::from(path)),
-                    AddressSource::DockerHost,
-                ));
-            }
+            return Ok((docker_host("DOCKER_HOST", &d)?, AddressSource::DockerHost));
         }
         if exists(Path::new(DEFAULT_DOCKER_SOCKET)) {
             return Ok((
@@ -202,6 +197,39 @@ impl Address {
     /// [`Address::resolve`] with the process environment and file system.
     pub fn from_env(flag: Option<&str>) -> Result<(Address, AddressSource), TransportError> {
         Address::resolve(flag, |k| std::env::var(k).ok(), |p| p.exists())
+    }
+}
+
+/// A Docker host address (`DOCKER_HOST`, a Docker context's endpoint) as the dockerd whose
+/// embedded BuildKit to use. Only a `unix://` socket can be reached (through the `/grpc`
+/// upgrade); anything else is an error naming `from` and the value, never a silent fall
+/// back to another daemon.
+fn docker_host(from: &str, value: &str) -> Result<Address, TransportError> {
+    let bad = |reason: String| TransportError::DockerHost {
+        from: from.to_string(),
+        value: value.to_string(),
+        reason,
+    };
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return Err(bad(
+            "not a Docker host address (expected `unix:///path/to/docker.sock`)".into(),
+        ));
+    };
+    match scheme {
+        "unix" if rest.starts_with('/') => Ok(Address::Docker(PathBuf::from(rest))),
+        "unix" => Err(bad(
+            "the socket path must be absolute (`unix:///var/run/docker.sock`, three slashes)"
+                .into(),
+        )),
+        "tcp" => Err(bad(
+            "torchkit reaches dockerd's BuildKit only through a local socket (`unix://`), not Docker's API over TCP".into(),
+        )),
+        "ssh" | "npipe" | "fd" | "http" | "https" => Err(bad(format!(
+            "torchkit cannot reach dockerd over `{scheme}://`; only `unix://` Docker sockets are supported"
+        ))),
+        _ => Err(bad(format!(
+            "unknown scheme `{scheme}`; expected `unix:///path/to/docker.sock`"
+        ))),
     }
 }
 
@@ -346,6 +374,16 @@ pub enum TransportError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `DOCKER_HOST` (or a Docker context) names a daemon torchkit cannot use.
+    #[error("cannot use {from}=`{value}`: {reason}")]
+    DockerHost {
+        /// Where the value came from (`DOCKER_HOST`).
+        from: String,
+        /// The value.
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// No socket file, or nobody accepting on it.
     #[error("no BuildKit daemon is listening at {addr} ({source})")]
     NotListening {
@@ -428,6 +466,9 @@ impl Hint for TransportError {
             TransportError::InvalidAddress { .. } => Some(
                 "set --addr or BUILDKIT_HOST to `unix:///run/buildkit/buildkitd.sock`, `tcp://host:1234` or `docker://` (dockerd's BuildKit)".into(),
             ),
+            TransportError::DockerHost { from, .. } => Some(format!(
+                "set {from} to a local Docker socket (`unix:///var/run/docker.sock`) or unset it, or choose the BuildKit with --addr or BUILDKIT_HOST (`docker:///path/to/docker.sock`, `unix:///run/buildkit/buildkitd.sock`, `tcp://host:1234` with --tlscacert/--tlscert/--tlskey); torchkit does not fall back to another daemon"
+            )),
             TransportError::NotListening { .. } | TransportError::Timeout { .. } => Some(
                 "start one with `scripts/test-env.sh up`, or set BUILDKIT_HOST (or --addr) to a running BuildKit (`docker://` for dockerd)".into(),
             ),
@@ -486,6 +527,15 @@ impl TransportError {
         match self {
             TransportError::InvalidAddress { addr, reason } => TransportError::InvalidAddress {
                 addr: addr.clone(),
+                reason: reason.clone(),
+            },
+            TransportError::DockerHost {
+                from,
+                value,
+                reason,
+            } => TransportError::DockerHost {
+                from: from.clone(),
+                value: value.clone(),
                 reason: reason.clone(),
             },
             TransportError::NotListening { addr, source } => TransportError::NotListening {
@@ -886,6 +936,10 @@ mod tests {
         }
     }
 
+    fn env_owned(key: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| (k == key).then(|| value.to_string())
+    }
+
     #[test]
     fn default_address_order() {
         let none = |_: &str| None;
@@ -928,15 +982,29 @@ mod tests {
             (Address::Docker("/d.sock".into()), AddressSource::DockerHost)
         );
 
-        // A tcp DOCKER_HOST is not a socket we can upgrade: fall through.
-        let (a, s) = Address::resolve(None, env(&[("DOCKER_HOST", "tcp://h:2375")]), yes).unwrap();
-        assert_eq!(
-            (a, s),
-            (
-                Address::Docker("/var/run/docker.sock".into()),
-                AddressSource::DockerSocket
-            )
-        );
+        // A DOCKER_HOST that cannot be used is an error naming it, never a fall back to
+        // /var/run/docker.sock.
+        for bad in ["tcp://h:2375", "bogus", "unix://rel.sock", "ssh://me@h"] {
+            let e = Address::resolve(None, env_owned("DOCKER_HOST", bad), yes).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("DOCKER_HOST=`{bad}`")), "{msg}");
+            assert!(
+                !msg.contains("/var/run/docker.sock") || bad.starts_with("unix"),
+                "{msg}"
+            );
+            assert!(e.hint().unwrap().contains("DOCKER_HOST"));
+        }
+        // BUILDKIT_HOST wins over a DOCKER_HOST torchkit could not use.
+        let (a, _) = Address::resolve(
+            None,
+            env(&[
+                ("BUILDKIT_HOST", "unix:///b"),
+                ("DOCKER_HOST", "tcp://h:2375"),
+            ]),
+            yes,
+        )
+        .unwrap();
+        assert_eq!(a, Address::Unix("/b".into()));
 
         let (a, s) = Address::resolve(None, none, no).unwrap();
         assert_eq!(
