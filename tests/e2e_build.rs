@@ -659,6 +659,44 @@ fn unusable_docker_host_is_named_not_ignored() {
     }
 }
 
+/// An address that answers but is not BuildKit: what answered, and the scheme to use.
+#[test]
+fn an_address_that_is_not_buildkit_says_what_answered() {
+    require_daemon();
+    let docker_api = format!("unix://{}", docker_socket().display());
+    let registry = format!("tcp://{REGISTRY}");
+    for (addr, says, fix) in [
+        (
+            docker_api.as_str(),
+            "), not gRPC: this is Docker's API\n",
+            format!(
+                "hint: use `docker://{}` to reach the BuildKit inside dockerd",
+                docker_socket().display()
+            ),
+        ),
+        (
+            registry.as_str(),
+            "), not gRPC\n",
+            "hint: this is not a BuildKit daemon: give the `unix:///path` or `tcp://host:port` of a buildkitd".to_string(),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut extra = vec!["--addr".to_string(), addr.to_string()];
+        extra.extend(out_args(dir.path()));
+        let r = run_build(&spec("full"), &extra);
+        assert_eq!(r.code, Some(1), "{}", r.describe());
+        assert!(
+            r.stderr.contains(&format!("error: {addr} answered HTTP/1.1 (`HTTP/1.1 ")),
+            "{}",
+            r.describe()
+        );
+        assert!(r.stderr.contains(says), "{}", r.describe());
+        assert!(r.stderr.contains(&fix), "{}", r.describe());
+        assert!(!r.stderr.contains("lost the connection"), "{}", r.describe());
+        assert_no_output(dir.path(), &r);
+    }
+}
+
 /// A package index that accepts connections and never answers: when pip connects, the pip
 /// RUN step is running; when every connection is closed again, that step has stopped.
 struct HangingIndex {

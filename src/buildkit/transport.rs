@@ -450,6 +450,19 @@ pub enum TransportError {
         /// rustls' error.
         source: io::Error,
     },
+    /// The address answers, but not as BuildKit: an HTTP/1 server (Docker's API socket
+    /// given as `unix://`, a registry…). Found by [`probe_not_buildkit`].
+    #[error("{addr} answered {answered}, not gRPC{what}")]
+    NotBuildkit {
+        /// The address dialled.
+        addr: String,
+        /// What answered (`HTTP/1.1 (`HTTP/1.1 400 Bad Request`)`).
+        answered: String,
+        /// `: this is Docker's API` when it is, else empty.
+        what: String,
+        /// What to use instead.
+        fix: String,
+    },
     /// HTTP/2 or gRPC setup failed after the stream was open.
     #[error("gRPC connection to {addr} failed: {message}")]
     Grpc {
@@ -494,6 +507,7 @@ impl Hint for TransportError {
             TransportError::TlsHandshake { .. } => Some(
                 "check that --tlscacert is the CA that signed the daemon's certificate and that --tlsservername matches a name in it; for mutual TLS also --tlscert/--tlskey".into(),
             ),
+            TransportError::NotBuildkit { fix, .. } => Some(fix.clone()),
             TransportError::Grpc { .. } => Some(
                 "the daemon accepted the connection but did not speak gRPC; for dockerd use `docker://`, for buildkitd `unix://` or `tcp://`".into(),
             ),
@@ -574,6 +588,17 @@ impl TransportError {
                 server_name: server_name.clone(),
                 ca: ca.clone(),
                 source: io_copy(source),
+            },
+            TransportError::NotBuildkit {
+                addr,
+                answered,
+                what,
+                fix,
+            } => TransportError::NotBuildkit {
+                addr: addr.clone(),
+                answered: answered.clone(),
+                what: what.clone(),
+                fix: fix.clone(),
             },
             TransportError::Grpc { addr, message } => TransportError::Grpc {
                 addr: addr.clone(),
@@ -711,6 +736,94 @@ impl Dialer {
             .await
             .map_err(|e| TransportError::from_tonic(&self.addr, &e))
     }
+}
+
+/// How long [`probe_not_buildkit`] waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The HTTP/2 client preface and an empty SETTINGS frame: what gRPC sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// After a call to `addr` failed at the transport: whether something other than an HTTP/2
+/// server answers there, said as an error with the scheme to use. A fresh connection gets
+/// the HTTP/2 preface; an answer starting `HTTP/1.` is an HTTP/1 server, and a second one
+/// asks `GET /_ping`, which Docker's API answers with an `Api-Version` header. `None` when
+/// nothing answers, or it answers HTTP/2 (the failure was something else).
+pub async fn probe_not_buildkit(addr: &Address, tls: &TlsOptions) -> Option<TransportError> {
+    // `docker://` already speaks Docker's API; only its gRPC side can be wrong.
+    let path = match addr {
+        Address::Docker(_) => return None,
+        Address::Unix(p) => Some(p.clone()),
+        Address::Tcp { .. } => None,
+    };
+    let dialer = Dialer::new(addr.clone(), tls).ok()?;
+    let first = exchange(&dialer, H2_PREFACE).await?;
+    if !first.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    let status = String::from_utf8_lossy(&first)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let proto = status.split_whitespace().next().unwrap_or("HTTP/1.1");
+    let ping = exchange(
+        &dialer,
+        b"GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: torchkit\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap_or_default();
+    let docker = String::from_utf8_lossy(&ping)
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .any(|l| l.to_ascii_lowercase().starts_with("api-version:"));
+    let (what, fix) = match (docker, path) {
+        (true, Some(p)) => (
+            ": this is Docker's API".to_string(),
+            format!(
+                "use `docker://{}` to reach the BuildKit inside dockerd through its API socket",
+                p.display()
+            ),
+        ),
+        (true, None) => (
+            ": this is Docker's API".to_string(),
+            "torchkit reaches dockerd's BuildKit only through its local socket: use `docker:///path/to/docker.sock` on the Docker host, or a buildkitd's `tcp://host:port`".to_string(),
+        ),
+        (false, _) => (
+            String::new(),
+            "this is not a BuildKit daemon: give the `unix:///path` or `tcp://host:port` of a buildkitd, or `docker://[/path/to/docker.sock]` for dockerd's BuildKit".to_string(),
+        ),
+    };
+    Some(TransportError::NotBuildkit {
+        addr: addr.to_string(),
+        answered: format!("{proto} (`{status}`)"),
+        what,
+        fix,
+    })
+}
+
+/// Dials, writes `request`, and reads what comes back (up to 4 KiB) within
+/// [`PROBE_TIMEOUT`]; `None` if nothing does.
+async fn exchange(dialer: &Dialer, request: &[u8]) -> Option<Vec<u8>> {
+    let go = async {
+        let mut s = dialer.dial().await.ok()?;
+        s.write_all(request).await.ok()?;
+        s.flush().await.ok()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while buf.len() < 4096 {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        (!buf.is_empty()).then_some(buf)
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, go).await.ok().flatten()
 }
 
 /// The endpoint every channel uses: authority `localhost` like BuildKit's own clients.
@@ -1110,6 +1223,64 @@ mod tests {
             Err(UpgradeFailure::Refused(s)) => assert!(s.contains("404"), "{s}"),
             _ => panic!("expected a refusal"),
         }
+    }
+
+    /// Answers every connection with `answer` after reading what the client sends.
+    fn http1_server(listener: tokio::net::UnixListener, answer: &'static [u8]) {
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1024];
+                    let _ = c.read(&mut buf).await;
+                    let _ = c.write_all(answer).await;
+                });
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn an_http1_server_is_named_and_docker_gets_docker_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("docker.sock");
+        http1_server(
+            tokio::net::UnixListener::bind(&docker).unwrap(),
+            b"HTTP/1.1 301 Moved Permanently\r\nApi-Version: 1.51\r\nContent-Length: 0\r\n\r\n",
+        );
+        let addr = Address::Unix(docker.clone());
+        let e = probe_not_buildkit(&addr, &TlsOptions::default())
+            .await
+            .expect("an HTTP/1 server");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{addr} answered HTTP/1.1 (`HTTP/1.1 301 Moved Permanently`), not gRPC: this is Docker's API"
+            )
+        );
+        assert!(e
+            .hint()
+            .unwrap()
+            .contains(&format!("use `docker://{}`", docker.display())));
+
+        let other = dir.path().join("other.sock");
+        http1_server(
+            tokio::net::UnixListener::bind(&other).unwrap(),
+            b"HTTP/1.1 400 Bad Request\r\nDocker-Distribution-Api-Version: registry/2.0\r\n\r\n",
+        );
+        let e = probe_not_buildkit(&Address::Unix(other), &TlsOptions::default())
+            .await
+            .expect("an HTTP/1 server");
+        assert!(e.to_string().ends_with("), not gRPC"), "{e}");
+        assert!(e.hint().unwrap().contains("not a BuildKit daemon"));
+
+        // Nothing listening, or docker:// (already Docker's API): nothing to say.
+        let gone = Address::Unix(dir.path().join("none.sock"));
+        assert!(probe_not_buildkit(&gone, &TlsOptions::default())
+            .await
+            .is_none());
+        let d = Address::Docker(docker);
+        assert!(probe_not_buildkit(&d, &TlsOptions::default())
+            .await
+            .is_none());
     }
 
     #[tokio::test]

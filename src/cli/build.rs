@@ -47,6 +47,7 @@ use crate::buildkit::session::{
     Attachables, LocalStore, SecretSource, CACHE_MANIFEST_KEY,
 };
 use crate::buildkit::token;
+use crate::buildkit::transport::probe_not_buildkit;
 use crate::buildkit::{BuildError, BuildOptions, Client, ConnectOptions, TlsOptions};
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
@@ -691,6 +692,13 @@ async fn build(p: Prepared) -> Result<(), Failed> {
             let gone = transport_code(&e)
                 .is_some_and(|c| matches!(c, tonic::Code::Unavailable | tonic::Code::Cancelled))
                 || !daemon_answers(&client).await;
+            if gone {
+                // Something answered the dial: say what, if it is not BuildKit.
+                if let Some(not_buildkit) = probe_not_buildkit(client.address(), &connect.tls).await
+                {
+                    return Err(Failed::Error(hinted(not_buildkit)));
+                }
+            }
             return Err(Failed::Error(build_error(e, gone.then_some(addr.as_str()))));
         }
     };
