@@ -659,6 +659,54 @@ fn unusable_docker_host_is_named_not_ignored() {
     }
 }
 
+/// Without `DOCKER_HOST`, the Docker CLI's current context (`currentContext` in
+/// `$DOCKER_CONFIG/config.json`) picks the daemon, as `docker` does; one torchkit cannot use
+/// is an error naming it.
+#[test]
+fn docker_context_picks_the_daemon() {
+    use sha2::Digest as _;
+    for (host, says) in [
+        (
+            "unix:///nonexistent-context.sock",
+            "error: no BuildKit daemon is listening at docker:///nonexistent-context.sock"
+                .to_string(),
+        ),
+        (
+            "tcp://127.0.0.1:1",
+            "error: cannot use Docker context `ctx` Host=`tcp://127.0.0.1:1`".to_string(),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("docker-config");
+        let meta = config
+            .join("contexts/meta")
+            .join(hex::encode(sha2::Sha256::digest(b"ctx")));
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(
+            config.join("config.json"),
+            r#"{"auths":{},"currentContext":"ctx"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            meta.join("meta.json"),
+            format!(r#"{{"Name":"ctx","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#),
+        )
+        .unwrap();
+        let mut c = TestCommand::new();
+        c.env("DOCKER_CONFIG", &config)
+            .arg("build")
+            .arg(spec("full"))
+            .args(out_args(dir.path()));
+        c.cmd()
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT");
+        let r = c.run();
+        assert_eq!(r.code, Some(1), "{}", r.describe());
+        assert!(r.stderr.contains(&says), "{}", r.describe());
+        assert_no_output(dir.path(), &r);
+    }
+}
+
 /// An address that answers but is not BuildKit: what answered, and the scheme to use.
 #[test]
 fn an_address_that_is_not_buildkit_says_what_answered() {

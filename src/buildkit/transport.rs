@@ -155,6 +155,9 @@ pub enum AddressSource {
     BuildkitHost,
     /// `DOCKER_HOST` (a `unix://` Docker socket).
     DockerHost,
+    /// The Docker CLI's current context (`DOCKER_CONTEXT`, else `currentContext` in the
+    /// Docker config), when it is not `default`.
+    DockerContext,
     /// `/var/run/docker.sock` exists.
     DockerSocket,
     /// Nothing configured: buildkitd's default socket.
@@ -167,11 +170,12 @@ impl Address {
     /// `/grpc` upgrade; any other value is an error naming it, not a fall back), else `/var/run/docker.sock` if it exists, else
     /// `unix:///run/buildkit/buildkitd.sock`.
     ///
-    /// `env` and `exists` are injected so the search is testable.
+    /// `env`, `exists` and `read` (a file's text) are injected so the search is testable.
     pub fn resolve(
         flag: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
         exists: impl Fn(&Path) -> bool,
+        read: impl Fn(&Path) -> Option<String>,
     ) -> Result<(Address, AddressSource), TransportError> {
         if let Some(a) = flag.filter(|s| !s.is_empty()) {
             return Ok((a.parse()?, AddressSource::Flag));
@@ -181,6 +185,10 @@ impl Address {
         }
         if let Some(d) = env("DOCKER_HOST").filter(|s| !s.is_empty()) {
             return Ok((docker_host("DOCKER_HOST", &d)?, AddressSource::DockerHost));
+        }
+        if let Some((name, host)) = docker_context(&env, &read)? {
+            let from = format!("Docker context `{name}` Host");
+            return Ok((docker_host(&from, &host)?, AddressSource::DockerContext));
         }
         if exists(Path::new(DEFAULT_DOCKER_SOCKET)) {
             return Ok((
@@ -196,7 +204,12 @@ impl Address {
 
     /// [`Address::resolve`] with the process environment and file system.
     pub fn from_env(flag: Option<&str>) -> Result<(Address, AddressSource), TransportError> {
-        Address::resolve(flag, |k| std::env::var(k).ok(), |p| p.exists())
+        Address::resolve(
+            flag,
+            |k| std::env::var(k).ok(),
+            |p| p.exists(),
+            |p| std::fs::read_to_string(p).ok(),
+        )
     }
 }
 
@@ -230,6 +243,63 @@ fn docker_host(from: &str, value: &str) -> Result<Address, TransportError> {
         _ => Err(bad(format!(
             "unknown scheme `{scheme}`; expected `unix:///path/to/docker.sock`"
         ))),
+    }
+}
+
+/// The Docker CLI's current context as `docker context` picks it: `DOCKER_CONTEXT`, else
+/// `currentContext` in `$DOCKER_CONFIG/config.json` (else `~/.docker`). `None` for
+/// `default` or none set; otherwise its name and the `Endpoints.docker.Host` of
+/// `contexts/meta/<sha256 of the name>/meta.json`, or an error naming the context when that
+/// cannot be read.
+fn docker_context(
+    env: &impl Fn(&str) -> Option<String>,
+    read: &impl Fn(&Path) -> Option<String>,
+) -> Result<Option<(String, String)>, TransportError> {
+    use sha2::Digest as _;
+    let Some(dir) = env("DOCKER_CONFIG")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".docker")))
+    else {
+        return Ok(None);
+    };
+    let (from, name) = match env("DOCKER_CONTEXT").filter(|c| !c.is_empty()) {
+        Some(c) => ("DOCKER_CONTEXT".to_string(), c),
+        None => {
+            let config = dir.join("config.json");
+            let current = read(&config)
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v.get("currentContext")?.as_str().map(str::to_string));
+            match current.filter(|c| !c.is_empty()) {
+                Some(c) => (format!("currentContext in {}", config.display()), c),
+                None => return Ok(None),
+            }
+        }
+    };
+    if name == "default" {
+        return Ok(None);
+    }
+    let meta = dir
+        .join("contexts/meta")
+        .join(hex::encode(sha2::Sha256::digest(name.as_bytes())))
+        .join("meta.json");
+    let host = read(&meta)
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            v.pointer("/Endpoints/docker/Host")?
+                .as_str()
+                .map(str::to_string)
+        });
+    match host {
+        Some(h) => Ok(Some((name, h))),
+        None => Err(TransportError::DockerHost {
+            from,
+            value: name,
+            reason: format!(
+                "no Docker context of that name with a docker endpoint Host ({} is missing or has none)",
+                meta.display()
+            ),
+        }),
     }
 }
 
@@ -478,6 +548,9 @@ impl Hint for TransportError {
         match self {
             TransportError::InvalidAddress { .. } => Some(
                 "set --addr or BUILDKIT_HOST to `unix:///run/buildkit/buildkitd.sock`, `tcp://host:1234` or `docker://` (dockerd's BuildKit)".into(),
+            ),
+            TransportError::DockerHost { from, .. } if !from.starts_with("DOCKER_HOST") => Some(
+                "switch to a Docker context on a local socket (`docker context use default`), or choose the BuildKit with --addr or BUILDKIT_HOST (`docker:///path/to/docker.sock`, `unix:///run/buildkit/buildkitd.sock`, `tcp://host:1234`); torchkit does not fall back to another daemon".into(),
             ),
             TransportError::DockerHost { from, .. } => Some(format!(
                 "set {from} to a local Docker socket (`unix:///var/run/docker.sock`) or unset it, or choose the BuildKit with --addr or BUILDKIT_HOST (`docker:///path/to/docker.sock`, `unix:///run/buildkit/buildkitd.sock`, `tcp://host:1234` with --tlscacert/--tlscert/--tlskey); torchkit does not fall back to another daemon"
@@ -1049,8 +1122,130 @@ mod tests {
         }
     }
 
+    /// [`Address::resolve`] with no Docker config files.
+    fn resolve(
+        flag: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+        exists: impl Fn(&Path) -> bool,
+    ) -> Result<(Address, AddressSource), TransportError> {
+        Address::resolve(flag, env, exists, |_| None)
+    }
+
     fn env_owned(key: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
         move |k: &str| (k == key).then(|| value.to_string())
+    }
+
+    #[test]
+    fn docker_context_is_honoured_after_docker_host() {
+        use sha2::Digest as _;
+        let meta = |name: &str| {
+            PathBuf::from("/cfg/contexts/meta")
+                .join(hex::encode(sha2::Sha256::digest(name.as_bytes())))
+                .join("meta.json")
+        };
+        let (local, remote) = (meta("local"), meta("remote"));
+        let read = move |p: &Path| -> Option<String> {
+            if p == Path::new("/cfg/config.json") {
+                Some(r#"{"auths":{},"currentContext":"local"}"#.into())
+            } else if p == local {
+                Some(
+                    r#"{"Name":"local","Endpoints":{"docker":{"Host":"unix:///ctx.sock"}}}"#.into(),
+                )
+            } else if p == remote {
+                Some(r#"{"Name":"remote","Endpoints":{"docker":{"Host":"tcp://h:2376"}}}"#.into())
+            } else {
+                None
+            }
+        };
+        let env = |pairs: Vec<(&'static str, &'static str)>| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let yes = |_: &Path| true;
+
+        // currentContext from the config.
+        let (a, s) =
+            Address::resolve(None, env(vec![("DOCKER_CONFIG", "/cfg")]), yes, &read).unwrap();
+        assert_eq!(
+            (a, s),
+            (
+                Address::Docker("/ctx.sock".into()),
+                AddressSource::DockerContext
+            )
+        );
+        // DOCKER_HOST wins over the context; DOCKER_CONTEXT over currentContext.
+        let (a, _) = Address::resolve(
+            None,
+            env(vec![
+                ("DOCKER_CONFIG", "/cfg"),
+                ("DOCKER_HOST", "unix:///h.sock"),
+            ]),
+            yes,
+            &read,
+        )
+        .unwrap();
+        assert_eq!(a, Address::Docker("/h.sock".into()));
+        let (a, s) = Address::resolve(
+            None,
+            env(vec![
+                ("DOCKER_CONFIG", "/cfg"),
+                ("DOCKER_CONTEXT", "default"),
+            ]),
+            yes,
+            &read,
+        )
+        .unwrap();
+        assert_eq!(
+            (a, s),
+            (
+                Address::Docker(DEFAULT_DOCKER_SOCKET.into()),
+                AddressSource::DockerSocket
+            )
+        );
+        // A tcp context, or a missing one, is an error naming it.
+        let e = Address::resolve(
+            None,
+            env(vec![
+                ("DOCKER_CONFIG", "/cfg"),
+                ("DOCKER_CONTEXT", "remote"),
+            ]),
+            yes,
+            &read,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot use Docker context `remote` Host=`tcp://h:2376`"),
+            "{e}"
+        );
+        assert!(e.hint().unwrap().contains("docker context use default"));
+        let e = Address::resolve(
+            None,
+            env(vec![("DOCKER_CONFIG", "/cfg"), ("DOCKER_CONTEXT", "gone")]),
+            yes,
+            &read,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot use DOCKER_CONTEXT=`gone`: no Docker context"),
+            "{e}"
+        );
+        // `~/.docker` without DOCKER_CONFIG.
+        let home = |p: &Path| {
+            (p == Path::new("/home/u/.docker/config.json"))
+                .then(|| r#"{"currentContext":"gone"}"#.to_string())
+        };
+        let e = Address::resolve(None, env(vec![("HOME", "/home/u")]), yes, home).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("currentContext in /home/u/.docker/config.json=`gone`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1067,7 +1262,7 @@ mod tests {
         let yes = |_: &Path| true;
         let no = |_: &Path| false;
 
-        let (a, s) = Address::resolve(
+        let (a, s) = resolve(
             Some("tcp://h:1"),
             env(&[("BUILDKIT_HOST", "unix:///b")]),
             yes,
@@ -1078,7 +1273,7 @@ mod tests {
             ("tcp://h:1", AddressSource::Flag)
         );
 
-        let (a, s) = Address::resolve(
+        let (a, s) = resolve(
             None,
             env(&[("BUILDKIT_HOST", "unix:///b"), ("DOCKER_HOST", "unix:///d")]),
             yes,
@@ -1089,7 +1284,7 @@ mod tests {
             (Address::Unix("/b".into()), AddressSource::BuildkitHost)
         );
 
-        let (a, s) = Address::resolve(None, env(&[("DOCKER_HOST", "unix:///d.sock")]), no).unwrap();
+        let (a, s) = resolve(None, env(&[("DOCKER_HOST", "unix:///d.sock")]), no).unwrap();
         assert_eq!(
             (a, s),
             (Address::Docker("/d.sock".into()), AddressSource::DockerHost)
@@ -1098,7 +1293,7 @@ mod tests {
         // A DOCKER_HOST that cannot be used is an error naming it, never a fall back to
         // /var/run/docker.sock.
         for bad in ["tcp://h:2375", "bogus", "unix://rel.sock", "ssh://me@h"] {
-            let e = Address::resolve(None, env_owned("DOCKER_HOST", bad), yes).unwrap_err();
+            let e = resolve(None, env_owned("DOCKER_HOST", bad), yes).unwrap_err();
             let msg = e.to_string();
             assert!(msg.contains(&format!("DOCKER_HOST=`{bad}`")), "{msg}");
             assert!(
@@ -1108,7 +1303,7 @@ mod tests {
             assert!(e.hint().unwrap().contains("DOCKER_HOST"));
         }
         // BUILDKIT_HOST wins over a DOCKER_HOST torchkit could not use.
-        let (a, _) = Address::resolve(
+        let (a, _) = resolve(
             None,
             env(&[
                 ("BUILDKIT_HOST", "unix:///b"),
@@ -1119,7 +1314,7 @@ mod tests {
         .unwrap();
         assert_eq!(a, Address::Unix("/b".into()));
 
-        let (a, s) = Address::resolve(None, none, no).unwrap();
+        let (a, s) = resolve(None, none, no).unwrap();
         assert_eq!(
             (a, s),
             (
@@ -1128,7 +1323,7 @@ mod tests {
             )
         );
 
-        assert!(Address::resolve(None, env(&[("BUILDKIT_HOST", "bogus")]), no).is_err());
+        assert!(resolve(None, env(&[("BUILDKIT_HOST", "bogus")]), no).is_err());
     }
 
     #[test]

@@ -115,8 +115,9 @@ fn control_client(channel: Channel) -> ControlClient<Channel> {
 }
 
 impl Client {
-    /// Connects to the daemon named by `opts.addr`, else `BUILDKIT_HOST`, `DOCKER_HOST`,
-    /// `/var/run/docker.sock` or buildkitd's default socket ([`Address::from_env`]).
+    /// Connects to the daemon named by `opts.addr`, else `BUILDKIT_HOST`, `DOCKER_HOST`, the
+    /// Docker CLI's current context, `/var/run/docker.sock` or buildkitd's default socket
+    /// ([`Address::from_env`]).
     pub async fn connect(opts: &ConnectOptions) -> Result<Client, ClientError> {
         let (addr, _) = Address::from_env(opts.addr.as_deref())?;
         Client::connect_to(addr, opts).await
