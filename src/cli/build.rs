@@ -697,7 +697,7 @@ async fn build(p: Prepared) -> Result<(), Failed> {
         write_metadata(path, &build_ref, &response)?;
     }
     if let Some(digest) = response.get(IMAGE_DIGEST_KEY) {
-        println!("{digest}");
+        crate::cli::write_stdout(format!("{digest}\n").as_bytes())?;
     }
     Ok(())
 }
