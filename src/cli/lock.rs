@@ -75,6 +75,10 @@ pub fn requirements(loaded: &Loaded, context: &Path) -> anyhow::Result<Option<Ve
         return Ok(None);
     };
     let path = context.join(rel);
+    if let Ok(m) = std::fs::metadata(&path) {
+        crate::load::check_size(&path.display().to_string(), m.len())
+            .map_err(crate::cli::common::load_error)?;
+    }
     std::fs::read(&path).map(Some).map_err(|e| {
         anyhow::Error::new(Hinted::new(
             format!("cannot read the requirements file {}: {e}", path.display()),
