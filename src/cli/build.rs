@@ -163,18 +163,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(Failed::Cancelled(e)) => {
-            crate::cli::report(&e);
-            Ok(ExitCode::from(130))
-        }
-        Err(Failed::Error(e)) => Err(e),
+        Err(f) => f.into_exit(),
     }
 }
 
-enum Failed {
+pub(crate) enum Failed {
     /// Ctrl-C: exit 130.
     Cancelled(anyhow::Error),
     Error(anyhow::Error),
+}
+
+impl Failed {
+    /// How a command ends on this failure: Ctrl-C is reported here and exits 130, as a
+    /// shell gives an interrupted command; any other error goes to `cli::main` (exit 1).
+    pub(crate) fn into_exit(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Failed::Cancelled(e) => {
+                crate::cli::report(&e);
+                Ok(ExitCode::from(130))
+            }
+            Failed::Error(e) => Err(e),
+        }
+    }
 }
 
 impl From<anyhow::Error> for Failed {
