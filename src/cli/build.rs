@@ -692,6 +692,13 @@ async fn build(p: Prepared) -> Result<(), Failed> {
     let (build_ref, response) = match result {
         Ok(r) => r,
         Err(e @ BuildError::Cancelled) => return Err(Failed::Cancelled(build_error(e, None))),
+        // `-o type=tar,dest=-`: the archive goes to stdout, and a failed write there ends
+        // the command as every other write to stdout does (141 on a closed pipe).
+        Err(BuildError::Export(crate::buildkit::session::ExportError::Commit { dest, source }))
+            if dest.as_os_str() == "-" =>
+        {
+            return Err(Failed::Error(crate::cli::stdout_error(source)));
+        }
         Err(e) => {
             // A broken connection surfaces as whatever the pending call saw ("transport
             // error", Unavailable, …): ask the daemon whether it is still there.
