@@ -17,9 +17,36 @@ use crate::error::Hint;
 use crate::resolve::{self, Request, Resolution, ResolveError};
 use crate::spec::{self, Spec, SpecError};
 
+/// The most bytes torchkit reads of a spec, or of the requirements file a spec names (1 MiB):
+/// one limit for the CLI's reads from disk and the frontend's through the gateway. Real ones
+/// are a few kilobytes; a larger file is the wrong file, and would otherwise pass `plan` and
+/// fail in the build on BuildKit's gRPC message size.
+pub const MAX_INPUT_BYTES: u64 = 1024 * 1024;
+
+/// Refuse an input of `size` bytes over [`MAX_INPUT_BYTES`]; `file` names it in the error.
+/// The callers check the size before reading the whole file where they can;
+/// [`parse`] checks the text it is given too.
+pub fn check_size(file: &str, size: u64) -> Result<(), LoadError> {
+    if size > MAX_INPUT_BYTES {
+        return Err(LoadError::TooLarge {
+            file: file.to_string(),
+            size,
+        });
+    }
+    Ok(())
+}
+
 /// Why a spec could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The spec, or the requirements file it names, is over [`MAX_INPUT_BYTES`].
+    #[error("{file} is {size} bytes, over torchkit's limit of 1 MiB ({MAX_INPUT_BYTES} bytes) for a spec or requirements file")]
+    TooLarge {
+        /// The file, as the caller names it.
+        file: String,
+        /// Its size in bytes (at least this many, when the reader stopped at the limit).
+        size: u64,
+    },
     /// A problem located in the spec: a parse error, or a resolver error caused by a value
     /// the spec sets (rendered with the spec's line).
     #[error("{0}")]
@@ -35,12 +62,16 @@ impl Hint for LoadError {
         match self {
             LoadError::Spec(e) => e.help.clone(),
             LoadError::Resolve(e) => e.hint(),
+            LoadError::TooLarge { file, .. } => Some(format!(
+                "check that {file} is the file you meant: a spec or a requirements file is a few kilobytes; generated or vendored content belongs in the build context"
+            )),
         }
     }
 }
 
 /// Parse a spec's text; `filename` names it in errors.
 pub fn parse(text: &str, filename: &str) -> Result<Spec, LoadError> {
+    check_size(filename, text.len() as u64)?;
     spec::parse(text, filename).map_err(LoadError::Spec)
 }
 
@@ -126,6 +157,19 @@ mod tests {
         let e = resolve(&spec, &req2).unwrap_err();
         assert!(matches!(e, LoadError::Resolve(_)), "{e:?}");
         assert!(e.hint().is_some());
+    }
+
+    #[test]
+    fn a_spec_over_the_limit_is_refused_before_parsing() {
+        let big = format!("# {}\n", "x".repeat(MAX_INPUT_BYTES as usize));
+        let e = parse(&big, "torchkit.toml").unwrap_err();
+        assert!(matches!(e, LoadError::TooLarge { size, .. } if size == big.len() as u64));
+        let text = e.to_string();
+        assert!(text.starts_with("torchkit.toml is 1048579 bytes"), "{text}");
+        assert!(text.contains("1 MiB (1048576 bytes)"), "{text}");
+        assert!(e.hint().unwrap().contains("torchkit.toml"));
+        assert!(check_size("r.txt", MAX_INPUT_BYTES).is_ok());
+        assert!(check_size("r.txt", MAX_INPUT_BYTES + 1).is_err());
     }
 
     #[test]

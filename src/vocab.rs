@@ -84,14 +84,22 @@ impl Hint for ParseError {
 }
 
 fn did_you_mean_help(input: &str, known: &[&str], otherwise: String) -> String {
-    let best = known
-        .iter()
-        .map(|k| (strsim::levenshtein(&input.to_ascii_lowercase(), k), *k))
-        .min();
-    match best {
-        Some((d, k)) if d <= 2 && !input.is_empty() => format!("did you mean `{k}`? {otherwise}"),
-        _ => otherwise,
+    match closest(input, known) {
+        Some(k) => format!("did you mean `{k}`? {otherwise}"),
+        None => otherwise,
     }
+}
+
+/// The name in `known` closest to a misspelt `input` (case-insensitive, at most two edits
+/// away), for a "did you mean" hint.
+pub fn closest<'a>(input: &str, known: &[&'a str]) -> Option<&'a str> {
+    let input = input.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(&input, &k.to_ascii_lowercase()), *k))
+        .min()
+        .filter(|(d, _)| *d <= 2 && !input.is_empty())
+        .map(|(_, k)| k)
 }
 
 /// Implements serde through `FromStr`/`Display`, so the spec accepts what flags accept.

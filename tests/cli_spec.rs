@@ -253,3 +253,50 @@ fn bad_build_contexts_are_refused_before_any_daemon_is_asked() {
         assert!(o.stdout.is_empty());
     }
 }
+
+#[test]
+fn a_spec_over_one_mib_is_refused_naming_the_file_its_size_and_the_limit() {
+    // Valid TOML (comments), 2 MiB: it used to pass `plan` and fail in the build on
+    // BuildKit's gRPC message size.
+    let text = format!(
+        "[torch]\nversion = \"2.8.0\"\n{}",
+        "# padding padding padding padding\n".repeat(2 * 1024 * 1024 / 34)
+    );
+    let (_dir, p) = write_spec(&text);
+    let r = torchkit(&["plan", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{}", r.describe());
+    assert!(r.stdout.is_empty(), "{}", r.describe());
+    assert!(
+        r.stderr.starts_with(&format!(
+            "error: {} is {} bytes, over torchkit's limit of 1 MiB (1048576 bytes)",
+            p.display(),
+            text.len()
+        )),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stderr.contains("\nhint: check that"), "{}", r.describe());
+}
+
+#[test]
+fn a_requirements_file_over_one_mib_is_refused_before_any_work() {
+    let (dir, p) = write_spec(
+        "[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n[python]\nrequirements = \"requirements.txt\"\n",
+    );
+    let req = dir.path().join("requirements.txt");
+    std::fs::write(&req, "numpy\n".repeat(200_000)).unwrap();
+    // `torchkit lock` reads the requirements before it connects to a daemon (there is none).
+    let r = TestCommand::new()
+        .args(["lock", p.to_str().unwrap()])
+        .env("BUILDKIT_HOST", "unix:///nonexistent/buildkitd.sock")
+        .run();
+    assert_eq!(r.code, Some(1), "{}", r.describe());
+    assert!(
+        r.stderr.starts_with(&format!(
+            "error: {} is 1200000 bytes, over torchkit's limit of 1 MiB",
+            req.display()
+        )),
+        "{}",
+        r.describe()
+    );
+}

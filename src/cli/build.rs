@@ -164,18 +164,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(Failed::Cancelled(e, code)) => {
-            crate::cli::report(&e);
-            Ok(ExitCode::from(code))
-        }
-        Err(Failed::Error(e)) => Err(e),
+        Err(f) => f.into_exit(),
     }
 }
 
-enum Failed {
+pub(crate) enum Failed {
     /// Ctrl-C, SIGTERM or SIGHUP: exit 130, 143 or 129.
     Cancelled(anyhow::Error, u8),
     Error(anyhow::Error),
+}
+
+impl Failed {
+    /// How a command ends on this failure: a cancel (Ctrl-C, SIGTERM, SIGHUP) is reported
+    /// here and exits 130, 143 or 129, as a shell reports a command the signal ended; any
+    /// other error goes to `cli::main` (exit 1).
+    pub(crate) fn into_exit(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Failed::Cancelled(e, code) => {
+                crate::cli::report(&e);
+                Ok(ExitCode::from(code))
+            }
+            Failed::Error(e) => Err(e),
+        }
+    }
 }
 
 impl From<anyhow::Error> for Failed {
@@ -686,6 +697,13 @@ async fn build(p: Prepared) -> Result<(), Failed> {
             let code = u8::try_from(e.exit_code()).unwrap_or(1);
             return Err(Failed::Cancelled(build_error(e, None), code));
         }
+        // `-o type=tar,dest=-`: the archive goes to stdout, and a failed write there ends
+        // the command as every other write to stdout does (141 on a closed pipe).
+        Err(BuildError::Export(crate::buildkit::session::ExportError::Commit { dest, source }))
+            if dest.as_os_str() == "-" =>
+        {
+            return Err(Failed::Error(crate::cli::stdout_error(source)));
+        }
         Err(e) => {
             // A broken connection surfaces as whatever the pending call saw ("transport
             // error", Unavailable, …): ask the daemon whether it is still there.
@@ -708,7 +726,7 @@ async fn build(p: Prepared) -> Result<(), Failed> {
         write_metadata(path, &build_ref, &response)?;
     }
     if let Some(digest) = response.get(IMAGE_DIGEST_KEY) {
-        println!("{digest}");
+        crate::cli::write_stdout(format!("{digest}\n").as_bytes())?;
     }
     Ok(())
 }

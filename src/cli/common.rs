@@ -125,6 +125,10 @@ fn spec_path(p: &Path) -> PathBuf {
 /// Read and parse the spec named by `args`.
 pub fn read_spec(args: &SpecArgs) -> anyhow::Result<(Spec, PathBuf)> {
     let path = spec_path(&args.spec);
+    // The size first: a huge file is refused without reading it.
+    if let Ok(m) = std::fs::metadata(&path) {
+        crate::load::check_size(&path.display().to_string(), m.len()).map_err(load_error)?;
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             Some("pass the spec path, run in a directory with torchkit.toml, or start from examples/quickstart/torchkit.toml".to_string())

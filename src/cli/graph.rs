@@ -44,9 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Format::Mermaid => g.to_mermaid().into_bytes(),
         Format::Svg => svg(&g.to_dot())?,
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&out)?;
-    stdout.flush()?;
+    crate::cli::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 

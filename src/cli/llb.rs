@@ -3,7 +3,6 @@
 //! readable dump of the ops.
 #![allow(clippy::print_stdout)]
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use crate::buildkit::session::read_context_excludes;
@@ -59,15 +58,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let compiled =
         plan::compile(&loaded.spec, &loaded.resolution, &opts).map_err(crate::cli::hinted)?;
-    let mut out = std::io::stdout().lock();
-    match args.format.as_str() {
+    let out = match args.format.as_str() {
         "json" => {
             let v = llb::dump(&compiled.definition).map_err(crate::cli::hinted)?;
-            serde_json::to_writer_pretty(&mut out, &v)?;
-            out.write_all(b"\n")?;
+            let mut out = serde_json::to_vec_pretty(&v)?;
+            out.push(b'\n');
+            out
         }
-        _ => out.write_all(&llb::definition_bytes(&compiled.definition))?,
-    }
-    out.flush()?;
+        _ => llb::definition_bytes(&compiled.definition),
+    };
+    crate::cli::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,8 @@ use anyhow::Context as _;
 use crate::buildkit::output;
 use crate::buildkit::progress::ProgressMode;
 use crate::buildkit::session::{Attachables, SecretSource};
-use crate::buildkit::{BuildOptions, Client, ConnectOptions};
+use crate::buildkit::{BuildError, BuildOptions, Client, ConnectOptions};
+use crate::cli::build::Failed;
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
 use crate::lock::{self, Lock, LockStatus, LockedBase, LockedSet, Policy, SpecInputs, LOCK_FILE};
@@ -75,6 +76,10 @@ pub fn requirements(loaded: &Loaded, context: &Path) -> anyhow::Result<Option<Ve
         return Ok(None);
     };
     let path = context.join(rel);
+    if let Ok(m) = std::fs::metadata(&path) {
+        crate::load::check_size(&path.display().to_string(), m.len())
+            .map_err(crate::cli::common::load_error)?;
+    }
     std::fs::read(&path).map(Some).map_err(|e| {
         anyhow::Error::new(Hinted::new(
             format!("cannot read the requirements file {}: {e}", path.display()),
@@ -182,8 +187,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let requirements = requirements(&loaded, &context)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let lock = rt.block_on(resolve(&args, &loaded, &now, requirements))?;
+    let lock = rt.block_on(resolve(&args, &loaded, &now, requirements));
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    let lock = match lock {
+        Ok(lock) => lock,
+        Err(f) => return f.into_exit(),
+    };
     write_atomically(&path, lock.to_toml().as_bytes())?;
     eprintln!(
         "wrote {}: {}@{}, {} apt and {} python packages",
@@ -201,7 +210,7 @@ async fn resolve(
     loaded: &Loaded,
     now: &SpecInputs,
     requirements: Option<Vec<u8>>,
-) -> anyhow::Result<Lock> {
+) -> Result<Lock, Failed> {
     let out_parent = tempfile::Builder::new()
         .prefix(".torchkit-lock-")
         .tempdir()
@@ -262,12 +271,7 @@ async fn resolve(
             Ok::<_, anyhow::Error>(base)
         })
         .await
-        .map_err(|e| {
-            anyhow::Error::new(Hinted::new(
-                format!("torchkit lock: {e}"),
-                crate::error::Hint::hint(&e),
-            ))
-        })?;
+        .map_err(build_failed)?;
     let base = built.value;
 
     let read = |name: &str| -> anyhow::Result<Option<Vec<u8>>> {
@@ -295,15 +299,36 @@ async fn resolve(
         apt,
         python,
     )
-    .map_err(hinted)
+    .map_err(|e| Failed::Error(hinted(e)))
 }
 
-/// Write `bytes` to `path` through a temporary file in the same directory.
+/// A failed resolution run: a cancel exits as `torchkit build` does (130 on Ctrl-C, 143 on
+/// SIGTERM, 129 on SIGHUP), anything else is an error (exit 1).
+fn build_failed(e: BuildError) -> Failed {
+    let cancelled = matches!(e, BuildError::Cancelled(_));
+    let code = u8::try_from(e.exit_code()).unwrap_or(1);
+    let e = anyhow::Error::new(Hinted::new(
+        format!("torchkit lock: {e}"),
+        crate::error::Hint::hint(&e),
+    ));
+    if cancelled {
+        Failed::Cancelled(e, code)
+    } else {
+        Failed::Error(e)
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file in the same directory. The file is
+/// created with mode 0666 less the umask (0644 under umask 022), as any file a command
+/// writes: `torchkit.lock` is meant to be committed and read by others, not tempfile's 0600.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = spec_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".torchkit-lock-")
+        // open(2) applies the umask to this mode, as it does for `File::create`.
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(&dir)
         .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.write_all(bytes)?;
@@ -311,4 +336,51 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     tmp.persist(path)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_lock_is_written_with_the_mode_the_umask_gives_any_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        write_atomically(&path, b"version = 1\n").unwrap();
+        // What the umask makes of 0666: the mode of a file created as every tool creates one.
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            format!("{:o}", mode(&path)),
+            format!("{:o}", mode(&plain)),
+            "torchkit.lock is meant to be committed: 0666 less the umask, not tempfile's 0600"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"version = 1\n");
+        // Replacing it keeps the same rule and leaves no temporary file behind.
+        write_atomically(&path, b"version = 2\n").unwrap();
+        assert_eq!(mode(&path), mode(&plain));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_cancelled_resolution_run_exits_as_build_does() {
+        use crate::buildkit::client::Interrupt;
+        for (signal, want) in [
+            (Interrupt::CtrlC, 130),
+            (Interrupt::Terminate, 143),
+            (Interrupt::Hangup, 129),
+        ] {
+            let code = build_failed(BuildError::Cancelled(signal))
+                .into_exit()
+                .unwrap();
+            assert_eq!(code, ExitCode::from(want));
+        }
+        assert!(build_failed(BuildError::NoReturn).into_exit().is_err());
+    }
 }

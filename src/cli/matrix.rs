@@ -180,16 +180,9 @@ fn today_utc() -> anyhow::Result<String> {
     Ok(format!("{y:04}-{m:02}-{d:02}"))
 }
 
-/// Write the data to stdout; a closed pipe is not an error.
+/// Write the data to stdout ([`crate::cli::write_stdout`]).
 fn write_stdout(out: &str) -> anyhow::Result<()> {
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    crate::cli::write_stdout(out.as_bytes())
 }
 
 fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {

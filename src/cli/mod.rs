@@ -89,6 +89,48 @@ impl Hinted {
     }
 }
 
+/// The exit status of a command whose reader closed stdout: 128 + SIGPIPE (13), what a
+/// shell reports for a process SIGPIPE killed, and what git and coreutils give (Rust ignores
+/// SIGPIPE, so the write fails with EPIPE instead of killing the process).
+pub const STDOUT_CLOSED_EXIT: u8 = 141;
+
+/// The reader of stdout went away (EPIPE): the command stops without a message, exiting
+/// [`STDOUT_CLOSED_EXIT`] ([`main`] turns this error into that status).
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed by its reader")]
+pub struct StdoutClosed;
+
+/// Write data to stdout and flush it: the one way commands write their data. A closed pipe
+/// ends the command quietly ([`StdoutClosed`]); any other failure (a full disk: ENOSPC) is an
+/// error, `writing to stdout: …`, never a panic as `println!` gives.
+pub fn write_stdout(data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(data)
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
+}
+
+/// The error for a failed write to stdout (see [`write_stdout`]).
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return anyhow::Error::new(StdoutClosed);
+    }
+    // `No space left on device (os error 28)`: the OS's words are enough.
+    let text = e.to_string();
+    let text = match (text.rfind(" (os error "), e.raw_os_error()) {
+        (Some(i), Some(_)) => text[..i].to_string(),
+        _ => text,
+    };
+    anyhow::Error::new(Hinted::new(
+        format!("writing to stdout: {text}"),
+        Some(
+            "nothing was written in full; redirect stdout to a file or pipe that can take it"
+                .into(),
+        ),
+    ))
+}
+
 /// Print a warning to stderr, in the same style as errors.
 pub fn warn(msg: &str) {
     eprintln!("warning: {msg}");
@@ -118,6 +160,7 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::from(STDOUT_CLOSED_EXIT),
         Err(e) => {
             report(&e);
             ExitCode::FAILURE

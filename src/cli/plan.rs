@@ -1,7 +1,6 @@
 //! `torchkit plan`: print the resolved plan — base image, helper nodes, steps in order with
 //! their commands, mounts and cache rules, and the image config. Data on stdout (text, or
 //! JSON with `--json`: exactly what `plan::lower` turns into LLB).
-#![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 
@@ -25,11 +24,12 @@ pub struct Args {
 /// Run `torchkit plan`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = load_plan(&args.spec, args.resolve_digest)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+    let out = if args.json {
+        serde_json::to_string_pretty(&plan)? + "\n"
     } else {
-        print!("{}", render(&plan));
-    }
+        render(&plan)
+    };
+    crate::cli::write_stdout(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 

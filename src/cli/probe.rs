@@ -18,11 +18,12 @@ pub struct Args {
 /// Run `torchkit probe`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let facts = probe::probe();
-    if args.json {
-        println!("{}", serde_json::to_string(&facts)?);
+    let out = if args.json {
+        serde_json::to_string(&facts)? + "\n"
     } else {
-        print!("{}", render(&facts));
-    }
+        render(&facts)
+    };
+    crate::cli::write_stdout(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -72,14 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         report(&res)
     };
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    crate::cli::write_stdout(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The spec's request (or, without a spec, `--torch`'s) with the flags applied; flags win.

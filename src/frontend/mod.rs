@@ -388,6 +388,30 @@ struct Inputs {
     lock: Option<Vec<u8>>,
 }
 
+/// A spec or requirements file read through the gateway, at most [`load::MAX_INPUT_BYTES`]:
+/// the read stops one byte past the limit (a larger file would otherwise fail on the gRPC
+/// message size) and a file over it is [`LoadError::TooLarge`], its size from a stat.
+async fn read_limited(
+    bridge: &Bridge,
+    r: &crate::proto::moby::buildkit::v1::frontend::Ref,
+    path: &str,
+) -> Result<Result<Vec<u8>, LoadError>, BridgeError> {
+    let limit = load::MAX_INPUT_BYTES;
+    let bytes = bridge
+        .read_file(r, path, Some((0, limit as i64 + 1)))
+        .await?;
+    if bytes.len() as u64 <= limit {
+        return Ok(Ok(bytes));
+    }
+    let size = match bridge.stat_file(r, path).await {
+        Ok(Some(stat)) => u64::try_from(stat.size)
+            .unwrap_or(0)
+            .max(bytes.len() as u64),
+        _ => bytes.len() as u64,
+    };
+    Ok(load::check_size(path, size).map(|()| bytes))
+}
+
 /// `torchkit.lock` beside the spec in the dockerfile local (`sub/torchkit.toml` →
 /// `sub/torchkit.lock`), where the driver looks for it too.
 fn lock_file(filename: &str) -> String {
@@ -421,7 +445,11 @@ async fn locked_set(
                 local = local.session_id(s);
             }
             let (r, _) = solve_local(bridge, local).await?;
-            Some(bridge.read_file(&r, path, None).await?)
+            Some(
+                read_limited(bridge, &r, path)
+                    .await?
+                    .map_err(FrontendError::Load)?,
+            )
         }
         _ => None,
     };
@@ -506,14 +534,16 @@ async fn read_inputs(bridge: &Bridge, opts: &FrontendOptions) -> Result<Inputs, 
         let (r, vertex) = solve_local(bridge, local).await?;
         // Three reads of one ref, each a round trip: together.
         let (bytes, beside, lock) = tokio::join!(
-            bridge.read_file(&r, &opts.filename, None),
+            read_limited(bridge, &r, &opts.filename),
             bridge.read_file(&r, &ignore_beside, None),
             bridge.read_file(&r, &lock_beside, None),
         );
-        let bytes = bytes.map_err(|source| FrontendError::ReadSpec {
-            filename: opts.filename.clone(),
-            source,
-        })?;
+        let bytes = bytes
+            .map_err(|source| FrontendError::ReadSpec {
+                filename: opts.filename.clone(),
+                source,
+            })?
+            .map_err(FrontendError::Load)?;
         Ok::<_, FrontendError>((bytes, beside.ok(), vertex, lock.ok()))
     };
     let context_side = async {

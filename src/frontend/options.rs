@@ -13,7 +13,7 @@ use super::subrequest::Subrequest;
 use crate::buildkit::output::CacheEntry;
 use crate::error::Hint;
 use crate::plan::NoCache;
-use crate::vocab::{BuildArgError, Overrides, ParseError, Step};
+use crate::vocab::{names, BuildArgError, Overrides, ParseError, Step};
 
 /// `BUILDKIT_FRONTEND_OPT_<i>`: one `key=value` frontend option each, `i` = 0, 1, …
 pub const ENV_FRONTEND_OPT_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
@@ -58,6 +58,24 @@ pub const ARG_CA_BUNDLE: &str = "TORCHKIT_CA_BUNDLE";
 pub const ARG_LOCKED: &str = "TORCHKIT_LOCKED";
 /// `--build-arg SOURCE_DATE_EPOCH=…`: the image's `created` time, as for Dockerfiles.
 pub const ARG_SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// Every `TORCHKIT_*` build-arg the frontend reads: the override names of [`names`] and the
+/// switches above. Any other `TORCHKIT_*` build-arg is refused (a misspelt override would
+/// otherwise be ignored without a word).
+pub const KNOWN_BUILD_ARGS: &[&str] = &[
+    names::CUDA,
+    names::FLAVOR,
+    names::DRIVER,
+    names::GPU,
+    names::PROFILE,
+    names::ONLINE,
+    ARG_CA_SECRET,
+    ARG_CA_BUNDLE,
+    ARG_LOCKED,
+];
+
+/// The prefix of torchkit's build-args, matched in any case.
+const TORCHKIT_PREFIX: &str = "TORCHKIT_";
 
 /// The names the Dockerfile frontend uses for the two locals.
 pub const DEFAULT_DOCKERFILE_KEY: &str = "dockerfile";
@@ -111,6 +129,9 @@ pub enum OptionsError {
         /// What it was given.
         value: String,
     },
+    /// A `TORCHKIT_*` build-arg torchkit does not read (a misspelling, say).
+    #[error("unknown build-arg {0}: torchkit reads no such build-arg")]
+    UnknownBuildArg(String),
     /// A subrequest torchkit does not answer (`--call check`, say).
     #[error("the torchkit frontend does not answer the subrequest `{0}`")]
     Subrequest(String),
@@ -138,6 +159,13 @@ impl Hint for OptionsError {
             OptionsError::NamedContext { .. } => Some(
                 "replace the base with `--build-context <base>=docker-image://<image>` (`torchkit plan` prints the base); copy files with [image] copy".into(),
             ),
+            OptionsError::UnknownBuildArg(name) => {
+                let known = KNOWN_BUILD_ARGS.join(", ");
+                Some(match crate::vocab::closest(name, KNOWN_BUILD_ARGS) {
+                    Some(k) => format!("did you mean {k}? torchkit reads {known}"),
+                    None => format!("torchkit reads {known} (see docs/frontend.md)"),
+                })
+            }
             OptionsError::Subrequest(_) => Some(format!(
                 "torchkit answers {}; or run the build without --print/--call",
                 Subrequest::ALL
@@ -350,6 +378,17 @@ pub fn parse(
         value: value.to_string(),
         why: why.to_string(),
     };
+    if let Some(unknown) = opts
+        .keys()
+        .filter_map(|k| k.strip_prefix(OPT_BUILD_ARG))
+        .find(|n| {
+            n.get(..TORCHKIT_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(TORCHKIT_PREFIX))
+                && !KNOWN_BUILD_ARGS.contains(n)
+        })
+    {
+        return Err(OptionsError::UnknownBuildArg(unknown.to_string()));
+    }
     let overrides = Overrides::from_build_args(opts)?;
     let mut ca_bundle = false;
     for name in [ARG_CA_SECRET, ARG_CA_BUNDLE] {
@@ -628,5 +667,62 @@ mod tests {
             "--build-context pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime names no image"
         ));
         assert_eq!(base_source(&BTreeMap::new(), &names), (None, vec![]));
+    }
+
+    #[test]
+    fn an_empty_gpu_entry_is_refused_as_the_flag_refuses_it() {
+        for v in [",,,", "H100,,8.9", " , "] {
+            let e = parse(&opts(&[("build-arg:TORCHKIT_GPU", v)]), None).unwrap_err();
+            assert!(
+                matches!(e, OptionsError::Override(ref b) if b.name == "TORCHKIT_GPU"),
+                "{v}: {e:?}"
+            );
+            assert!(e.hint().unwrap().contains("no empty entry"), "{v}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_torchkit_build_arg_is_refused_with_a_suggestion() {
+        let e = parse(&opts(&[("build-arg:TORCHKIT_CUDAA", "12.8")]), None).unwrap_err();
+        assert!(e.to_string().contains("TORCHKIT_CUDAA"), "{e}");
+        assert!(
+            e.hint().unwrap().contains("did you mean TORCHKIT_CUDA"),
+            "{:?}",
+            e.hint()
+        );
+        let e = parse(&opts(&[("build-arg:TORCHKIT_NOPE", "1")]), None).unwrap_err();
+        assert!(
+            e.hint().unwrap().contains("TORCHKIT_LOCKED"),
+            "{:?}",
+            e.hint()
+        );
+        // Every name torchkit reads is known, and other build-args are not torchkit's.
+        let mut all: Vec<(String, &str)> = KNOWN_BUILD_ARGS
+            .iter()
+            .map(|n| (format!("build-arg:{n}"), ""))
+            .collect();
+        all.push(("build-arg:HTTP_PROXY".into(), "http://proxy"));
+        let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        parse(&opts(&all), None).unwrap();
+        // The prefix in another case is a misspelling too.
+        let e = parse(&opts(&[("build-arg:torchkit_cuda", "12.8")]), None).unwrap_err();
+        assert!(
+            e.hint().unwrap().contains("did you mean TORCHKIT_CUDA"),
+            "{:?}",
+            e.hint()
+        );
+        for n in [
+            names::CUDA,
+            names::FLAVOR,
+            names::DRIVER,
+            names::GPU,
+            names::PROFILE,
+            names::ONLINE,
+            ARG_CA_SECRET,
+            ARG_CA_BUNDLE,
+            ARG_LOCKED,
+        ] {
+            assert!(KNOWN_BUILD_ARGS.contains(&n), "{n}");
+        }
     }
 }

@@ -21,6 +21,8 @@ struct Seen {
     solves: Vec<(String, BTreeMap<String, String>, pb::Definition)>,
     returned: Option<gw::ReturnRequest>,
     warnings: Vec<String>,
+    /// Every ReadFile: the path and its range (offset, length).
+    reads: Vec<(String, Option<(i64, i64)>)>,
 }
 
 #[derive(Clone)]
@@ -99,8 +101,21 @@ impl LlbBridge for Fake {
         req: Request<gw::ReadFileRequest>,
     ) -> Result<Response<gw::ReadFileResponse>, Status> {
         let r = req.into_inner();
+        self.seen.lock().unwrap().reads.push((
+            r.file_path.clone(),
+            r.range.as_ref().map(|g| (g.offset, g.length)),
+        ));
         match self.files.get(&(r.r#ref.clone(), r.file_path.clone())) {
-            Some(d) => Ok(Response::new(gw::ReadFileResponse { data: d.clone() })),
+            // A range reads at most `length` bytes from `offset`, as BuildKit's ReadFile.
+            Some(d) => Ok(Response::new(gw::ReadFileResponse {
+                data: match r.range {
+                    None => d.clone(),
+                    Some(gw::FileRange { offset, length }) => {
+                        let start = (offset as usize).min(d.len());
+                        d[start..(start + length as usize).min(d.len())].to_vec()
+                    }
+                },
+            })),
             None => Err(Status::unknown(format!(
                 "open {}: no such file or directory",
                 r.file_path
@@ -117,9 +132,19 @@ impl LlbBridge for Fake {
 
     async fn stat_file(
         &self,
-        _: Request<gw::StatFileRequest>,
+        req: Request<gw::StatFileRequest>,
     ) -> Result<Response<gw::StatFileResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let r = req.into_inner();
+        match self.files.get(&(r.r#ref, r.path.clone())) {
+            Some(d) => Ok(Response::new(gw::StatFileResponse {
+                stat: Some(crate::proto::fsutil::types::Stat {
+                    path: r.path,
+                    size: d.len() as i64,
+                    ..Default::default()
+                }),
+            })),
+            None => Err(Status::not_found(r.path)),
+        }
     }
 
     async fn ping(
@@ -522,6 +547,43 @@ async fn an_unknown_subrequest_is_refused_with_the_ones_torchkit_answers() {
             && err.message.contains("outline, targets"),
         "{}",
         err.message
+    );
+}
+
+#[tokio::test]
+async fn a_spec_over_the_limit_is_refused_with_its_size_before_parsing() {
+    // 5 MiB of comments: valid TOML, and over the 4 MiB gRPC message size a whole read hits.
+    let big = format!("{SPEC}{}", "# padding padding padding\n".repeat(200_000));
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", &big)],
+        &[("filename", "torchkit.toml")],
+    )
+    .await;
+    assert!(
+        matches!(out, Err(FrontendError::Load(LoadError::TooLarge { size, .. })) if size == big.len() as u64),
+        "{out:?}"
+    );
+    let err = seen.returned.unwrap().error.unwrap();
+    assert!(
+        err.message
+            .starts_with(&format!("torchkit.toml is {} bytes, over", big.len())),
+        "{}",
+        err.message
+    );
+    // Nothing but the spec's local was solved.
+    assert_eq!(seen.solves.len(), 2, "the two loads, no build");
+    // The spec was read only up to one byte past the limit: BuildKit refuses a larger
+    // ReadFile answer (`grpc: received message larger than max`).
+    let spec_read = seen
+        .reads
+        .iter()
+        .find(|(p, _)| p == "torchkit.toml")
+        .unwrap();
+    assert_eq!(
+        spec_read.1,
+        Some((0, load::MAX_INPUT_BYTES as i64 + 1)),
+        "{:?}",
+        seen.reads
     );
 }
 
