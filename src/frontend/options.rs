@@ -711,18 +711,18 @@ mod tests {
             "{:?}",
             e.hint()
         );
-        for n in [
-            names::CUDA,
-            names::FLAVOR,
-            names::DRIVER,
-            names::GPU,
-            names::PROFILE,
-            names::ONLINE,
-            ARG_CA_SECRET,
-            ARG_CA_BUNDLE,
-            ARG_LOCKED,
-        ] {
-            assert!(KNOWN_BUILD_ARGS.contains(&n), "{n}");
+        // Every override the driver hands the frontend image is one it knows: an override
+        // added to the vocabulary but not to the list would be refused here.
+        let every = Overrides {
+            cuda: Some(CudaRequest::Version("12.8".into())),
+            flavor: Some(Flavor::Devel),
+            driver: Some("570.124.06".into()),
+            gpus: Some(GpuList(vec!["H100".into()])),
+            profile: Some(Profile::Test),
+            online: Some(true),
+        };
+        for n in every.to_build_args().keys() {
+            assert!(KNOWN_BUILD_ARGS.contains(&n.as_str()), "{n}");
         }
     }
 }
