@@ -171,3 +171,61 @@ fn decode_reencode_round_trip() {
         assert_eq!(llb::definition_bytes(&decoded), bytes, "{what}");
     }
 }
+
+/// The LLB caps of each BuildKit the e2e tests run on, as its gateway Ping reported them
+/// (tests/fixtures/caps/).
+fn measured_caps() -> Vec<(String, std::collections::BTreeSet<String>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/caps");
+    let mut v: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let caps = std::fs::read_to_string(&p)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect();
+            (name(&p), caps)
+        })
+        .collect();
+    v.sort();
+    assert!(
+        v.len() >= 4,
+        "expected the measured caps in {}",
+        root.display()
+    );
+    v
+}
+
+/// Every example at every profile (with the CA secret and a `.dockerignore`, which add ops
+/// and attributes) compiles for each measured BuildKit, and names only caps it has: the
+/// daemon refuses a whole Definition that names one it lacks.
+#[test]
+fn every_example_compiles_for_every_measured_buildkit() {
+    for (engine, caps) in measured_caps() {
+        let supported = llb::Supported::only(caps.iter().cloned());
+        for dir in examples() {
+            for profile in PROFILES {
+                let (spec, res) = load(&dir);
+                let opts = CompileOptions {
+                    ca_bundle: true,
+                    context_excludes: vec!["data/".into()],
+                    supported: supported.clone(),
+                    ..options(profile)
+                };
+                let c = plan::compile(&spec, &res, &opts)
+                    .unwrap_or_else(|e| panic!("{engine} {}: {e}", dir.display()));
+                for md in c.definition.metadata.values() {
+                    for cap in md.caps.keys() {
+                        assert!(
+                            caps.contains(cap),
+                            "{engine} lacks `{cap}`, which {} at {profile} names",
+                            dir.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

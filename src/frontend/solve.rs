@@ -9,6 +9,17 @@ use crate::plan::{self, CompileError, CompileOptions, Compiled, PinError};
 use crate::resolve::Resolution;
 use crate::spec::Spec;
 
+/// The cap of exporters that rewrite timestamps to `SOURCE_DATE_EPOCH` (BuildKit v0.11).
+const EXPORTER_SOURCE_DATE_EPOCH: &str = "exporter.sourcedateepoch";
+
+/// A warning about the daemon, on stderr: the terminal in the driver, the frontend
+/// vertex's log in the frontend. (Daemons old enough to need one have no
+/// `gateway.warnings` to send it as a build warning.)
+#[allow(clippy::print_stderr)]
+fn warn_stderr(msg: &str) {
+    eprintln!("{msg}");
+}
+
 /// Why the gateway side failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
@@ -68,6 +79,19 @@ async fn compile_and_solve(
     solve: SolveOptions,
 ) -> Result<(Compiled, crate::proto::moby::buildkit::v1::frontend::Ref), SolveError> {
     opts.base = plan::pin_base(spec, res, &opts, bridge).await?.into();
+    // The LLB says only what this daemon reads (the caps of the Ping every build makes
+    // first, in the driver and in the frontend alike).
+    if let Some(caps) = bridge.caps() {
+        opts.supported = caps.llb_supported();
+        if opts.source_date_epoch.is_some() && !caps.has_llb(EXPORTER_SOURCE_DATE_EPOCH) {
+            warn_stderr(&format!(
+                "warning: SOURCE_DATE_EPOCH sets the image's `created`, but this BuildKit \
+                 (older than v0.11, cap `{EXPORTER_SOURCE_DATE_EPOCH}`) keeps the build time \
+                 in layer and history timestamps, so the image digest is not reproducible \
+                 (docs/compatibility.md)"
+            ));
+        }
+    }
     let compiled = plan::compile(spec, res, &opts)?;
     let r = bridge
         .solve(Some(compiled.definition.clone()), solve)

@@ -167,7 +167,12 @@ impl LlbBridge for Fake {
             .into_iter()
             .map(cap)
             .collect(),
-            llb_caps: vec![],
+            // The oldest daemon measured (Docker 20.10): what the frontend emits must fit.
+            llb_caps: include_str!("../../tests/fixtures/caps/buildkit-v0.8.4-docker-20.10.24.txt")
+                .lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(cap)
+                .collect(),
             workers: vec![],
         }))
     }
@@ -831,4 +836,26 @@ async fn locked_without_a_lock_fails_before_building() {
     );
     // Only the spec and .dockerignore loads were solved.
     assert_eq!(seen.solves.len(), 2);
+}
+
+/// A read that failed for another reason than a missing file keeps the daemon's own
+/// words: Docker 20.10 answered "unknown API capability source.local.differ", and the hint
+/// sent users to check the -f path.
+#[test]
+fn only_a_missing_spec_gets_the_path_hint() {
+    let read_error = |message: &str| FrontendError::ReadSpec {
+        filename: "sub/torchkit.toml".into(),
+        source: BridgeError::Rpc {
+            method: "ReadFile",
+            status: tonic::Status::unknown(message),
+        },
+    };
+    let missing = read_error("open sub/torchkit.toml: no such file or directory");
+    assert!(missing.hint().unwrap().contains("-f path"));
+    let caps = read_error("failed to load LLB: unknown API capability source.local.differ");
+    assert!(
+        caps.hint().is_none_or(|h| !h.contains("-f path")),
+        "{:?}",
+        caps.hint()
+    );
 }

@@ -68,6 +68,16 @@ pub enum LlbError {
     /// Bytes that are not a `pb.Definition`.
     #[error("bytes are not a pb.Definition: {0}")]
     Decode(String),
+    /// The daemon lacks an LLB cap the graph cannot do without.
+    #[error("this BuildKit cannot do {feature}: it lacks the LLB cap `{cap}`, which BuildKit {since} added")]
+    Unsupported {
+        /// The cap ID.
+        cap: String,
+        /// What the cap is for.
+        feature: String,
+        /// The first BuildKit release with it.
+        since: String,
+    },
 }
 
 impl Hint for LlbError {
@@ -96,6 +106,11 @@ impl Hint for LlbError {
             Self::Decode(_) | Self::BadOp { .. } => {
                 Some("the input is not LLB; `torchkit llb` writes a protobuf pb.Definition".into())
             }
+            Self::Unsupported { since, .. } => Some(format!(
+                "use BuildKit {since} or newer (Docker 23.0 or newer ships BuildKit v0.10+), \
+                 or a `--addr` that reaches one; docs/compatibility.md lists what each \
+                 BuildKit can do"
+            )),
             Self::InvalidMount { .. } | Self::DuplicateMount(_) => None,
         }
     }

@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use super::exec::ExecNode;
 use super::sourcemap::SourceInfo;
 use super::state::{Node, OpKind, Output, State};
+use super::support::{check_op, Supported};
 use super::{caps, pb, LlbError};
 
 /// `sha256:` + lowercase hex of the SHA-256 of `bytes`: the name BuildKit gives an op.
@@ -80,8 +81,18 @@ pub fn validate(def: &pb::Definition) -> Result<(), LlbError> {
 /// Errors recorded while building (bad image references, an exec without arguments, mount
 /// misuse) surface here, as in the Go client.
 pub fn marshal(state: &State) -> Result<pb::Definition, LlbError> {
+    marshal_for(state, &Supported::all())
+}
+
+/// [`marshal`] for a daemon that has only the `supported` LLB caps: an optional attribute
+/// it lacks the cap for is left out, and an op it cannot run without one is
+/// [`LlbError::Unsupported`] (see [`super::support`]).
+pub fn marshal_for(state: &State, supported: &Supported) -> Result<pb::Definition, LlbError> {
     let out = state.output.as_ref().ok_or(LlbError::EmptyState)?;
-    let mut m = Marshaller::default();
+    let mut m = Marshaller {
+        supported: supported.clone(),
+        ..Marshaller::default()
+    };
     let (digest, index) = m.input(out)?;
 
     let terminal = pb::Op {
@@ -142,6 +153,8 @@ struct Marshaller {
     metadata: BTreeMap<String, pb::OpMetadata>,
     locations: BTreeMap<String, Vec<pb::Location>>,
     infos: Vec<Arc<SourceInfo>>,
+    /// The daemon's LLB caps.
+    supported: Supported,
 }
 
 impl Marshaller {
@@ -153,6 +166,13 @@ impl Marshaller {
         if let Some(d) = self.by_ptr.get(&Arc::as_ptr(node)) {
             return Ok(d.clone());
         }
+        // Attributes (and their caps) the daemon cannot read, left out.
+        let no_attrs = BTreeMap::new();
+        let attrs_of = match &node.op {
+            OpKind::Source { attrs, .. } => attrs,
+            _ => &no_attrs,
+        };
+        let dropped = check_op(&self.supported, &node.meta.caps, attrs_of.keys())?;
         let op = match &node.op {
             OpKind::Source {
                 identifier,
@@ -167,7 +187,11 @@ impl Marshaller {
                     inputs: Vec::new(),
                     op: Some(pb::op::Op::Source(pb::SourceOp {
                         identifier: identifier.clone(),
-                        attrs: attrs.clone(),
+                        attrs: attrs
+                            .iter()
+                            .filter(|(k, _)| !dropped.contains(&k.as_str()))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
                     })),
                     platform: platform.as_ref().map(|p| p.to_pb()),
                     constraints: Some(pb::WorkerConstraints::default()),

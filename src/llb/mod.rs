@@ -49,13 +49,14 @@ mod resolver;
 mod source;
 mod sourcemap;
 mod state;
+mod support;
 
 pub use crate::proto::pb;
 pub use dump::dump;
 pub use error::LlbError;
 pub use exec::{Exec, ExecState, Mount, Network, Security, Sharing};
 pub use file::{CopyOpts, FileAction, MkdirOpts, Owner, RmOpts, UserRef};
-pub use marshal::{decode, definition_bytes, digest_of, marshal, validate};
+pub use marshal::{decode, definition_bytes, digest_of, marshal, marshal_for, validate};
 pub use platform::Platform;
 pub use resolver::{ImageMeta, ImageMetaResolver};
 pub use source::{
@@ -64,6 +65,7 @@ pub use source::{
 };
 pub use sourcemap::{Range, SourceInfo, SourceLocation};
 pub use state::State;
+pub use support::{cap_info, CapInfo, Supported, CAP_TABLE};
 
 /// The `OpMetadata.description` key BuildKit shows as the vertex name in progress output.
 pub const CUSTOM_NAME_KEY: &str = "llb.customname";

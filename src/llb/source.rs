@@ -286,7 +286,10 @@ impl From<Local> for State {
                 Differ::Metadata => "metadata",
                 Differ::None => "none",
             };
-            set("local.differ", v.to_owned(), caps::SOURCE_LOCAL_DIFFER);
+            // As Go's `llb.Differ(t, false)`: the attribute without its cap, which a
+            // daemon older than the cap (BuildKit < v0.9) ignores instead of refusing the
+            // whole Definition.
+            attrs.insert("local.differ".to_owned(), v.to_owned());
         }
         meta.caps.insert(caps::SOURCE_LOCAL.to_owned());
         let node = Node {

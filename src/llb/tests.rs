@@ -92,3 +92,56 @@ fn familiar_names_as_docker_prints_them() {
     }
     assert!(familiar_image_ref("Bad/Name").is_err());
 }
+
+#[test]
+fn an_old_daemon_gets_no_differ_attribute_and_no_cap_it_lacks() {
+    let v08 = Supported::only([caps::SOURCE_LOCAL, caps::SOURCE_LOCAL_FOLLOW_PATHS]);
+    let local = || {
+        local("dockerfile")
+            .follow_paths(["torchkit.toml"])
+            .differ(Differ::None)
+            .into_state()
+    };
+    use prost::Message as _;
+    let attrs =
+        |def: &pb::Definition| match pb::Op::decode(def.def[0].as_slice()).unwrap().op.unwrap() {
+            pb::op::Op::Source(s) => s.attrs,
+            _ => unreachable!(),
+        };
+    let old = marshal_for(&local(), &v08).unwrap();
+    assert!(!attrs(&old).contains_key("local.differ"));
+    let new = marshal(&local()).unwrap();
+    assert_eq!(attrs(&new)["local.differ"], "none");
+    // As Go's `llb.Differ(t, false)`: the attribute never names its cap.
+    for def in [&old, &new] {
+        assert!(def
+            .metadata
+            .values()
+            .all(|m| !m.caps.contains_key(caps::SOURCE_LOCAL_DIFFER)));
+    }
+}
+
+#[test]
+fn a_cap_the_graph_needs_is_an_error_naming_the_release() {
+    let st = State::from(image("busybox"))
+        .run(Exec::shell("true").mount(Mount::tmpfs("/tmp").size(1 << 20)))
+        .root();
+    let err = marshal_for(&st, &Supported::only([caps::SOURCE_IMAGE])).unwrap_err();
+    assert!(matches!(err, LlbError::Unsupported { .. }), "{err}");
+    let v08 = Supported::only(
+        [
+            caps::SOURCE_IMAGE,
+            caps::EXEC_META_BASE,
+            caps::EXEC_MOUNT_BIND,
+            caps::EXEC_MOUNT_TMPFS,
+            caps::CONSTRAINTS,
+            caps::PLATFORM,
+        ]
+        .map(String::from),
+    );
+    let msg = marshal_for(&st, &v08).unwrap_err().to_string();
+    assert!(
+        msg.contains("exec.mount.tmpfs.size") && msg.contains("v0.10.0"),
+        "{msg}"
+    );
+}

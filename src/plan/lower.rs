@@ -54,6 +54,11 @@ type OutputKey<'a> = (StepName, Exec, &'a str);
 /// Lower a plan to its LLB Definition and, for an image, its image config. Refuses a plan
 /// that may not be built ([`Plan::check_buildable`]) or that contradicts itself.
 pub fn lower(plan: &Plan) -> Result<Lowered, CompileError> {
+    lower_for(plan, &llb::Supported::all())
+}
+
+/// [`lower`] for a daemon with only the `supported` LLB caps ([`llb::marshal_for`]).
+pub fn lower_for(plan: &Plan, supported: &llb::Supported) -> Result<Lowered, CompileError> {
     plan.check_buildable()?;
     let src = SourceInfo::new(&plan.spec, plan.spec_text.as_bytes(), "toml");
     let platform = platform(&plan.platform)?;
@@ -172,7 +177,7 @@ pub fn lower(plan: &Plan) -> Result<Lowered, CompileError> {
         }
     };
     Ok(Lowered {
-        definition: llb::marshal(&result)?,
+        definition: llb::marshal_for(&result, supported)?,
         image_config,
     })
 }

@@ -49,7 +49,7 @@ use crate::spec::{Span, Spec};
 use crate::vocab::{Profile, Step as StepName};
 
 pub use image_config::image_config;
-pub use lower::{lower, Lowered, BUST_MOUNT, EPOCH_MOUNT};
+pub use lower::{lower, lower_for, Lowered, BUST_MOUNT, EPOCH_MOUNT};
 pub use pin::{pin_base, PinError, PinnedBase};
 pub use resolution::{
     resolution_run, ResolutionInputs, APT_SIMULATION, PACKAGES_MOUNT, PIP_REPORT,
@@ -140,6 +140,9 @@ pub struct CompileOptions {
     /// replaces the reference wholly: `[base] mirror` and digest pins of the spec and the lock
     /// do not apply to it (its own `@sha256:` does, else the caller's lookup).
     pub base_source: Option<String>,
+    /// The daemon's LLB caps (its gateway `Ping`); the default, every cap, is for LLB
+    /// whose reader is not known (`torchkit llb`).
+    pub supported: crate::llb::Supported,
 }
 
 /// The output of [`compile`].
@@ -689,7 +692,7 @@ pub fn compile(
     let Lowered {
         definition,
         image_config,
-    } = lower(&plan)?;
+    } = lower_for(&plan, &opts.supported)?;
     Ok(Compiled {
         image_config: image_config.expect("plan() always plans an image"),
         plan,

@@ -66,7 +66,7 @@ impl Hint for BridgeError {
     fn hint(&self) -> Option<String> {
         match self {
             BridgeError::MissingCap { cap, .. } => Some(format!(
-                "upgrade the daemon (Docker 26+ / BuildKit v0.13+ are tested); `{cap}` is checked at Ping"
+                "upgrade the daemon (Docker 20.10+ / BuildKit v0.8+ are tested, docs/compatibility.md); `{cap}` is checked at Ping"
             )),
             BridgeError::Rpc { status, .. } if status.code() == tonic::Code::Unimplemented => {
                 Some("the daemon's gateway API is too old for this call; upgrade BuildKit".into())
@@ -115,6 +115,16 @@ impl Caps {
     /// dockerd's graphdriver store).
     pub fn has_llb(&self, cap: &str) -> bool {
         Caps::check(&self.llb, cap).is_ok()
+    }
+
+    /// The enabled LLB caps, for [`crate::llb::marshal_for`].
+    pub fn llb_supported(&self) -> crate::llb::Supported {
+        crate::llb::Supported::only(
+            self.llb
+                .iter()
+                .filter(|(_, c)| c.enabled)
+                .map(|(id, _)| id.clone()),
+        )
     }
 
     /// Fails with [`BridgeError::MissingCap`] naming the first missing gateway cap.

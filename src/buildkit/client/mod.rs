@@ -85,7 +85,7 @@ fn rpc_hint(status: &tonic::Status, addr: &str) -> Option<String> {
             "the connection to {addr} broke; check that the daemon is still running (`scripts/test-env.sh up`)"
         )),
         Code::Unimplemented => Some(format!(
-            "the daemon at {addr} is too old for this call; upgrade BuildKit (Docker 26+ is tested)"
+            "the daemon at {addr} is too old for this call; upgrade BuildKit (docs/compatibility.md lists what each version can do)"
         )),
         Code::PermissionDenied | Code::Unauthenticated => {
             Some("check registry credentials and the daemon's entitlements".into())
