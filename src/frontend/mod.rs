@@ -93,10 +93,24 @@ pub enum FrontendError {
     Solve(#[from] SolveError),
 }
 
+/// Whether a gateway read failed because the file is not there.
+fn is_not_found(e: &BridgeError) -> bool {
+    match e {
+        BridgeError::Rpc { status, .. } => {
+            status.code() == tonic::Code::NotFound
+                || status.message().contains("no such file or directory")
+        }
+        _ => false,
+    }
+}
+
 impl Hint for FrontendError {
     fn hint(&self) -> Option<String> {
         match self {
             FrontendError::Options(e) => e.hint(),
+            // Only a file that is not there is about the path; anything else the daemon
+            // said keeps its own hint, not a guessed cause.
+            FrontendError::ReadSpec { source, .. } if !is_not_found(source) => source.hint(),
             FrontendError::ReadSpec { filename, .. } if filename == options::DEFAULT_FILENAME => Some(
                 "name the spec with -f, e.g. `docker build -f torchkit.toml .` (docker looks for `Dockerfile` by default)".into(),
             ),
