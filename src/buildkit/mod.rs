@@ -12,6 +12,7 @@
 //! - [`token`]: random build tokens and ids (the one source of randomness).
 
 pub mod client;
+pub mod docker_api;
 pub mod output;
 pub mod progress;
 mod resolver;

@@ -47,7 +47,7 @@ use crate::buildkit::session::{
     Attachables, LocalStore, SecretSource, CACHE_MANIFEST_KEY,
 };
 use crate::buildkit::token;
-use crate::buildkit::transport::probe_not_buildkit;
+use crate::buildkit::transport::{probe_not_buildkit, Address};
 use crate::buildkit::{BuildError, BuildOptions, Client, ConnectOptions, TlsOptions};
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
@@ -668,6 +668,26 @@ async fn build(p: Prepared) -> Result<(), Failed> {
             e.kind = "moby".into();
         }
     }
+    // `push=true` through the Docker socket: the classic store's `moby` exporter ignores
+    // it, so dockerd pushes afterwards through its API, as buildx's docker driver does
+    // (and `docker build --push`), whichever store it uses.
+    let mut api_push = Vec::new();
+    if let Address::Docker(socket) = client.address() {
+        classic_store_check(socket, &options.exporters).await?;
+        for e in options.exporters.iter_mut().filter(|e| e.kind == "moby") {
+            if e.attrs.get("push").map(String::as_str) == Some("true") {
+                e.attrs.remove("push");
+                let names = e.attrs.get("name").cloned().unwrap_or_default();
+                api_push.extend(
+                    names
+                        .split(',')
+                        .filter(|n| !n.is_empty())
+                        .map(|n| (socket.clone(), n.to_owned())),
+                );
+            }
+        }
+    }
+    let quiet = options.progress == ProgressMode::Quiet;
     options.attach(attachables).map_err(hinted)?;
 
     let result = match frontend {
@@ -721,6 +741,23 @@ async fn build(p: Prepared) -> Result<(), Failed> {
         }
     };
 
+    let mut response = response;
+    if !api_push.is_empty() {
+        let auth = crate::credentials::DockerAuth::from_env();
+        for (socket, name) in &api_push {
+            if !quiet {
+                eprintln!("pushing {name} through the Docker API");
+            }
+            let pushed = crate::buildkit::docker_api::push(socket, name, &auth)
+                .await
+                .map_err(|e| Failed::Error(hinted(e)))?;
+            // What the registry has: on the classic store the exporter's digest is the
+            // image ID (the config's digest), not the manifest's.
+            if let Some(d) = pushed {
+                response.insert(IMAGE_DIGEST_KEY.to_string(), d);
+            }
+        }
+    }
     update_local_cache_indexes(&local_cache_exports, &response)?;
     if let Some(path) = &metadata_file {
         write_metadata(path, &build_ref, &response)?;
@@ -731,9 +768,47 @@ async fn build(p: Prepared) -> Result<(), Failed> {
     Ok(())
 }
 
-/// Whether the daemon is dockerd's embedded BuildKit: its workers carry moby's own labels
-/// (`org.mobyproject.buildkit.worker.moby.host-gateway-ip`), which buildkitd's do not.
+/// On a classic-store dockerd, BuildKit has only the `moby`, `local` and `tar` exporters:
+/// an `oci` or `docker` archive fails before anything is built, naming the store and the
+/// way around it (as buildx refuses them for its docker driver there).
+async fn classic_store_check(
+    socket: &Path,
+    exporters: &[crate::buildkit::output::Exporter],
+) -> Result<(), Failed> {
+    use crate::buildkit::docker_api::{image_store, ImageStore};
+    let Some(e) = exporters
+        .iter()
+        .find(|e| matches!(e.kind.as_str(), "oci" | "docker"))
+    else {
+        return Ok(());
+    };
+    match image_store(socket).await {
+        Ok((ImageStore::Classic, version)) => Err(Failed::Error(anyhow::Error::new(Hinted::new(
+            format!(
+                "`--output type={}` needs Docker's containerd image store: this dockerd ({version}) \
+                 uses the classic store, whose BuildKit exports only to Docker's images \
+                 (`-t`), a directory (`type=local`) or a file tree tar (`type=tar`)",
+                e.kind
+            ),
+            Some(
+                "build with `-t NAME` and then `docker save NAME -o FILE`, or turn on the \
+                 containerd image store (`\"features\": {\"containerd-snapshotter\": true}` in \
+                 daemon.json, Docker 24+)"
+                    .into(),
+            ),
+        )))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the daemon is dockerd's embedded BuildKit: reached through the Docker API socket
+/// (`docker://`, `DOCKER_HOST`, a Docker context), or its workers carry moby's own labels
+/// (`org.mobyproject.buildkit.worker.moby.host-gateway-ip`, Docker 23+), which buildkitd's
+/// do not. Docker 20.10's workers have no such label.
 async fn is_dockerd(client: &Client) -> bool {
+    if matches!(client.address(), Address::Docker(_)) {
+        return true;
+    }
     client.list_workers().await.is_ok_and(|ws| {
         ws.iter().any(|w| {
             w.labels
