@@ -322,8 +322,12 @@ fn a_bad_spec_fails_with_its_line_in_the_docker_output() {
         "{out}"
     );
     assert!(out.contains("did you mean `user`?"), "{out}");
-    // ... and the excerpt the CLI prints from the errdefs.Source detail.
-    assert!(out.contains(">>> usr = \"ml\""), "{out}");
+    // ... and the excerpt the CLI prints from the errdefs.Source detail, which Docker
+    // 20.10 (BuildKit 0.8) does not pass on from a `# syntax=` frontend
+    // (docs/compatibility.md).
+    if !support::docker_server_version().starts_with("20.") {
+        assert!(out.contains(">>> usr = \"ml\""), "{out}");
+    }
 }
 
 #[test]

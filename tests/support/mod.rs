@@ -120,6 +120,20 @@ pub fn host_gateway() -> String {
     .to_string()
 }
 
+/// Whether the test daemon keeps images in the containerd image store (`docker info`'s
+/// `DriverStatus`); the classic store's BuildKit has no `image`, `oci` or `docker`
+/// exporter. scripts/test.sh runs the e2e tests on both.
+pub fn containerd_store() -> bool {
+    docker(&["info", "--format", "{{json .DriverStatus}}"]).contains("io.containerd.snapshotter.v1")
+}
+
+/// The test daemon's version (`docker version`'s server version: 20.10.24, 26.1.5, …).
+pub fn docker_server_version() -> String {
+    docker(&["version", "--format", "{{.Server.Version}}"])
+        .trim()
+        .to_string()
+}
+
 /// Panics (never skips) with the fix when dockerd does not answer `/_ping`.
 pub fn require_daemon() {
     let sock = docker_socket();
