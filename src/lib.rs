@@ -21,7 +21,8 @@
 //! - [`plan`]: spec + resolution → [`plan::Plan`] (steps, helper nodes, mounts, cache rules:
 //!   the whole graph as data), [`plan::lower`] of a plan to LLB, and [`plan::compile`], the
 //!   one function the driver and the frontend share;
-//! - [`llb`]: an immutable BuildKit LLB builder with deterministic marshalling;
+//! - [`llb`]: an immutable BuildKit LLB builder with deterministic marshalling, for the
+//!   LLB caps a daemon reports;
 //! - [`lock`]: `torchkit.lock` (base digest, exact apt/pip sets with hashes, input
 //!   fingerprints), its diff against the spec, the lock rules of a build ([`lock::check`])
 //!   and the readers of `torchkit lock`'s answers;
