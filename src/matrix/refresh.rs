@@ -282,7 +282,7 @@ fn next_source_id(m: &Matrix) -> String {
 }
 
 /// The newest release among `companions` of `project` that declares torch `v`.
-fn companion_for(companions: &[Companion], project: &str, v: &Version) -> Option<String> {
+pub fn companion_for(companions: &[Companion], project: &str, v: &Version) -> Option<String> {
     companions
         .iter()
         .filter(|c| c.project == project)

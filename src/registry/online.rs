@@ -8,7 +8,9 @@ use crate::error::Hint;
 use crate::matrix::facts::{self, FactsError, ReleaseFacts};
 use crate::matrix::Version;
 
+use super::refresh::{read_companions, Reader};
 use super::{RegistryClient, RegistryError};
+use crate::matrix::refresh::companion_for;
 
 /// PyPI, as pip knows it.
 pub const DEFAULT_PYPI: &str = "https://pypi.org";
@@ -136,9 +138,9 @@ pub async fn release_facts(
     })
 }
 
-/// The newest release of `project` (of its newest four) whose Requires-Dist admits torch
-/// `torch`. None when none does or PyPI cannot say: the resolver then marks the pairing
-/// as assumed.
+/// The newest release of `project` (of its newest few, [`read_companions`]) whose
+/// Requires-Dist admits torch `torch`. None when none does or PyPI cannot say: the resolver
+/// then marks the pairing as assumed.
 async fn companion(
     client: &RegistryClient,
     src: &Sources,
@@ -146,22 +148,9 @@ async fn companion(
     torch: &Version,
     looked_up: &mut Vec<String>,
 ) -> Option<String> {
-    let url = format!("{}/pypi/{project}/json", src.pypi);
-    let body = client.fetch(&url).await.ok()?;
-    let releases = facts::pypi_project(&url, &body).ok()?;
-    looked_up.push(url);
-    for (v, _) in releases.iter().rev().take(4) {
-        let url = format!("{}/pypi/{project}/{v}/json", src.pypi);
-        let Ok(body) = client.fetch(&url).await else {
-            continue;
-        };
-        let Ok(r) = facts::pypi_release(&url, &body) else {
-            continue;
-        };
-        if facts::torch_requirement(&r.requires_dist).is_some_and(|req| req.admits(torch)) {
-            looked_up.push(url);
-            return Some(v.to_string());
-        }
-    }
-    None
+    let reader = Reader::Http(client.clone());
+    let found = read_companions(&reader, &src.pypi, project, looked_up)
+        .await
+        .ok()?;
+    companion_for(&found, project, torch)
 }

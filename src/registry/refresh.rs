@@ -208,39 +208,44 @@ pub async fn gather(reader: &Reader, src: &Sources, m: &Matrix) -> Result<Gather
 
     if !new.is_empty() {
         for project in ["torchvision", "torchaudio"] {
-            companions(reader, src, project, &mut g).await?;
+            let found = read_companions(reader, &src.pypi, project, &mut g.looked_up).await?;
+            g.companions.extend(found);
         }
     }
     Ok(g)
 }
 
-/// The newest [`COMPANIONS`] releases of `project` and what each requires of torch.
-async fn companions(
+/// The newest [`COMPANIONS`] releases of `project` on the PyPI at `pypi` and what each
+/// requires of torch; the URLs read are added to `looked_up`. Also what `--online` reads
+/// to pair a torch release with its torchvision and torchaudio
+/// ([`crate::registry::online`]).
+pub async fn read_companions(
     reader: &Reader,
-    src: &Sources,
+    pypi: &str,
     project: &str,
-    g: &mut Gathered,
-) -> Result<(), RefreshError> {
-    let url = format!("{}/pypi/{project}/json", src.pypi);
+    looked_up: &mut Vec<String>,
+) -> Result<Vec<Companion>, RefreshError> {
+    let url = format!("{pypi}/pypi/{project}/json");
     let Some(body) = reader.get(&url).await? else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let releases = facts::pypi_project(&url, &body)?;
-    g.looked_up.push(url);
+    looked_up.push(url);
+    let mut out = Vec::new();
     for (v, _) in releases.iter().rev().take(COMPANIONS) {
-        let url = format!("{}/pypi/{project}/{v}/json", src.pypi);
+        let url = format!("{pypi}/pypi/{project}/{v}/json");
         let Some(body) = reader.get(&url).await? else {
             continue;
         };
         let r = facts::pypi_release(&url, &body)?;
-        g.companions.push(Companion {
+        out.push(Companion {
             project: project.to_string(),
             version: v.clone(),
             requires: facts::torch_requirement(&r.requires_dist),
         });
-        g.looked_up.push(url);
+        looked_up.push(url);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Write `text` to `path` atomically (a temporary file in the same directory, renamed over
