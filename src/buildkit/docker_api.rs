@@ -221,18 +221,16 @@ pub async fn push(
     }
 }
 
-/// Percent-encodes a path or query component (everything but unreserved characters and
-/// `/`, which repository paths keep).
+/// Percent-encodes a path or query component: everything but letters, digits, `-._~` and
+/// `/`, which repository paths keep.
 fn percent(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
 #[cfg(test)]
@@ -254,6 +252,7 @@ mod tests {
             ("localhost:5000/a/b", "latest")
         );
         assert_eq!(split_tag("app"), ("app", "latest"));
+        assert_eq!(percent("localhost:5000/a/b"), "localhost%3A5000/a/b");
     }
 
     #[test]
