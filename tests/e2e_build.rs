@@ -1046,3 +1046,25 @@ fn source_date_epoch_sets_created_and_an_old_buildkit_says_what_it_cannot_do() {
     assert_eq!(warned, old, "{}", tail(&r.stderr, 20));
     let _ = docker(&["image", "rm", &tag]);
 }
+
+/// `--load` without `--tag`, as buildx's on its docker driver: an untagged image in Docker's
+/// images, its ID printed, on either image store.
+#[test]
+fn load_without_a_tag_stores_an_untagged_image() {
+    require_daemon();
+    let r = TestCommand::new()
+        .args([
+            "build",
+            spec("cache").to_str().unwrap(),
+            "--addr",
+            &addr(),
+            "--load",
+            "--progress",
+            "plain",
+        ])
+        .assert_ok();
+    let id = r.stdout.trim();
+    assert!(id.starts_with("sha256:"), "{}", r.stdout);
+    let env = docker(&["image", "inspect", "-f", "{{json .Config.Env}}", id]);
+    assert!(env.contains("TORCHKIT_E2E=cache"), "{env}");
+}

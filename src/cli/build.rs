@@ -92,6 +92,10 @@ pub struct Args {
     /// Push the image outputs (adds `push=true` to them, as buildx does).
     #[arg(long)]
     push: bool,
+    /// Load the image into Docker's images, as buildx's `--load` does on its docker
+    /// driver: with no `--tag`, an untagged image (its ID is printed). Needs dockerd.
+    #[arg(long)]
+    load: bool,
     /// Progress output: auto, tty, plain, rawjson or quiet.
     #[arg(
         long,
@@ -153,6 +157,8 @@ struct Prepared {
     metadata_file: Option<PathBuf>,
     /// `type=local` cache exports: the directory and the `index.json` tag to update.
     local_cache_exports: Vec<(PathBuf, String)>,
+    /// `--load`: the daemon must be dockerd.
+    load: bool,
 }
 
 /// Run `torchkit build`.
@@ -239,6 +245,13 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
                 "add --tag REGISTRY/REPO:TAG (or --output type=image,name=REGISTRY/REPO:TAG)",
             ));
         }
+    }
+    if args.load && !exporters.iter().any(|e| e.kind == "image") {
+        exporters.push(output::Exporter {
+            kind: "image".into(),
+            attrs: BTreeMap::new(),
+            dest: output::Destination::None,
+        });
     }
     if exporters.is_empty() {
         crate::cli::warn(
@@ -374,6 +387,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         frontend,
         metadata_file: args.metadata_file.clone(),
         local_cache_exports,
+        load: args.load,
     })
 }
 
@@ -655,12 +669,24 @@ async fn build(p: Prepared) -> Result<(), Failed> {
         frontend,
         metadata_file,
         local_cache_exports,
+        load,
     } = p;
     let client = Client::connect(&connect)
         .await
         .map_err(|e| build_error(BuildError::from(e), None))?;
     let addr = client.address().to_string();
-    if options.exporters.iter().any(|e| e.kind == "image") && is_dockerd(&client).await {
+    let dockerd = options.exporters.iter().any(|e| e.kind == "image") && is_dockerd(&client).await;
+    if load && !dockerd {
+        return Err(Failed::Error(anyhow::Error::new(Hinted::new(
+            format!("--load puts the image into Docker's images, and {addr} is not dockerd"),
+            Some(
+                "build through Docker (`--addr docker://`, or DOCKER_HOST), or write an archive \
+                 and load it: `-o type=docker,dest=- | docker load`"
+                    .into(),
+            ),
+        ))));
+    }
+    if dockerd {
         // As buildx's docker driver does: dockerd's `moby` exporter stores the image under
         // its normalised name in Docker's image store (so `docker run` finds it) and still
         // pushes with push=true; plain `image` would leave it invisible to Docker.
