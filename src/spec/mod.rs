@@ -703,11 +703,18 @@ impl Validator<'_> {
             None => "/workspace".to_string(),
             Some(w) => {
                 self.mark("image.workdir", &w);
-                if !w.get_ref().starts_with('/') || w.get_ref().split('/').any(|c| c == "..") {
+                if !w.get_ref().starts_with('/') {
                     return self.err(
                         w.span(),
                         format!("workdir `{}` is not an absolute path", w.get_ref()),
                         "use an absolute path such as \"/workspace\"",
+                    );
+                }
+                if w.get_ref().split('/').any(|c| c == "..") {
+                    return self.err(
+                        w.span(),
+                        format!("workdir `{}` goes up with `..`", w.get_ref()),
+                        "write the directory it means without `..`, such as \"/workspace\"",
                     );
                 }
                 w.into_inner()

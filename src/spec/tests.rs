@@ -325,3 +325,49 @@ fn spans_count_characters_not_bytes() {
     let e = err("[torch]\nversion = \"2.8.0\"\n[image]\nenv = { \"é\" = \"y\" }\n");
     assert_eq!(e.span.col, 9);
 }
+
+#[test]
+fn a_wrong_copy_entry_says_what_an_entry_takes() {
+    let spec = |entry: &str| format!("[torch]\nversion = \"2.8.0\"\n[image]\ncopy = [{entry}]\n");
+    let e = err(&spec("{ from = \"a/\" }"));
+    assert!(
+        e.message
+            .contains("unknown key `from` in a copy table: it takes `src` and an optional `dest`"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.span.line, 4, "{e:?}");
+    let e = err(&spec("{ dest = \"/x\" }"));
+    assert!(
+        e.message.contains("a copy table needs `src`"),
+        "{}",
+        e.message
+    );
+    let e = err(&spec("1"));
+    assert!(
+        e.message
+            .contains("expected a path (\"src/\") or a table with `src`"),
+        "{}",
+        e.message
+    );
+    assert!(
+        !e.message.contains("did not match any variant"),
+        "{}",
+        e.message
+    );
+    let ok = parse(
+        &spec("\"src/\", { src = \"a\", dest = \"/b\" }"),
+        "torchkit.toml",
+    )
+    .unwrap();
+    assert_eq!(ok.image.copy.len(), 2);
+}
+
+#[test]
+fn a_workdir_that_goes_up_says_so() {
+    let e = err("[torch]\nversion = \"2.8.0\"\n[image]\nworkdir = \"/work/../../etc\"\n");
+    assert_eq!(e.message, "workdir `/work/../../etc` goes up with `..`");
+    assert!(e.help.unwrap().contains("without `..`"));
+    let e = err("[torch]\nversion = \"2.8.0\"\n[image]\nworkdir = \"work\"\n");
+    assert_eq!(e.message, "workdir `work` is not an absolute path");
+}

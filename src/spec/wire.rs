@@ -68,8 +68,9 @@ pub(super) struct ImageWire {
     pub copy: Option<S<Vec<S<CopyWire>>>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// One `[image] copy` entry. Read by hand rather than as an untagged enum, whose only
+/// error is "data did not match any variant": each wrong shape says what an entry takes.
+#[derive(Debug)]
 pub(super) enum CopyWire {
     /// `"src/"`: copied to the same relative path under the workdir.
     Path(String),
@@ -77,11 +78,52 @@ pub(super) enum CopyWire {
     Table(CopyTableWire),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub(super) struct CopyTableWire {
     pub src: String,
     pub dest: Option<String>,
+}
+
+/// What a copy entry is, for serde's "invalid type" messages.
+const COPY_EXPECTED: &str =
+    "a path (\"src/\") or a table with `src` and an optional `dest` ({ src = \"src/\", dest = \"/opt/src\" })";
+
+impl<'de> Deserialize<'de> for CopyWire {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CopyWire;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(COPY_EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CopyWire, E> {
+                Ok(CopyWire::Path(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<CopyWire, A::Error> {
+                use serde::de::Error as _;
+                let (mut src, mut dest) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "src" => src = Some(map.next_value::<String>()?),
+                        "dest" => dest = Some(map.next_value::<String>()?),
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown key `{other}` in a copy table: it takes `src` and an optional `dest`"
+                            )))
+                        }
+                    }
+                }
+                let src = src.ok_or_else(|| {
+                    A::Error::custom("a copy table needs `src` (and takes an optional `dest`)")
+                })?;
+                Ok(CopyWire::Table(CopyTableWire { src, dest }))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -100,13 +100,31 @@ pub enum ExportError {
     },
 }
 
+/// The fix for a destination whose directory cannot take the export: it is missing, or
+/// this user may not write there, or the disk is full.
+fn prepare_hint(dest: &std::path::Path, kind: std::io::ErrorKind) -> String {
+    use std::io::ErrorKind;
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+        _ => ".".to_string(),
+    };
+    match kind {
+        ErrorKind::NotFound => format!("create {dir} first"),
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+            format!("{dir} is not writable by you: choose a dest in a directory you can write")
+        }
+        ErrorKind::StorageFull => format!("free space on the disk that holds {dir}"),
+        _ => format!("check that {dir} is a directory you can write"),
+    }
+}
+
 impl Hint for ExportError {
     fn hint(&self) -> Option<String> {
         match self {
             ExportError::Unsupported(_) => Some(
                 "use --output type=tar|oci|docker|local,dest=<path> for client-side output".into(),
             ),
-            ExportError::Prepare { .. } => Some("create the parent directory of dest first".into()),
+            ExportError::Prepare { dest, source } => Some(prepare_hint(dest, source.kind())),
             ExportError::DirectoryToStdout => {
                 Some("use type=tar,dest=- to stream an archive to stdout".into())
             }
@@ -777,5 +795,20 @@ async fn receive_dir(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_that_cannot_take_the_export_gets_the_fix_for_its_cause() {
+        use std::io::ErrorKind;
+        let dest = std::path::Path::new("/ro/out.tar");
+        assert_eq!(prepare_hint(dest, ErrorKind::NotFound), "create /ro first");
+        assert!(prepare_hint(dest, ErrorKind::PermissionDenied).contains("not writable"));
+        assert!(prepare_hint(dest, ErrorKind::ReadOnlyFilesystem).contains("not writable"));
+        assert!(prepare_hint(dest, ErrorKind::StorageFull).contains("free space"));
     }
 }
