@@ -349,10 +349,16 @@ fn built_image_runs_with_the_spec_environment_and_no_build_secrets() {
         "-c",
         "if [ -d /root/.cache/pip ] && [ -n \"$(ls -A /root/.cache/pip)\" ]; then echo pipcache=present; else echo pipcache=absent; fi; \
          if [ -e /run/secrets/torchkit-ca ]; then echo secret=present; else echo secret=absent; fi; \
+         echo \"apt-cache=[$(ls /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/lib/apt/lists/*_Packages* 2>/dev/null | head -3)]\"; \
          hits=$(grep -rlsF \"$MARKER\" / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev | head -5); \
          echo \"ca-files=[$hits]\"",
     ]);
-    for want in ["pipcache=absent", "secret=absent", "ca-files=[]"] {
+    for want in [
+        "pipcache=absent",
+        "secret=absent",
+        "ca-files=[]",
+        "apt-cache=[]",
+    ] {
         assert!(out.lines().any(|l| l == want), "no `{want}` in:\n{out}");
     }
 }
