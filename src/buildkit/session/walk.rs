@@ -118,7 +118,7 @@ pub(crate) enum WalkError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}: file name is not valid UTF-8")]
+    #[error("{0}: the file name is not UTF-8, which the build's file protocol cannot carry; rename it, or add it to .dockerignore if the build does not use it")]
     NonUtf8(PathBuf),
 }
 
@@ -282,9 +282,11 @@ impl Walker<'_> {
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
             let abs = abs_dir.join(&name);
-            let name = name
-                .to_str()
-                .ok_or_else(|| WalkError::NonUtf8(abs.clone()))?;
+            // Names are bytes on Linux, but the file protocol carries text: a name that is
+            // not UTF-8 is matched as written (lossily) and is an error only if it would be
+            // sent, so a `.dockerignore` entry keeps it out of the build as with buildx.
+            let utf8 = name.to_str().is_some();
+            let name = name.to_string_lossy();
             let rel = if rel_dir.is_empty() {
                 name.to_string()
             } else {
@@ -326,6 +328,12 @@ impl Walker<'_> {
                     }
                     skip = true;
                 }
+            }
+            if !utf8 {
+                if skip {
+                    continue;
+                }
+                return Err(WalkError::NonUtf8(abs));
             }
             let stat = match self.stat(&abs, &rel, &meta) {
                 Ok(s) => s,
@@ -433,6 +441,37 @@ mod tests {
         );
         assert!(go_mode::is_regular(0o644));
         assert!(!go_mode::is_regular(go_mode::SYMLINK | 0o777));
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_an_error_only_if_it_would_be_sent() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let bad = std::ffi::OsStr::from_bytes(b"caf\xe9.bin");
+        std::fs::create_dir_all(r.join("data")).unwrap();
+        std::fs::write(r.join("data").join(bad), "x").unwrap();
+        std::fs::write(r.join(bad), "x").unwrap();
+        std::fs::write(r.join("app.py"), "x").unwrap();
+        // Excluded by name pattern and by its directory: walked past, not sent.
+        let opts = FilterOptions {
+            exclude: vec!["*.bin".into(), "data".into()],
+            ..Default::default()
+        };
+        let paths: Vec<String> = walk(r, &opts, true)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.stat.path)
+            .collect();
+        assert_eq!(paths, ["app.py"]);
+        // Sent: an error that names the file and the fix.
+        let err = walk(r, &FilterOptions::default(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not UTF-8") && err.contains(".dockerignore"),
+            "{err}"
+        );
     }
 
     #[test]
