@@ -300,3 +300,43 @@ fn a_requirements_file_over_one_mib_is_refused_before_any_work() {
         r.describe()
     );
 }
+
+/// A copy source or requirements file that is not in the local context, or a symlink that
+/// leads out of it, fails `build` at its spec line before any daemon is contacted.
+#[test]
+fn context_sources_are_checked_before_the_build() {
+    let (dir, spec) = write_spec(
+        "[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n\n[image]\ncopy = [\"src/\", { src = \"app/\", dest = \"/opt/app\" }]\n",
+    );
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    let build = || {
+        torchkit(&[
+            "build",
+            spec.to_str().unwrap(),
+            "--addr",
+            "unix:///nonexistent/buildkitd.sock",
+        ])
+    };
+    let r = build();
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("torchkit.toml:6:17: copy source `app/` is not in the build context"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("nonexistent"),
+        "no daemon was dialled:\n{}",
+        r.stderr
+    );
+    std::os::unix::fs::symlink("/etc", dir.path().join("app")).unwrap();
+    let r = build();
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("copy source `app/` leads out of the build context: it resolves to /etc"),
+        "{}",
+        r.stderr
+    );
+}

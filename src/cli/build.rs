@@ -226,6 +226,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
             "pass --context DIR, or leave it out to use the spec's directory",
         ));
     }
+    check_context_sources(&loaded.spec, &context).map_err(|e| common::spec_error(&e))?;
     let context_excludes = read_context_excludes(&loaded.path, &context).map_err(hinted)?;
     // With --frontend the frontend reads torchkit.lock itself (TORCHKIT_LOCKED=1 below);
     // checking here too fails early, before anything is sent.
@@ -825,6 +826,61 @@ async fn classic_store_check(
         )))),
         _ => Ok(()),
     }
+}
+
+/// The context files the spec names (`[image] copy` sources, `[python] requirements`)
+/// exist in the local context and stay inside it: a missing one, or a symlink that leaves
+/// the context, is an error at its spec line before anything is sent (BuildKit would
+/// report it as a failed cache key of the copy).
+fn check_context_sources(
+    spec: &crate::spec::Spec,
+    context: &Path,
+) -> Result<(), crate::spec::SpecError> {
+    let root = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+    let sources = spec
+        .image
+        .copy
+        .iter()
+        .enumerate()
+        .map(|(n, c)| (format!("image.copy.{n}"), "copy source", c.src.as_str()))
+        .chain(spec.python.requirements.iter().map(|r| {
+            (
+                "python.requirements".to_string(),
+                "requirements file",
+                r.as_str(),
+            )
+        }));
+    for (key, what, src) in sources {
+        let path = context.join(src.trim_end_matches('/'));
+        match std::fs::canonicalize(&path) {
+            Err(_) => return Err(spec.error_at(
+                &key,
+                format!(
+                    "{what} `{src}` is not in the build context {}",
+                    context.display()
+                ),
+                Some(format!(
+                    "create {}, or write the path relative to the context directory (--context)",
+                    path.display()
+                )),
+            )),
+            Ok(real) if !real.starts_with(&root) => {
+                return Err(spec.error_at(
+                    &key,
+                    format!(
+                        "{what} `{src}` leads out of the build context: it resolves to {}",
+                        real.display()
+                    ),
+                    Some(
+                        "a build sees only the context: copy the file into it instead of linking"
+                            .into(),
+                    ),
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether the daemon is dockerd's embedded BuildKit: reached through the Docker API socket

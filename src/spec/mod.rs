@@ -41,7 +41,7 @@ pub struct Spec {
     /// Where each key was written (`"python.packages"` → span), for source maps and
     /// for errors found after parsing (an impossible torch/CUDA pair, say).
     #[serde(skip)]
-    pub locations: BTreeMap<&'static str, Span>,
+    pub locations: BTreeMap<String, Span>,
     /// The text as read, for source maps (`Definition.Source`).
     #[serde(skip)]
     pub text: String,
@@ -381,7 +381,7 @@ pub fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
 struct Validator<'a> {
     text: &'a str,
     file: &'a str,
-    locations: BTreeMap<&'static str, Span>,
+    locations: BTreeMap<String, Span>,
 }
 
 type R<T> = Result<T, SpecError>;
@@ -404,9 +404,9 @@ impl Validator<'_> {
             .or_else(|e: ParseError| self.err(v.span(), e.to_string(), e.help))
     }
 
-    fn mark<T>(&mut self, key: &'static str, v: &S<T>) {
+    fn mark<T>(&mut self, key: impl Into<String>, v: &S<T>) {
         self.locations
-            .insert(key, Span::from_range(self.text, v.span()));
+            .insert(key.into(), Span::from_range(self.text, v.span()));
     }
 
     fn spec(mut self, w: SpecWire) -> R<Spec> {
@@ -789,7 +789,9 @@ impl Validator<'_> {
         let mut copy = vec![];
         if let Some(list) = i.copy {
             self.mark("image.copy", &list);
-            for c in list.into_inner() {
+            for (n, c) in list.into_inner().into_iter().enumerate() {
+                // Each entry's own place (`image.copy.0`, …), for errors about its source.
+                self.mark(format!("image.copy.{n}"), &c);
                 let span = c.span();
                 let (src, dest) = match c.into_inner() {
                     CopyWire::Path(p) => (p, None),
