@@ -575,10 +575,12 @@ fn local_sources_encode_attrs_as_go_does() {
         "source.local.excludepatterns",
         "source.local.followpaths",
         "source.local.sharedkeyhint",
-        "source.local.differ",
     ] {
         assert!(md.caps.contains_key(cap), "{cap}");
     }
+    // As Go's `llb.Differ(t, false)`: the attribute without its cap, so that a daemon
+    // older than the cap (BuildKit < v0.9) ignores it instead of refusing the Definition.
+    assert!(!md.caps.contains_key("source.local.differ"));
 }
 
 #[test]
