@@ -107,9 +107,8 @@ impl Hint for LlbError {
                 Some("the input is not LLB; `torchkit llb` writes a protobuf pb.Definition".into())
             }
             Self::Unsupported { since, .. } => Some(format!(
-                "use BuildKit {since} or newer (Docker 23.0 or newer ships BuildKit v0.10+), \
-                 or a `--addr` that reaches one; docs/compatibility.md lists what each \
-                 BuildKit can do"
+                "build on a daemon with BuildKit {since} or newer (`--addr`); \
+                 docs/compatibility.md lists what each BuildKit can do"
             )),
             Self::InvalidMount { .. } | Self::DuplicateMount(_) => None,
         }
