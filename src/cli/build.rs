@@ -853,17 +853,19 @@ fn check_context_sources(
     for (key, what, src) in sources {
         let path = context.join(src.trim_end_matches('/'));
         match std::fs::canonicalize(&path) {
-            Err(_) => return Err(spec.error_at(
-                &key,
-                format!(
-                    "{what} `{src}` is not in the build context {}",
-                    context.display()
-                ),
-                Some(format!(
+            Err(_) => {
+                return Err(spec.error_at(
+                    &key,
+                    format!(
+                        "{what} `{src}` is not in the build context {}",
+                        context.display()
+                    ),
+                    Some(format!(
                     "create {}, or write the path relative to the context directory (--context)",
                     path.display()
                 )),
-            )),
+                ))
+            }
             Ok(real) if !real.starts_with(&root) => {
                 return Err(spec.error_at(
                     &key,
