@@ -340,3 +340,46 @@ fn context_sources_are_checked_before_the_build() {
         r.stderr
     );
 }
+
+/// An archive dest or `--metadata-file` that cannot be written is refused before the
+/// build, not after it.
+#[test]
+fn destinations_are_checked_before_the_build() {
+    let (dir, spec) = write_spec("[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n");
+    let d = dir.path().display().to_string();
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            spec.to_str().unwrap(),
+            "--addr",
+            "unix:///nonexistent/buildkitd.sock",
+        ];
+        args.extend(extra);
+        torchkit(&args)
+    };
+    let out = format!("type=oci,dest={d}");
+    let r = build(&["-o", &out]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("writes one file, and dest"),
+        "{}",
+        r.stderr
+    );
+    let r = build(&["--metadata-file", &d]);
+    assert!(
+        r.stderr
+            .contains(&format!("--metadata-file {d} is a directory")),
+        "{}",
+        r.stderr
+    );
+    let missing = format!("{d}/no/such/dir/meta.json");
+    let r = build(&["--metadata-file", &missing]);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    for r in [build(&["-o", &out]), build(&["--metadata-file", &missing])] {
+        assert!(
+            !r.stderr.contains("nonexistent"),
+            "no daemon was dialled:\n{}",
+            r.stderr
+        );
+    }
+}

@@ -254,6 +254,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
             dest: output::Destination::None,
         });
     }
+    check_destinations(&exporters, args.metadata_file.as_deref())?;
     if exporters.is_empty() {
         crate::cli::warn(
             "No output specified: the result stays in the build cache only. \
@@ -826,6 +827,52 @@ async fn classic_store_check(
         )))),
         _ => Ok(()),
     }
+}
+
+/// Where the build will write, checked before it starts (a failure after a long build
+/// would lose it): an archive `dest` that is a directory, a `--metadata-file` that is a
+/// directory or whose directory is missing.
+fn check_destinations(
+    exporters: &[output::Exporter],
+    metadata_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    for e in exporters {
+        if let output::Destination::File(p) = &e.dest {
+            if p.is_dir() {
+                return Err(flag_error(
+                    format!(
+                        "--output type={} writes one file, and dest {} is a directory",
+                        e.kind,
+                        p.display()
+                    ),
+                    "name a file, e.g. dest=out/image.tar (type=local writes a directory)",
+                ));
+            }
+        }
+    }
+    if let Some(m) = metadata_file {
+        let dir = match m.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if m.is_dir() {
+            return Err(flag_error(
+                format!("--metadata-file {} is a directory", m.display()),
+                "name a file, e.g. --metadata-file out/metadata.json",
+            ));
+        }
+        if !dir.is_dir() {
+            return Err(flag_error(
+                format!(
+                    "--metadata-file {}: the directory {} does not exist",
+                    m.display(),
+                    dir.display()
+                ),
+                "create it first, or name a file in an existing directory",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The context files the spec names (`[image] copy` sources, `[python] requirements`)
