@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::credentials::{server_key, DockerAuth};
 use crate::error::Hint;
+use crate::llb;
 
 /// Why a push through the Docker API failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +58,13 @@ impl Hint for PushError {
     }
 }
 
-/// The registry host of an image name, as Docker reads it: the first component when it has
-/// a `.` or `:` or is `localhost`, else Docker Hub.
-pub fn registry_host(name: &str) -> &str {
-    match name.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
-        _ => "docker.io",
-    }
+/// The registry host of an image name, as Docker reads it ([`llb::normalize_image_ref`]);
+/// Docker Hub for a name that does not parse (the daemon then refuses the push itself).
+pub fn registry_host(name: &str) -> String {
+    llb::normalize_image_ref(name)
+        .ok()
+        .and_then(|n| n.split('/').next().map(str::to_owned))
+        .unwrap_or_else(|| "docker.io".to_owned())
 }
 
 /// `(repository, tag)` of an image name (`latest` when it has none), for the push URL.
@@ -193,12 +194,12 @@ pub async fn push(
     };
     let host = registry_host(name);
     let creds = auth
-        .credentials(server_key(host))
+        .credentials(server_key(&host))
         .await
         .map_err(|e| transport(e.to_string()))?;
     let (repo, tag) = split_tag(name);
     let uri = format!("/images/{}/push?tag={}", percent(repo), percent(tag));
-    let header = registry_auth(&creds.username, &creds.secret, server_key(host));
+    let header = registry_auth(&creds.username, &creds.secret, server_key(&host));
     let (status, body) = request(socket, "POST", &uri, Some(header))
         .await
         .map_err(transport)?;

@@ -43,8 +43,8 @@ use crate::buildkit::client::{GatewayFrontend, SolveOptions, IMAGE_DIGEST_KEY};
 use crate::buildkit::output::{self, CacheDirection, CacheEntry};
 use crate::buildkit::progress::ProgressMode;
 use crate::buildkit::session::{
-    local_store_id, parse_secret_spec, read_context_excludes, resolve_tag, update_index,
-    Attachables, LocalStore, SecretSource, CACHE_MANIFEST_KEY,
+    local_store_id, parent_dir, parse_secret_spec, read_context_excludes, resolve_tag,
+    update_index, Attachables, LocalStore, SecretSource, CACHE_MANIFEST_KEY,
 };
 use crate::buildkit::token;
 use crate::buildkit::transport::{probe_not_buildkit, Address};
@@ -215,10 +215,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
             crate::cli::warn(w);
         }
     }
-    let spec_dir = match loaded.path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let spec_dir = parent_dir(&loaded.path);
     let context = args.context.clone().unwrap_or_else(|| spec_dir.clone());
     if !context.is_dir() {
         return Err(flag_error(
@@ -851,10 +848,7 @@ fn check_destinations(
         }
     }
     if let Some(m) = metadata_file {
-        let dir = match m.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let dir = parent_dir(m);
         if m.is_dir() {
             return Err(flag_error(
                 format!("--metadata-file {} is a directory", m.display()),
@@ -1046,10 +1040,7 @@ fn write_metadata(
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     let json = metadata_json(build_ref, response);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".torchkit-metadata-")
         .tempfile_in(dir)

@@ -65,7 +65,7 @@ pub use source::{
 };
 pub use sourcemap::{Range, SourceInfo, SourceLocation};
 pub use state::State;
-pub use support::{cap_info, CapInfo, Supported, CAP_TABLE};
+pub use support::Supported;
 
 /// The `OpMetadata.description` key BuildKit shows as the vertex name in progress output.
 pub const CUSTOM_NAME_KEY: &str = "llb.customname";

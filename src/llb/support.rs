@@ -43,11 +43,6 @@ impl Supported {
     pub fn has(&self, cap: &str) -> bool {
         self.caps.as_ref().is_none_or(|c| c.contains(cap))
     }
-
-    /// Whether every cap counts as supported (no daemon was asked).
-    pub fn is_all(&self) -> bool {
-        self.caps.is_none()
-    }
 }
 
 /// One LLB cap torchkit may emit: what it is for, the first BuildKit release that has it,

@@ -104,10 +104,7 @@ pub enum ExportError {
 /// this user may not write there, or the disk is full.
 fn prepare_hint(dest: &std::path::Path, kind: std::io::ErrorKind) -> String {
     use std::io::ErrorKind;
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
-        _ => ".".to_string(),
-    };
+    let dir = parent_dir(dest).display().to_string();
     match kind {
         ErrorKind::NotFound => format!("create {dir} first"),
         ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
@@ -204,7 +201,9 @@ pub struct ExportSink {
     inner: Arc<Inner>,
 }
 
-fn temp_parent(dest: &Path) -> PathBuf {
+/// The directory a file path lives in (`.` for a bare name): where an export's temporary
+/// file goes, and what a message about a destination names.
+pub fn parent_dir(dest: &Path) -> PathBuf {
     match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -229,7 +228,7 @@ impl ExportSink {
         let (dest, dir) = if dest == Path::new("-") {
             (Dest::Stdout, std::env::temp_dir())
         } else {
-            (Dest::Path(dest.to_path_buf()), temp_parent(dest))
+            (Dest::Path(dest.to_path_buf()), parent_dir(dest))
         };
         let file = tempfile::Builder::new()
             .prefix(".torchkit-export-")
@@ -247,7 +246,7 @@ impl ExportSink {
         if dest == Path::new("-") {
             return Err(ExportError::DirectoryToStdout);
         }
-        let dir = temp_parent(dest);
+        let dir = parent_dir(dest);
         let tmp = tempfile::Builder::new()
             .prefix(".torchkit-export-")
             .tempdir_in(&dir)

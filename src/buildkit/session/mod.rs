@@ -48,7 +48,7 @@ pub use content::{
     digest_hex, local_store_id, resolve_tag, update_index, LocalStore, CACHE_MANIFEST_KEY,
     REF_NAME_ANNOTATION, STORE_ID_KEY,
 };
-pub use export::{ExportError, ExportFormat, ExportSink, EXPORTER_ID_KEY};
+pub use export::{parent_dir, ExportError, ExportFormat, ExportSink, EXPORTER_ID_KEY};
 pub use ignorefile::{
     beside_spec, context_excludes, parse_dockerignore, read_context_excludes, IgnoreFileError,
     DOCKERIGNORE,

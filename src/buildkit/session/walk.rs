@@ -425,6 +425,15 @@ pub(crate) fn path_key(p: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// The paths `walk` would send, in order.
+    fn sent_paths(root: &Path, opts: &FilterOptions) -> Vec<String> {
+        walk(root, opts, true)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.stat.path)
+            .collect()
+    }
+
     #[test]
     fn modes() {
         assert_eq!(go_mode::from_unix(0o100755), 0o755);
@@ -458,11 +467,7 @@ mod tests {
             exclude: vec!["*.bin".into(), "data".into()],
             ..Default::default()
         };
-        let paths: Vec<String> = walk(r, &opts, true)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.stat.path)
-            .collect();
+        let paths = sent_paths(r, &opts);
         assert_eq!(paths, ["app.py"]);
         // Sent: an error that names the file and the fix.
         let err = walk(r, &FilterOptions::default(), true)
@@ -488,11 +493,7 @@ mod tests {
             exclude: vec!["skip".into(), "!skip/keep".into()],
             ..Default::default()
         };
-        let paths: Vec<String> = walk(r, &opts, true)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.stat.path)
-            .collect();
+        let paths = sent_paths(r, &opts);
         assert_eq!(
             paths,
             [
@@ -521,11 +522,7 @@ mod tests {
             follow: vec!["torchkit.toml".into()],
             ..Default::default()
         };
-        let paths: Vec<String> = walk(r, &opts, true)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.stat.path)
-            .collect();
+        let paths = sent_paths(r, &opts);
         assert_eq!(paths, ["real", "real/spec.toml", "torchkit.toml"]);
     }
 }
