@@ -221,7 +221,7 @@ fn exec_json(e: &pb::ExecOp) -> Value {
             Value::Object(o)
         })
         .collect();
-    json!({
+    let mut out = json!({
         "args": meta.args,
         "env": meta.env,
         "cwd": meta.cwd,
@@ -229,7 +229,15 @@ fn exec_json(e: &pb::ExecOp) -> Value {
         "network": network,
         "security": security,
         "mounts": mounts,
-    })
+    });
+    if !e.cdi_devices.is_empty() {
+        out["cdi_devices"] = e
+            .cdi_devices
+            .iter()
+            .map(|d| json!({"name": d.name, "optional": d.optional}))
+            .collect();
+    }
+    out
 }
 
 fn owner_json(c: &Option<pb::ChownOpt>) -> Value {

@@ -211,6 +211,7 @@ pub struct Exec {
     network: Network,
     security: Security,
     mounts: Vec<Mount>,
+    devices: Vec<(String, bool)>,
     meta: OpMeta,
 }
 
@@ -225,6 +226,7 @@ impl Exec {
             network: Network::Sandbox,
             security: Security::Sandbox,
             mounts: Vec::new(),
+            devices: Vec::new(),
             meta: OpMeta::default(),
         }
     }
@@ -263,6 +265,13 @@ impl Exec {
     /// Security mode.
     pub fn security(mut self, security: Security) -> Self {
         self.security = security;
+        self
+    }
+
+    /// Gives the exec a CDI device (`nvidia.com/gpu=all`), as `RUN --device` does; an
+    /// optional one is left out when the daemon has no such device.
+    pub fn cdi_device(mut self, name: &str, optional: bool) -> Self {
+        self.devices.push((name.to_owned(), optional));
         self
     }
 
@@ -314,6 +323,7 @@ pub(crate) struct ExecNode {
     pub user: String,
     pub network: Network,
     pub security: Security,
+    pub devices: Vec<(String, bool)>,
     pub mounts: Vec<MountNode>,
     pub platform: Platform,
     pub error: Option<LlbError>,
@@ -393,6 +403,14 @@ impl ExecNode {
                 Security::Insecure => pb::SecurityMode::Insecure,
             } as i32,
             secretenv: Vec::new(),
+            cdi_devices: self
+                .devices
+                .iter()
+                .map(|(name, optional)| pb::CdiDevice {
+                    name: name.clone(),
+                    optional: *optional,
+                })
+                .collect(),
         }
     }
 }
@@ -537,6 +555,9 @@ pub(crate) fn build(base: &State, exec: Exec) -> ExecState {
     if exec.security != Security::Sandbox {
         meta.caps.insert(caps::EXEC_META_SECURITY.to_owned());
     }
+    if !exec.devices.is_empty() {
+        meta.caps.insert(caps::EXEC_META_CDI.to_owned());
+    }
     let mut next_output = 0;
     let mut outputs: Vec<(String, i64, Arc<StateMeta>)> = Vec::new();
     for (m, continues) in &mut plain {
@@ -581,6 +602,7 @@ pub(crate) fn build(base: &State, exec: Exec) -> ExecState {
             user,
             network: exec.network,
             security: exec.security,
+            devices: exec.devices,
             mounts: plain.into_iter().map(|(m, _)| m).chain(secrets).collect(),
             platform,
             error,

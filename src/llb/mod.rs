@@ -98,6 +98,8 @@ pub mod caps {
     pub const EXEC_META_BASE: &str = "exec.meta.base";
     /// A network mode other than sandbox.
     pub const EXEC_META_NETWORK: &str = "exec.meta.network";
+    /// `ExecOp.cdiDevices`: Container Device Interface devices (GPUs), BuildKit v0.20.
+    pub const EXEC_META_CDI: &str = "exec.meta.cdi";
     /// A security mode other than sandbox.
     pub const EXEC_META_SECURITY: &str = "exec.meta.security";
     /// A bind mount with a source (the root mount included).

@@ -64,7 +64,8 @@ pub struct CapInfo {
 /// first release tag that contains the commit adding the cap to `solver/pb/caps.go` in
 /// github.com/moby/buildkit (`git tag --contains`); BuildKit v0.8.4 (Docker 20.10, Debian
 /// bookworm's docker.io) was measured to lack each of them, v0.13.2 (Docker 26.1) to have
-/// them. Every other cap torchkit emits is in v0.8.
+/// all but `exec.meta.cdi`, v0.25.2 (Docker 28.5) to have all (tests/fixtures/caps/).
+/// Every other cap torchkit emits is in v0.8.
 pub const CAP_TABLE: &[CapInfo] = &[
     CapInfo {
         cap: caps::SOURCE_LOCAL_DIFFER,
@@ -82,6 +83,12 @@ pub const CAP_TABLE: &[CapInfo] = &[
         cap: caps::EXEC_MOUNT_TMPFS_SIZE,
         feature: "a size limit on a tmpfs mount",
         since: "v0.10.0",
+        optional_attr: None,
+    },
+    CapInfo {
+        cap: caps::EXEC_META_CDI,
+        feature: "a GPU in a build step (CDI devices, `--gpus`)",
+        since: "v0.20.0",
         optional_attr: None,
     },
 ];
