@@ -171,6 +171,7 @@ pub struct Bridge {
     client: LlbBridgeClient<InterceptedService<Channel, BuildIdInterceptor>>,
     caps: Arc<OnceLock<Caps>>,
     returned: Arc<std::sync::atomic::AtomicBool>,
+    session_id: Option<String>,
 }
 
 impl fmt::Debug for Bridge {
@@ -195,7 +196,19 @@ impl Bridge {
             client,
             caps: Arc::new(OnceLock::new()),
             returned: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            session_id: None,
         })
+    }
+
+    /// The bridge of a build whose client session is `id` (the driver's own session).
+    pub fn with_session(mut self, id: &str) -> Bridge {
+        self.session_id = Some(id.to_string());
+        self
+    }
+
+    /// The client session of the build, when the bridge knows it.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
     }
 
     fn c(&self) -> LlbBridgeClient<InterceptedService<Channel, BuildIdInterceptor>> {

@@ -277,8 +277,11 @@ impl Client {
         T: Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
-        let build_ref = new_id();
-        let bridge = Bridge::new(self.channel.clone(), Some(&build_ref))?;
+        let (build_ref, session_id) = (new_id(), new_id());
+        // The session id goes into the LLB's local sources (`local.session`), so that
+        // identical locals of concurrent builds are not merged into one vertex reading
+        // whichever build's directory came first.
+        let bridge = Bridge::new(self.channel.clone(), Some(&build_ref))?.with_session(&session_id);
         let side: SideFuture<T> = Box::pin(async move {
             let caps = bridge.ping().await?;
             if let Err(e) = caps.require_frontend(REQUIRED_GATEWAY_CAPS) {
@@ -302,7 +305,9 @@ impl Client {
                 }
             }
         });
-        let out = self.solve_with(build_ref, opts, "", Some(side)).await?;
+        let out = self
+            .solve_with((build_ref, session_id), opts, "", Some(side))
+            .await?;
         Ok(BuildOutput {
             build_ref: out.build_ref,
             exporter_response: out.exporter_response,
@@ -320,12 +325,17 @@ impl Client {
         opts.frontend_attrs.extend(frontend.attrs);
         opts.frontend_attrs
             .insert("source".into(), frontend.source.clone());
-        self.solve_with(new_id(), opts, "gateway.v0", None::<SideFuture<()>>)
-            .await
-            .map(|o| BuildOutput {
-                build_ref: o.build_ref,
-                exporter_response: o.exporter_response,
-                value: (),
-            })
+        self.solve_with(
+            (new_id(), new_id()),
+            opts,
+            "gateway.v0",
+            None::<SideFuture<()>>,
+        )
+        .await
+        .map(|o| BuildOutput {
+            build_ref: o.build_ref,
+            exporter_response: o.exporter_response,
+            value: (),
+        })
     }
 }

@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 
 use super::build::SideFuture;
 use super::{
-    control_client, new_id, BuildError, BuildOptions, BuildOutput, Client, ClientError, Interrupt,
+    control_client, BuildError, BuildOptions, BuildOutput, Client, ClientError, Interrupt,
 };
 use crate::buildkit::output::{CacheEntry, Exporter};
 use crate::buildkit::progress::Renderer;
@@ -194,12 +194,11 @@ impl Client {
     /// attached and Ctrl-C watched; `side` (the build function) runs beside it.
     pub(super) async fn solve_with<T: Send + 'static>(
         &self,
-        build_ref: String,
+        (build_ref, session_id): (String, String),
         mut opts: BuildOptions,
         frontend: &str,
         side: Option<SideFuture<T>>,
     ) -> Result<BuildOutput<Option<T>>, BuildError> {
-        let session_id = new_id();
         let mut renderer = Renderer::stderr(opts.progress);
 
         // Session: attach first so the daemon finds it when the solve needs it.
