@@ -2,7 +2,27 @@
 # test-env.sh - a real BuildKit for torchkit tests, from Debian packages only.
 #
 # The project's copy of shared/reference/test-env.sh (see test-env.md there), adapted: the
-# Python stand-in is built once and served under every name in STANDIN_REFS.
+# stand-ins are a Python base image plus a FAKE torch (scripts/fake-torch.py) that matches each
+# name in STANDIN_REFS, so torchkit's verify stage (src/plan/verify.py) passes in them.
+#
+# Stand-ins (STANDIN=1), all in the registry, none left in the local image store:
+#   $REGNAME/torchkit-test/python-base:1   debootstrap bookworm minbase + STANDIN_PKGS; no torch.
+#                         Built once (rebuilt when STANDIN_PKGS changes).
+#   every STANDIN_REFS name (pytorch/pytorch:<torch>-cuda<X.Y>-cudnn<N>-<flavor>)
+#                         FROM that base + a fake torch into the interpreter's site-packages
+#                         (/usr/local/lib/python3.11/dist-packages, where `pip install` puts
+#                         packages): torch <torch>+cu<XY>, version.cuda X.Y, cuDNN, the wheel's
+#                         arch list, torchvision/torchaudio of that release (table STANDIN_TORCH;
+#                         an unknown release is an error). Another repository: the base, no torch.
+#   $REGNAME/torchkit-test/pytorch:<tag>   deliberately wrong images for the verify e2e tests,
+#                         each "torch 2.8.0 cu128" with one fault:
+#       2.8.0-wrong-cuda   torch 2.8.0+cu126, CUDA 12.6, the cu126 arch list (no sm_100/sm_120)
+#       2.8.0-cpu-torch    torch 2.8.0+cpu, version.cuda None, no cuDNN, no arch list
+#       2.8.0-no-sm120     the right torch minus sm_120 in its arch list
+#       2.8.0-broken-deps  torchvision requires torch==2.7.0 (`pip check` fails)
+#   Each carries the label torchkit.test.fake-torch-key: a hash of fake-torch.py, its arguments and
+#   the base digest. `up` rebuilds a name whose key differs (an older torch-less stand-in too) and
+#   leaves current ones alone.
 #
 # BuildKit is the one embedded in dockerd. The engine (dockerd, docker CLI, buildx plugin) comes
 # from a newer Debian suite through `apt-get download` + `dpkg -x`: nothing from that suite is
@@ -34,12 +54,13 @@
 #   BRIDGE_CIDR=172.30.0.1/24
 #   NS=                   containerd namespace for this dockerd (only matters when it shares a
 #                         system containerd with another dockerd)
-#   STANDIN=0             1: build the python stand-in image (debootstrap; about 1-2 min)
+#   STANDIN=0             1: build the python stand-ins (debootstrap once, about 1-2 min; then
+#                         a docker build per fake torch, a few seconds)
 #   STANDIN_REFS="pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
-#                         space-separated Docker Hub names the stand-in is served as. It is built
-#                         once; every name missing from the registry gets a tag + push of that one
-#                         image (an image already in the registry is pulled back, not rebuilt).
+#                         space-separated Docker Hub names served by stand-ins (see above). Names
+#                         with the same fake torch (runtime and devel) are one image.
 #                         STANDIN_REF (one name, the old setting) is used when STANDIN_REFS is not set
+#   FAKE_TORCH=<dir of this script>/fake-torch.py
 #   STANDIN_PKGS="python3 python3-pip python3-venv python-is-python3"
 #   DEBIAN_MIRROR=http://deb.debian.org/debian
 #   DOCKERD_ARGS=         extra dockerd flags
@@ -132,7 +153,9 @@ save_state() {
 install_host_packages() {
   local need="containerd runc tini iptables docker-registry curl ca-certificates" missing p
   [ "$ENGINE" = bookworm ] && need="$need docker.io"
-  [ "$STANDIN" = 1 ] && need="$need debootstrap"
+  # python3: scripts/fake-torch.py and the registry reads of the stand-ins; python3-venv: the
+  # venv of tests/verify_script.rs
+  [ "$STANDIN" = 1 ] && need="$need debootstrap python3 python3-venv"
   [ -n "$BRIDGE" ] && need="$need iproute2"
   missing=$(for p in $need; do
     [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || echo "$p"; done)
@@ -284,46 +307,205 @@ busybox_base() {  # a ~2 MB image from Debian's busybox-static; no pull from any
   docker push -q "$REGNAME/library/busybox:latest" >/dev/null
 }
 
-python_standin() {  # Debian bookworm minbase + python3/pip/venv, built once, pushed as every STANDIN_REFS name
-  local ref path have="" missing=() src
-  for ref in "${STANDIN_LIST[@]}"; do
-    path=$(hub_path "$ref")
-    if in_registry "${path%%:*}" "${path##*:}"; then
-      log "$REGNAME/$path already in the registry"; [ -n "$have" ] || have=$path
-    else
-      missing+=("$path")
-    fi
+# --- python stand-ins: Debian + python3 + a FAKE torch (scripts/fake-torch.py) -------------------
+# The fake torch of each official tag, from the tag (<torch>-cuda<X.Y>-cudnn<N>-<flavor>): cuDNN as
+# torch.backends.cudnn.version() reports it, torchvision, torchaudio and the wheel's
+# TORCH_CUDA_ARCH_LIST, as src/matrix/matrix.toml has them (shared/reference/cuda-torch-matrix.md
+# sections 5.1 and 6.1). Add a row to serve another release.
+#  torch  cuda cudnn torchvision torchaudio arch list
+STANDIN_TORCH='
+2.7.0  11.8 90100 0.22.0 2.7.0  3.7;5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.7.0  12.6 90501 0.22.0 2.7.0  5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.7.0  12.8 90701 0.22.0 2.7.0  7.5;8.0;8.6;9.0;10.0;12.0+PTX
+2.7.1  11.8 90100 0.22.1 2.7.1  3.7;5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.7.1  12.6 90501 0.22.1 2.7.1  5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.7.1  12.8 90701 0.22.1 2.7.1  7.5;8.0;8.6;9.0;10.0;12.0+PTX
+2.8.0  12.6 91002 0.23.0 2.8.0  5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.8.0  12.8 91002 0.23.0 2.8.0  7.0;7.5;8.0;8.6;9.0;10.0;12.0
+2.8.0  12.9 91002 0.23.0 2.8.0  7.0;7.5;8.0;8.6;9.0;10.0;12.0+PTX
+2.9.0  12.6 91002 0.24.0 2.9.0  5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.9.0  12.8 91002 0.24.0 2.9.0  7.0;7.5;8.0;8.6;9.0;10.0;12.0
+2.9.0  13.0 91300 0.24.0 2.9.0  7.5;8.0;8.6;9.0;10.0;12.0+PTX
+2.9.1  12.6 91002 0.24.1 2.9.1  5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.9.1  12.8 91002 0.24.1 2.9.1  7.0;7.5;8.0;8.6;9.0;10.0;12.0
+2.9.1  13.0 91300 0.24.1 2.9.1  7.5;8.0;8.6;9.0;10.0;12.0+PTX
+2.10.0 12.6 91002 0.25.0 2.10.0 5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.10.0 12.8 91002 0.25.0 2.10.0 7.0;7.5;8.0;8.6;9.0;10.0;12.0
+2.10.0 13.0 91501 0.25.0 2.10.0 7.5;8.0;8.6;9.0;10.0;12.0+PTX
+2.11.0 12.6 91002 0.26.0 2.11.0 5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.11.0 12.8 91701 0.26.0 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.11.0 13.0 91900 0.26.0 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.12.0 12.6 91002 0.27.0 2.11.0 5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.12.0 13.0 92000 0.27.0 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.12.0 13.2 92000 0.27.0 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.12.1 12.6 91002 0.27.1 2.11.0 5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.12.1 13.0 92000 0.27.1 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.12.1 13.2 92000 0.27.1 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.13.0 12.6 91002 0.28.0 2.11.0 5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.13.0 13.0 92000 0.28.0 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.13.0 13.2 92000 0.28.0 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.14.0 12.6 91002 0.29.0 2.11.0 5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.14.0 13.0 92400 0.29.0 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.14.0 13.2 92400 0.29.0 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.14.1 12.6 91002 0.29.1 2.11.0 5.0;6.0;7.0;7.5;8.0;8.6;9.0
+2.14.1 13.0 92400 0.29.1 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.14.1 13.2 92400 0.29.1 2.11.0 7.5;8.0;8.6;9.0;10.0;12.0
+2.15.0 13.2 92600 0.29.2 2.11.1 7.5;8.0;8.6;9.0;10.0;12.0
+'
+PYBASE_REPO=torchkit-test/python-base PYBASE_TAG=1
+FAKE_TORCH=${FAKE_TORCH:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fake-torch.py}
+# Deliberately wrong images for the verify stage's end-to-end tests: name (under
+# $REGNAME/torchkit-test/pytorch) -> fake-torch.py arguments, each "as 2.8.0 cu128" with one fault.
+WRONG_STANDINS=(2.8.0-wrong-cuda 2.8.0-cpu-torch 2.8.0-no-sm120 2.8.0-broken-deps)
+
+arch_flags() {  # arch_flags "7.0;9.0;12.0+PTX" -> "sm_70 sm_90 sm_120 compute_120"
+  local e out=() ptx=()
+  IFS=';' read -r -a list <<< "$1"
+  for e in "${list[@]}"; do
+    case $e in *+PTX) e=${e%+PTX}; ptx+=("compute_${e/./}") ;; esac
+    out+=("sm_${e/./}")
   done
-  [ "${#missing[@]}" -gt 0 ] || return 0
-  if [ -n "$have" ]; then
-    # the stand-in exists under another name: fetch it back from the local registry, no rebuild
-    src=$REGNAME/$have
-    docker pull -q "$src" >/dev/null
-  else
-    src=$REGNAME/${missing[0]}
-    local r=$RT/standin-rootfs
-    rm -rf "$r"
-    debootstrap --variant=minbase --include="$(echo "$STANDIN_PKGS" | tr ' ' ',')" \
-      bookworm "$r" "$DEBIAN_MIRROR" > "$RT/debootstrap.log" 2>&1 || { tail -20 "$RT/debootstrap.log" >&2; return 1; }
-    rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb
-    # pip in the real image (conda python) installs into the system interpreter; allow the same here (PEP 668)
-    rm -f "$r"/usr/lib/python3*/EXTERNALLY-MANAGED
-    # the title names the refs of this build; names added later by re-tagging share the image
-    tar -C "$r" -c . | docker import \
-      -c 'CMD ["/bin/bash"]' -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'ENV LANG=C.UTF-8' \
-      -c "LABEL org.opencontainers.image.title=\"TEST STAND-IN for $STANDIN_REFS\"" \
-      -c 'LABEL org.opencontainers.image.description="Debian bookworm minbase + python3, pip, venv. No torch, no CUDA. For offline tests only."' \
-      -c 'LABEL torchkit.test.stand-in="true"' \
-      - "$src" >/dev/null
+  echo "${out[*]} ${ptx[*]}" | sed 's/ *$//'
+}
+
+torch_args() {  # torch_args RELEASE CUDA: fake-torch.py arguments of that official image (one per line)
+  local row
+  row=$(awk -v t="$1" -v c="$2" '$1 == t && $2 == c' <<< "$STANDIN_TORCH")
+  [ -n "$row" ] || { log "ERROR: no fake torch for torch $1 CUDA $2: add a row to STANDIN_TORCH in $0 (known: $(awk 'NF {printf "%s cuda %s, ", $1, $2}' <<< "$STANDIN_TORCH" | sed "s/, $//"))"; return 1; }
+  # shellcheck disable=SC2086
+  set -- $row
+  printf '%s\n' --torch "$1+cu${2/./}" --cuda "$2" --cudnn "$3" --torchvision "$4" --torchaudio "$5" --arch "$(arch_flags "$6")"
+}
+
+standin_args() {  # standin_args PATH: fake-torch.py arguments for a registry path ("" = python only)
+  local repo=${1%%:*} tag=${1##*:} t c n
+  case $repo in
+    pytorch/pytorch)
+      [[ $tag =~ ^([0-9]+\.[0-9]+\.[0-9]+)-cuda([0-9]+\.[0-9]+)-cudnn([0-9]+)-(runtime|devel)$ ]] ||
+        { log "ERROR: stand-in $1: the tag is not <torch>-cuda<X.Y>-cudnn<N>-<runtime|devel>"; return 1; }
+      t=${BASH_REMATCH[1]} c=${BASH_REMATCH[2]} n=${BASH_REMATCH[3]}
+      local args; args=$(torch_args "$t" "$c") || return 1
+      local cudnn; cudnn=$(sed -n '/^--cudnn$/{n;p}' <<< "$args")
+      [ $((cudnn >= 90000 ? cudnn / 10000 : cudnn / 1000)) = "$n" ] ||
+        { log "ERROR: stand-in $1: torch $t CUDA $c ships cuDNN $cudnn, not cuDNN $n"; return 1; }
+      printf '%s\n' "$args" ;;
+    torchkit-test/pytorch)
+      local ok; ok=$(torch_args 2.8.0 12.8) || return 1
+      case $tag in
+        2.8.0-wrong-cuda) torch_args 2.8.0 12.6 ;;
+        2.8.0-cpu-torch) printf '%s\n' --torch 2.8.0+cpu --cuda none --cudnn none --arch "" --torchvision 0.23.0 --torchaudio 2.8.0 ;;
+        2.8.0-no-sm120) printf '%s\n' "$ok" | sed 's/ sm_120//' ;;
+        2.8.0-broken-deps) printf '%s\n' "$ok" --torchvision-requires torch==2.7.0 ;;
+        *) log "ERROR: no wrong stand-in $tag (known: ${WRONG_STANDINS[*]})"; return 1 ;;
+      esac ;;
+    *) ;;  # any other name: the python base with no torch
+  esac
+}
+
+registry_label() {  # registry_label REPO TAG LABEL: the label in the image config in the registry ('' if none)
+  python3 - "$REG" "$1" "$2" "$3" <<'EOF'
+import json, sys, urllib.request
+reg, repo, tag, label = sys.argv[1:]
+kinds = ["application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+         "application/vnd.docker.distribution.manifest.list.v2+json",
+         "application/vnd.docker.distribution.manifest.v2+json"]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def get(kind, ref):
+    req = urllib.request.Request("http://%s/v2/%s/%s/%s" % (reg, repo, kind, ref), headers={"Accept": ", ".join(kinds)})
+    with opener.open(req, timeout=10) as r:
+        return json.load(r)
+try:
+    m = get("manifests", tag)
+    if "manifests" in m:  # an index: the linux/amd64 image, not an attestation
+        m = get("manifests", [d for d in m["manifests"] if d.get("platform", {}).get("architecture") == "amd64"][0]["digest"])
+    print(((get("blobs", m["config"]["digest"]).get("config") or {}).get("Labels") or {}).get(label, ""))
+except Exception:
+    print("")
+EOF
+}
+
+python_base() {  # Debian bookworm minbase + STANDIN_PKGS, imported once as $REGNAME/$PYBASE_REPO:$PYBASE_TAG
+  if [ "$(registry_label "$PYBASE_REPO" "$PYBASE_TAG" torchkit.test.packages)" = "$STANDIN_PKGS" ]; then
+    log "$REGNAME/$PYBASE_REPO:$PYBASE_TAG already in the registry"; return 0
   fi
-  local tags=("$src")
-  for path in "${missing[@]}"; do
-    if [ "$REGNAME/$path" != "$src" ]; then docker tag "$src" "$REGNAME/$path"; tags+=("$REGNAME/$path"); fi
+  local r=$RT/standin-rootfs
+  rm -rf "$r"
+  debootstrap --variant=minbase --include="$(echo "$STANDIN_PKGS" | tr ' ' ',')" \
+    bookworm "$r" "$DEBIAN_MIRROR" > "$RT/debootstrap.log" 2>&1 || { tail -20 "$RT/debootstrap.log" >&2; return 1; }
+  rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb
+  # pip in the real image (conda python) installs into the system interpreter; allow the same here (PEP 668)
+  rm -f "$r"/usr/lib/python3*/EXTERNALLY-MANAGED
+  # where `pip install` puts packages as root (Debian: /usr/local/lib/python3.X/dist-packages)
+  local purelib
+  purelib=$(chroot "$r" python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+  tar -C "$r" -c . | docker import \
+    -c 'CMD ["/bin/bash"]' -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'ENV LANG=C.UTF-8' \
+    -c 'LABEL org.opencontainers.image.title="torchkit test python base (Debian bookworm minbase + python3)"' \
+    -c 'LABEL org.opencontainers.image.description="The base of the torchkit test stand-ins. No torch, no CUDA. For offline tests only."' \
+    -c "LABEL torchkit.test.packages=\"$STANDIN_PKGS\"" -c "LABEL torchkit.test.purelib=\"$purelib\"" \
+    - "$REGNAME/$PYBASE_REPO:$PYBASE_TAG" >/dev/null
+  docker push -q "$REGNAME/$PYBASE_REPO:$PYBASE_TAG" >/dev/null
+  docker image rm "$REGNAME/$PYBASE_REPO:$PYBASE_TAG" >/dev/null
+  log "pushed $REGNAME/$PYBASE_REPO:$PYBASE_TAG (site-packages: $purelib)"
+}
+
+standin_key() {  # standin_key BASE_DIGEST ARGS: what a stand-in is built from, hashed
+  { echo "standin-v2 $1"; printf '%s\n' "$2"; cat "$FAKE_TORCH"; } | sha256sum | cut -c1-32
+}
+
+python_standin() {  # every STANDIN_REFS name and the wrong variants: the python base + the right fake torch
+  [ -f "$FAKE_TORCH" ] || die "no $FAKE_TORCH"
+  python_base
+  local base_digest purelib; base_digest=$(manifest_digest "$PYBASE_REPO" "$PYBASE_TAG")
+  [ -n "$base_digest" ] || die "$REGNAME/$PYBASE_REPO:$PYBASE_TAG is not in the registry"
+  purelib=$(registry_label "$PYBASE_REPO" "$PYBASE_TAG" torchkit.test.purelib)
+  [ -n "$purelib" ] || die "$REGNAME/$PYBASE_REPO:$PYBASE_TAG has no torchkit.test.purelib label"
+  local paths=() ref path args key name
+  for ref in "${STANDIN_LIST[@]}"; do paths+=("$(hub_path "$ref")"); done
+  for name in "${WRONG_STANDINS[@]}"; do paths+=("torchkit-test/pytorch:$name"); done
+  # check every name first: an unknown release fails before anything is built
+  local -A args_of=() built=()
+  for path in "${paths[@]}"; do args_of[$path]=$(standin_args "$path") || return 1; done
+  local local_tags=() d=$RT/standin-build
+  for path in "${paths[@]}"; do
+    args=${args_of[$path]}
+    key=$(standin_key "$base_digest" "$args")
+    if [ "$(registry_label "${path%%:*}" "${path##*:}" torchkit.test.fake-torch-key)" = "$key" ]; then
+      log "$REGNAME/$path is current"; continue
+    fi
+    if [ -n "${built[$key]:-}" ]; then  # the same fake torch under another name: one image
+      docker tag "${built[$key]}" "$REGNAME/$path"
+    else
+      rm -rf "$d"; mkdir -p "$d"
+      local what="no torch"
+      if [ -n "$args" ]; then
+        local a; mapfile -t a <<< "$args"
+        python3 "$FAKE_TORCH" "$d/site" "${a[@]}"
+        what=$(printf '%s ' "${a[@]}" | sed 's/--//g; s/  */ /g; s/ $//')
+      else
+        mkdir -p "$d/site"
+      fi
+      cat > "$d/Dockerfile" <<EOF
+FROM $REGNAME/$PYBASE_REPO:$PYBASE_TAG
+COPY site/ $purelib/
+LABEL org.opencontainers.image.title="TEST STAND-IN with a FAKE torch (scripts/fake-torch.py)"
+LABEL org.opencontainers.image.description="Debian bookworm + python3, pip, venv and a fake torch: $what. Not PyTorch, no CUDA. For offline tests only."
+LABEL torchkit.test.stand-in="true" torchkit.test.fake-torch="$what" torchkit.test.fake-torch-key="$key"
+EOF
+      # OCI media types, as the imported stand-in had and the real images have (the classic
+      # store can only write Docker's)
+      local out=(-t "$REGNAME/$path")
+      [ "$C8D" = 1 ] && out=(--output "type=image,name=$REGNAME/$path,oci-mediatypes=true")
+      docker build -q --provenance=false "${out[@]}" "$d" > "$RT/standin-build.log" 2>&1 ||
+        { cat "$RT/standin-build.log" >&2; return 1; }
+      built[$key]=$REGNAME/$path
+    fi
+    local_tags+=("$REGNAME/$path")
     docker push -q "$REGNAME/$path" >/dev/null
-    log "pushed $REGNAME/$path"
+    log "pushed $REGNAME/$path (fake torch: $(docker image inspect -f '{{index .Config.Labels "torchkit.test.fake-torch"}}' "$REGNAME/$path"))"
   done
   # drop the local copies: builds must resolve docker.io/<name> through the registry mirror
-  docker image rm "${tags[@]}" >/dev/null
+  [ "${#local_tags[@]}" = 0 ] || docker image rm "${local_tags[@]}" >/dev/null
 }
 
 smoke() {
@@ -373,26 +555,39 @@ verify() {
     grep -q '^< HTTP/1.1 101 ' "$v/grpc.txt"
   }
   from_standin() {  # from_standin REF N: FROM the official name, served by the local registry acting as docker.io mirror
-    local ref=$1 d=$v/py-$2
+    local ref=$1 d=$v/py-$2 want run expect
+    want=$(standin_args "$(hub_path "$ref")" | sed -n '/^--torch$/{n;p}')
+    if [ -n "$want" ]; then
+      run='python3 -c "import torch; print(\"torch\", torch.__version__)"' expect="torch $want"
+    else
+      run='python3 -c "print(1)"' expect=1
+    fi
     mkdir -p "$d"
-    printf 'FROM %s\nRUN python3 -c "print(1)"\n' "$ref" > "$d/Dockerfile"
+    printf 'FROM %s\nRUN %s\n' "$ref" "$run" > "$d/Dockerfile"
     local n0; n0=$(wc -l < "$RT/registry.log" 2>/dev/null || echo 0)
     timeout 300 docker build --progress=plain --no-cache -t "torchkit-verify-py:$2" "$d" > "$d.log" 2>&1 ||
       { tail -20 "$d.log" >&2; return 1; }
-    grep -qE '^#[0-9]+ [0-9.]+ 1$' "$d.log" || { tail -20 "$d.log" >&2; return 1; }
+    sed -nE 's/^#[0-9]+ [0-9.]+ //p' "$d.log" | grep -qxF "$expect" || { tail -20 "$d.log" >&2; return 1; }
     local path; path=$(hub_path "$ref")
     tail -n +"$((n0 + 1))" "$RT/registry.log" 2>/dev/null | grep -o "\"[A-Z]* /v2/${path%%:*}/[^\"]*\"" | sort | uniq -c > "$d.mirror-requests.txt" || true
     log "mirror requests: $(tr -s ' ' < "$d.mirror-requests.txt" | tr '\n' ';')"
   }
-  standin_one_image() {  # every STANDIN_REFS name is a tag of the same manifest
-    local ref path dg first=""
-    for ref in "${STANDIN_LIST[@]}"; do
-      path=$(hub_path "$ref"); dg=$(manifest_digest "${path%%:*}" "${path##*:}")
-      [ -n "$dg" ] || { log "$REGNAME/$path: not in the registry"; return 1; }
-      log "$REGNAME/$path -> $dg"
-      [ -n "$first" ] || first=$dg
-      [ "$dg" = "$first" ] || { log "$REGNAME/$path is not the same image as ${STANDIN_LIST[0]}"; return 1; }
+  standin_current() {  # every stand-in (STANDIN_REFS and the wrong variants) carries the current fake torch
+    local base path paths=() ref name key have stale=0
+    base=$(manifest_digest "$PYBASE_REPO" "$PYBASE_TAG")
+    [ -n "$base" ] || { log "$REGNAME/$PYBASE_REPO:$PYBASE_TAG: not in the registry"; return 1; }
+    for ref in "${STANDIN_LIST[@]}"; do paths+=("$(hub_path "$ref")"); done
+    for name in "${WRONG_STANDINS[@]}"; do paths+=("torchkit-test/pytorch:$name"); done
+    for path in "${paths[@]}"; do
+      key=$(standin_key "$base" "$(standin_args "$path")")
+      have=$(registry_label "${path%%:*}" "${path##*:}" torchkit.test.fake-torch-key)
+      if [ "$have" = "$key" ]; then
+        log "$REGNAME/$path: $(registry_label "${path%%:*}" "${path##*:}" torchkit.test.fake-torch)"
+      else
+        log "$REGNAME/$path: not the current stand-in (key '$have', want $key): run up"; stale=1
+      fi
     done
+    [ "$stale" = 0 ]
   }
   from_busybox() {  # docker.io/library/busybox through the mirror (the busybox-static base re-tagged)
     mkdir -p "$v/bb"; printf 'FROM busybox\nRUN busybox | head -1\n' > "$v/bb/Dockerfile"
@@ -437,9 +632,9 @@ EOF
   if [ "$STANDIN" = 1 ]; then
     local i=0 ref
     for ref in "${STANDIN_LIST[@]}"; do
-      i=$((i + 1)); check "FROM $ref (mirror) + RUN python3" from_standin "$ref" "$i"
+      i=$((i + 1)); check "FROM $ref (mirror) + RUN python3 (import torch)" from_standin "$ref" "$i"
     done
-    check "stand-in names are one image (${#STANDIN_LIST[@]} tags)" standin_one_image
+    check "stand-ins carry the current fake torch (${#STANDIN_LIST[@]} + ${#WRONG_STANDINS[@]} wrong)" standin_current
   else
     log "skipped: FROM $STANDIN_REF (set STANDIN=1 at 'up')"
   fi
@@ -495,9 +690,16 @@ status() {
   [ -n "${BRIDGE:-}" ] && { ip -br addr show "$BRIDGE" 2>/dev/null || echo "bridge $BRIDGE: absent"; }
   if [ "$STANDIN" = 1 ] && ping_registry; then
     local ref path
-    for ref in "${STANDIN_LIST[@]}"; do
-      path=$(hub_path "$ref")
-      in_registry "${path%%:*}" "${path##*:}" && echo "stand-in: $ref in the registry" || echo "stand-in: $ref missing (run up)"
+    local paths=() name fake
+    for ref in "${STANDIN_LIST[@]}"; do paths+=("$(hub_path "$ref")"); done
+    for name in "${WRONG_STANDINS[@]}"; do paths+=("torchkit-test/pytorch:$name"); done
+    for path in "${paths[@]}"; do
+      if in_registry "${path%%:*}" "${path##*:}"; then
+        fake=$(registry_label "${path%%:*}" "${path##*:}" torchkit.test.fake-torch)
+        echo "stand-in: $path in the registry (fake torch: ${fake:-none})"
+      else
+        echo "stand-in: $path missing (run up)"
+      fi
     done
   fi
   return 0
