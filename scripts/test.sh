@@ -37,7 +37,7 @@ scripts/frontend-image.sh
 # default daemon (own socket, data, bridge; the same registry) and gets the driver,
 # frontend and exporter tests (ENGINE_TESTS). TORCHKIT_TEST_ENGINES="" runs none.
 ENGINES=${TORCHKIT_TEST_ENGINES-"trixie-classic bookworm sid"}
-ENGINE_TESTS=${ENGINE_TESTS:-"e2e_build e2e_frontend"}
+ENGINE_TESTS=${ENGINE_TESTS:-"e2e_build e2e_frontend e2e_verify"}
 engine_env() {  # engine_env NAME: the test-env.sh settings of one extra engine
   local rt=${ENGINE_RT_BASE:-/var/lib/tk}-$1
   case $1 in

@@ -34,6 +34,10 @@ pub mod names {
     pub const PROFILE: &str = "TORCHKIT_PROFILE";
     /// `[torch] online`.
     pub const ONLINE: &str = "TORCHKIT_ONLINE";
+    /// `[verify] enabled = false` (`--skip-verify`).
+    pub const SKIP_VERIFY: &str = "TORCHKIT_SKIP_VERIFY";
+    /// `[verify] gpu` (`--gpus`): the GPUs the verify stage gets.
+    pub const GPUS: &str = "TORCHKIT_GPUS";
     /// The prefix BuildKit gives build-args among the frontend options.
     pub const BUILD_ARG_PREFIX: &str = "build-arg:";
 }
@@ -228,6 +232,8 @@ word_enum!(
         User = "user",
         /// Copy from the build context.
         Copy = "copy",
+        /// Check the finished image and run `[verify] run`; not part of the image.
+        Verify = "verify",
     }
 );
 
@@ -376,6 +382,77 @@ impl FromStr for GpuList {
     }
 }
 
+/// GPUs to attach to the verify stage, as `docker run --gpus` spells them: `all`, or
+/// `device=0,1` (indexes or UUIDs), or fully qualified CDI device names
+/// (`nvidia.com/gpu=all`, as `RUN --device`). BuildKit attaches them as CDI devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gpus(pub Vec<String>);
+
+impl Gpus {
+    /// Every GPU: `nvidia.com/gpu=all`.
+    pub fn all() -> Gpus {
+        Gpus(vec![format!("{}=all", Self::KIND)])
+    }
+
+    /// The CDI kind of NVIDIA GPUs (the NVIDIA Container Toolkit's `nvidia-ctk cdi generate`).
+    pub const KIND: &'static str = "nvidia.com/gpu";
+}
+
+impl FromStr for Gpus {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let t = s.trim();
+        let err = |help: &str| ParseError {
+            what: "a GPU request",
+            input: s.to_string(),
+            help: help.to_string(),
+        };
+        if t.eq_ignore_ascii_case("all") {
+            return Ok(Gpus::all());
+        }
+        if let Some(list) = t.strip_prefix("device=") {
+            let ids: Vec<&str> = list.split(',').map(str::trim).collect();
+            if ids
+                .iter()
+                .any(|i| i.is_empty() || i.contains(char::is_whitespace))
+            {
+                return Err(err(
+                    "write device=0,1 (GPU indexes or UUIDs, comma-separated)",
+                ));
+            }
+            return Ok(Gpus(
+                ids.iter().map(|i| format!("{}={i}", Self::KIND)).collect(),
+            ));
+        }
+        if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() {
+            return Err(err(
+                "CDI attaches GPUs by name, not by count: write all, or device=0,1",
+            ));
+        }
+        let names: Vec<&str> = t.split(',').map(str::trim).collect();
+        let qualified = |n: &str| {
+            n.split_once('=').is_some_and(|(kind, name)| {
+                !name.is_empty()
+                    && kind
+                        .split_once('/')
+                        .is_some_and(|(v, c)| !v.is_empty() && !c.is_empty())
+            })
+        };
+        if names.iter().all(|n| qualified(n)) {
+            return Ok(Gpus(names.iter().map(|n| n.to_string()).collect()));
+        }
+        Err(err(
+            "write all, device=0,1, or CDI device names such as nvidia.com/gpu=all",
+        ))
+    }
+}
+
+impl fmt::Display for Gpus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
 impl fmt::Display for GpuList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.joined())
@@ -400,6 +477,10 @@ pub struct Overrides {
     pub profile: Option<Profile>,
     /// `TORCHKIT_ONLINE` / `--online`: overrides `[torch] online`.
     pub online: Option<bool>,
+    /// `TORCHKIT_SKIP_VERIFY` / `--skip-verify`: true turns `[verify]` off.
+    pub skip_verify: Option<bool>,
+    /// `TORCHKIT_GPUS` / `--gpus`: GPUs for the verify stage (as `[verify] gpu = true`).
+    pub gpus_attached: Option<Gpus>,
 }
 
 /// A build-arg that is not one of its option's spellings.
@@ -451,6 +532,8 @@ impl Overrides {
             gpus: arg(opts, names::GPU)?,
             profile: arg(opts, names::PROFILE)?,
             online: arg::<Switch>(opts, names::ONLINE)?.map(|s| s.0),
+            skip_verify: arg::<Switch>(opts, names::SKIP_VERIFY)?.map(|s| s.0),
+            gpus_attached: arg(opts, names::GPUS)?,
         })
     }
 
@@ -469,6 +552,14 @@ impl Overrides {
         put(names::GPU, self.gpus.as_ref().map(GpuList::joined));
         put(names::PROFILE, self.profile.map(|p| p.to_string()));
         put(names::ONLINE, self.online.map(|o| Switch(o).to_string()));
+        put(
+            names::SKIP_VERIFY,
+            self.skip_verify.map(|o| Switch(o).to_string()),
+        );
+        put(
+            names::GPUS,
+            self.gpus_attached.as_ref().map(Gpus::to_string),
+        );
         out
     }
 }
@@ -529,7 +620,7 @@ mod tests {
         let e = "zzz".parse::<Step>().unwrap_err();
         assert_eq!(
             e.help,
-            "use one of: base, apt, pip, requirements, user, copy"
+            "use one of: base, apt, pip, requirements, user, copy, verify"
         );
         assert_eq!("Devel".parse::<Flavor>(), Ok(Flavor::Devel));
     }
@@ -549,6 +640,28 @@ mod tests {
     }
 
     #[test]
+    fn gpus_take_dockers_spellings_and_cdi_names() {
+        assert_eq!("all".parse::<Gpus>().unwrap().0, vec!["nvidia.com/gpu=all"]);
+        assert_eq!(
+            "device=0,GPU-3a2b".parse::<Gpus>().unwrap().0,
+            vec!["nvidia.com/gpu=0", "nvidia.com/gpu=GPU-3a2b"]
+        );
+        assert_eq!(
+            "nvidia.com/gpu=1,example.com/dev=x"
+                .parse::<Gpus>()
+                .unwrap()
+                .0,
+            vec!["nvidia.com/gpu=1", "example.com/dev=x"]
+        );
+        let e = "2".parse::<Gpus>().unwrap_err();
+        assert!(e.help.contains("not by count"), "{}", e.help);
+        assert!("device=".parse::<Gpus>().is_err());
+        assert!("gpu".parse::<Gpus>().is_err());
+        let g: Gpus = "device=0,1".parse().unwrap();
+        assert_eq!(g.to_string().parse::<Gpus>().unwrap(), g);
+    }
+
+    #[test]
     fn overrides_round_trip_through_build_args() {
         let o = Overrides {
             cuda: Some(CudaRequest::Version("12.8".into())),
@@ -557,6 +670,8 @@ mod tests {
             gpus: Some("H100,8.9".parse().unwrap()),
             profile: Some(Profile::Test),
             online: Some(true),
+            skip_verify: Some(true),
+            gpus_attached: Some("device=0,1".parse().unwrap()),
         };
         let opts: BTreeMap<String, String> = o
             .to_build_args()

@@ -493,3 +493,38 @@ fn a_build_context_for_the_base_builds_on_that_image() {
     );
     assert!(out.contains("docker-image://"), "{out}");
 }
+
+/// The verify stage runs through the `# syntax=` frontend as through the driver: built on a
+/// stand-in whose torch has the wrong CUDA, `docker buildx build` fails naming the check,
+/// and `--build-arg TORCHKIT_SKIP_VERIFY=1` builds it, saying the stage was left out.
+#[test]
+fn the_frontend_verifies_the_image_and_skips_it_on_request() {
+    require_environment();
+    let _cache = serial::shared();
+    let wrong = format!(
+        "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime=docker-image://{REGISTRY}/torchkit-test/pytorch:2.8.0-wrong-cuda"
+    );
+    let build = |extra: &[&str]| {
+        run(docker()
+            .current_dir(basic())
+            .args(["buildx", "build", "--progress", "plain"])
+            .args(["--build-context", &wrong])
+            .args(extra)
+            .args(["-f", "torchkit.toml", "."]))
+    };
+    let o = build(&[]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("checks failed"), "{out}");
+    assert!(
+        out.contains("torch.cuda: expected 12.8, found 12.6"),
+        "{out}"
+    );
+    let o = build(&["--build-arg", "TORCHKIT_SKIP_VERIFY=1"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("[torchkit verify] skipped: --skip-verify (TORCHKIT_SKIP_VERIFY)"),
+        "{out}"
+    );
+}

@@ -238,7 +238,11 @@ fn graphs_show_what_the_llb_holds() {
         for profile in PROFILES {
             let what = format!("{} {profile}", dir.display());
             let c = compile(&dir, &options(profile));
-            assert_graph_matches_llb(&what, &c.plan, &c.definition);
+            assert_graph_matches_llb(
+                &what,
+                &c.plan,
+                c.verify.as_ref().map_or(&c.definition, |v| &v.stage),
+            );
         }
     }
     let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
@@ -275,7 +279,11 @@ fn graphs_show_what_the_llb_holds() {
     ];
     for (what, opts) in variants {
         let c = compile(&quickstart, &opts);
-        assert_graph_matches_llb(what, &c.plan, &c.definition);
+        assert_graph_matches_llb(
+            what,
+            &c.plan,
+            c.verify.as_ref().map_or(&c.definition, |v| &v.stage),
+        );
     }
     let run = resolution_run();
     assert_graph_matches_llb("lock run", &run, &plan::lower(&run).unwrap().definition);

@@ -36,6 +36,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 
@@ -136,6 +137,10 @@ pub struct Args {
     /// Write the exporters' response (digests, descriptor) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
+    /// Write the verify stage's report (every check: name, ok, expected, found, fix) as
+    /// JSON to this file, also when a check fails.
+    #[arg(long, value_name = "FILE")]
+    verify_report: Option<PathBuf>,
     /// Build through this frontend image (`gateway.v0`), as a `# syntax=` line would.
     #[arg(long, value_name = "IMAGE")]
     frontend: Option<String>,
@@ -155,6 +160,7 @@ struct Prepared {
     cache_imports: Vec<CacheEntry>,
     frontend: Option<GatewayFrontend>,
     metadata_file: Option<PathBuf>,
+    verify_report: Option<PathBuf>,
     /// `type=local` cache exports: the directory and the `index.json` tag to update.
     local_cache_exports: Vec<(PathBuf, String)>,
     /// `--load`: the daemon must be dockerd.
@@ -252,6 +258,15 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         });
     }
     check_destinations(&exporters, args.metadata_file.as_deref())?;
+    if let Some(r) = &args.verify_report {
+        if args.frontend.is_some() {
+            return Err(flag_error(
+                "--verify-report reads the report in torchkit's own build, and --frontend builds in a frontend image".into(),
+                "leave out --frontend (the same compile runs in the driver), or export the stage: --target verify -o type=local,dest=DIR",
+            ));
+        }
+        check_file_flag("--verify-report", r)?;
+    }
     if exporters.is_empty() {
         crate::cli::warn(
             "No output specified: the result stays in the build cache only. \
@@ -356,7 +371,6 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         ..BuildOptions::default()
     };
     let compile = CompileOptions {
-        profile: Some(loaded.profile),
         build_token: Some(token::random_token()),
         context_excludes,
         ca_bundle: args.ca_bundle.is_some(),
@@ -366,7 +380,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         source_date_epoch,
         lock,
         base_source,
-        ..CompileOptions::default()
+        ..loaded.compile_options()
     };
     Ok(Prepared {
         loaded,
@@ -385,6 +399,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         cache_imports,
         frontend,
         metadata_file: args.metadata_file.clone(),
+        verify_report: args.verify_report.clone(),
         local_cache_exports,
         load: args.load,
     })
@@ -667,6 +682,7 @@ async fn build(p: Prepared) -> Result<(), Failed> {
         cache_imports,
         frontend,
         metadata_file,
+        verify_report,
         local_cache_exports,
         load,
     } = p;
@@ -712,9 +728,19 @@ async fn build(p: Prepared) -> Result<(), Failed> {
             }
         }
     }
+    // GPUs for the verify stage: BuildKit v0.20+ attaches CDI devices only when the build
+    // is granted them (`--allow device`, as buildx). Older daemons know no such entitlement;
+    // for them the compile refuses the devices, naming the release that has them.
+    let devices = crate::plan::verify::devices(&loaded.spec, &compile);
+    if !devices.is_empty() && daemon_has_cdi(&client).await {
+        options
+            .entitlements
+            .extend(devices.iter().map(|d| format!("device={d}")));
+    }
     let quiet = options.progress == ProgressMode::Quiet;
     options.attach(attachables).map_err(hinted)?;
 
+    let report: Arc<Mutex<Option<crate::plan::Report>>> = Arc::default();
     let result = match frontend {
         Some(f) => client
             .build_frontend(options, f)
@@ -728,14 +754,39 @@ async fn build(p: Prepared) -> Result<(), Failed> {
                 cache_imports,
                 ..SolveOptions::default()
             };
+            let slot = Arc::clone(&report);
             client
                 .build(options, move |bridge| async move {
-                    build_spec(&bridge, &spec, &resolution, compile, solve).await
+                    let built = build_spec(&bridge, &spec, &resolution, compile, solve).await;
+                    let r = match &built {
+                        Ok(b) => b.report.clone(),
+                        Err(e) => e.report().cloned(),
+                    };
+                    if let Ok(mut slot) = slot.lock() {
+                        *slot = r;
+                    }
+                    built
                 })
                 .await
                 .map(|o| (o.build_ref, o.exporter_response))
         }
     };
+    // The report, also when a check failed (before any error returns).
+    if let Some(path) = &verify_report {
+        let r = report.lock().ok().and_then(|mut r| r.take());
+        match r {
+            Some(r) => write_json_file(
+                "--verify-report",
+                path,
+                &serde_json::to_value(&r).map_err(anyhow::Error::from)?,
+            )?,
+            None if result.is_ok() => crate::cli::warn(&format!(
+                "--verify-report {}: the build ran no verify stage, so nothing was written",
+                path.display()
+            )),
+            None => {}
+        }
+    }
     let (build_ref, response) = match result {
         Ok(r) => r,
         Err(e @ BuildError::Cancelled(_)) => {
@@ -789,6 +840,28 @@ async fn build(p: Prepared) -> Result<(), Failed> {
     }
     if let Some(digest) = response.get(IMAGE_DIGEST_KEY) {
         crate::cli::write_stdout(format!("{digest}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A flag that names a file to write: not a directory, in a directory that exists.
+fn check_file_flag(flag: &str, m: &Path) -> anyhow::Result<()> {
+    let dir = parent_dir(m);
+    if m.is_dir() {
+        return Err(flag_error(
+            format!("{flag} {} is a directory", m.display()),
+            &format!("name a file, e.g. {flag} out/report.json"),
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(flag_error(
+            format!(
+                "{flag} {}: the directory {} does not exist",
+                m.display(),
+                dir.display()
+            ),
+            "create it first, or name a file in an existing directory",
+        ));
     }
     Ok(())
 }
@@ -848,23 +921,7 @@ fn check_destinations(
         }
     }
     if let Some(m) = metadata_file {
-        let dir = parent_dir(m);
-        if m.is_dir() {
-            return Err(flag_error(
-                format!("--metadata-file {} is a directory", m.display()),
-                "name a file, e.g. --metadata-file out/metadata.json",
-            ));
-        }
-        if !dir.is_dir() {
-            return Err(flag_error(
-                format!(
-                    "--metadata-file {}: the directory {} does not exist",
-                    m.display(),
-                    dir.display()
-                ),
-                "create it first, or name a file in an existing directory",
-            ));
-        }
+        check_file_flag("--metadata-file", m)?;
     }
     Ok(())
 }
@@ -930,6 +987,22 @@ fn check_context_sources(
 /// (`docker://`, `DOCKER_HOST`, a Docker context), or its workers carry moby's own labels
 /// (`org.mobyproject.buildkit.worker.moby.host-gateway-ip`, Docker 23+), which buildkitd's
 /// do not. Docker 20.10's workers have no such label.
+/// Whether the daemon's BuildKit (its `Control.Info`) is v0.20 or newer: it has CDI devices
+/// and the `device` entitlement.
+async fn daemon_has_cdi(client: &Client) -> bool {
+    let Ok(Some(v)) = client.info().await else {
+        return false;
+    };
+    let nums: Vec<u64> = v
+        .version
+        .trim_start_matches('v')
+        .split(['.', '-', '+'])
+        .take(2)
+        .map_while(|p| p.parse().ok())
+        .collect();
+    matches!(nums[..], [major, minor] if (major, minor) >= (0, 20))
+}
+
 async fn is_dockerd(client: &Client) -> bool {
     if matches!(client.address(), Address::Docker(_)) {
         return true;
@@ -1038,26 +1111,25 @@ fn write_metadata(
     build_ref: &str,
     response: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
+    write_json_file("--metadata-file", path, &metadata_json(build_ref, response))
+}
+
+/// Write `json` to `path` whole or not at all (a temporary file renamed over it), 0644.
+fn write_json_file(flag: &str, path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let json = metadata_json(build_ref, response);
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".torchkit-metadata-")
+        .prefix(".torchkit-")
         .tempfile_in(dir)
-        .with_context(|| format!("cannot write --metadata-file {}", path.display()))?;
-    serde_json::to_writer_pretty(&mut tmp, &json)?;
+        .with_context(|| format!("cannot write {flag} {}", path.display()))?;
+    serde_json::to_writer_pretty(&mut tmp, json)?;
     tmp.write_all(b"\n")?;
     std::fs::set_permissions(
         tmp.path(),
         <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
     )?;
-    tmp.persist(path).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot write --metadata-file {}: {}",
-            path.display(),
-            e.error
-        )
-    })?;
+    tmp.persist(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {flag} {}: {}", path.display(), e.error))?;
     Ok(())
 }
 

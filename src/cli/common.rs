@@ -11,7 +11,7 @@ use crate::load::LoadError;
 use crate::probe;
 use crate::resolve::{Request, Resolution};
 use crate::spec::{Spec, SpecError};
-use crate::vocab::{names, CudaRequest, Flavor, GpuList, Overrides, Profile, Switch};
+use crate::vocab::{names, CudaRequest, Flavor, GpuList, Gpus, Overrides, Profile, Switch};
 
 /// clap's parser for a vocabulary value: the type's own `FromStr`, with its hint on the
 /// line after clap's `error: invalid value …` (clap prints only the error's text).
@@ -61,6 +61,8 @@ impl OverrideArgs {
             gpus,
             profile: None,
             online: self.online.map(|o| o.0),
+            skip_verify: None,
+            gpus_attached: None,
         }
     }
 }
@@ -79,6 +81,14 @@ pub struct SpecArgs {
     /// Probe this host's driver and GPUs (as `[target] detect = true`).
     #[arg(long)]
     pub detect: bool,
+    /// Leave out the verify stage (as `[verify] enabled = false`); progress says so.
+    #[arg(long, env = names::SKIP_VERIFY, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = value::<Switch>)]
+    pub skip_verify: Option<Switch>,
+    /// GPUs for the verify stage, as `docker run --gpus`: all, device=0,1, or CDI names
+    /// (nvidia.com/gpu=all). Needs BuildKit v0.20+ with CDI devices (as `[verify] gpu`).
+    #[arg(long = "gpus", id = "attach_gpus", env = names::GPUS, value_name = "all|device=…|CDI-NAME", value_parser = value::<Gpus>)]
+    pub attach_gpus: Option<Gpus>,
 }
 
 impl SpecArgs {
@@ -86,6 +96,8 @@ impl SpecArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             profile: self.profile,
+            skip_verify: self.skip_verify.map(|s| s.0),
+            gpus_attached: self.attach_gpus.clone(),
             ..self.overrides.overrides()
         }
     }
@@ -104,6 +116,10 @@ pub struct Loaded {
     pub resolution: Resolution,
     /// The profile in force.
     pub profile: Profile,
+    /// `--skip-verify`.
+    pub skip_verify: bool,
+    /// `--gpus`.
+    pub gpus: Option<Gpus>,
 }
 
 /// The error for a located spec problem: rendered with the offending line.
@@ -224,7 +240,21 @@ pub fn load(args: &SpecArgs) -> anyhow::Result<Loaded> {
         request,
         resolution,
         profile,
+        skip_verify: args.skip_verify.is_some_and(|s| s.0),
+        gpus: args.attach_gpus.clone(),
     })
+}
+
+impl Loaded {
+    /// What every command compiles with: the profile in force and the verify flags.
+    pub fn compile_options(&self) -> crate::plan::CompileOptions {
+        crate::plan::CompileOptions {
+            profile: Some(self.profile),
+            skip_verify: self.skip_verify,
+            gpus: self.gpus.clone(),
+            ..crate::plan::CompileOptions::default()
+        }
+    }
 }
 
 /// `--resolve-digest`: pin the base by digest (and inherit its config) through the registry's

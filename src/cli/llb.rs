@@ -10,6 +10,7 @@ use crate::buildkit::token;
 use crate::cli::common::{self, SpecArgs};
 use crate::llb;
 use crate::plan::{self, CompileOptions, NoCache};
+use crate::vocab::Step;
 
 /// Flags of `torchkit llb`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +34,10 @@ pub struct Args {
     /// with `--secret id=torchkit-ca,src=/etc/ssl/certs/ca-certificates.crt`).
     #[arg(long)]
     ca_secret: bool,
+    /// Stop after this step, as `torchkit build --target`; `verify` gives the verify stage
+    /// (its result is the report directory).
+    #[arg(long, value_name = "STEP", value_parser = common::value::<Step>)]
+    target: Option<Step>,
 }
 
 /// Run `torchkit llb`.
@@ -45,13 +50,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
     let mut opts = CompileOptions {
-        profile: Some(loaded.profile),
         build_token: Some(token::random_token()),
         no_cache,
         ca_bundle: args.ca_secret,
+        target: args.target,
         context_excludes: read_context_excludes(&loaded.path, &context_dir)
             .map_err(crate::cli::hinted)?,
-        ..CompileOptions::default()
+        ..loaded.compile_options()
     };
     if args.resolve_digest {
         common::pin_base_from_registry(&loaded, &mut opts)?;

@@ -2,6 +2,7 @@
 //! their commands, mounts and cache rules, and the image config. Data on stdout (text, or
 //! JSON with `--json`: exactly what `plan::lower` turns into LLB).
 
+use crate::plan::VerifyStage;
 use std::process::ExitCode;
 
 use crate::buildkit::session::read_context_excludes;
@@ -44,11 +45,10 @@ pub fn load_plan(spec: &SpecArgs, resolve_digest: bool) -> anyhow::Result<Plan> 
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
     let mut opts = CompileOptions {
-        profile: Some(loaded.profile),
         build_token: Some("<per-build token>".into()),
         context_excludes: read_context_excludes(&loaded.path, &context_dir)
             .map_err(crate::cli::hinted)?,
-        ..CompileOptions::default()
+        ..loaded.compile_options()
     };
     if resolve_digest {
         common::pin_base_from_registry(&loaded, &mut opts)?;
@@ -135,75 +135,23 @@ pub fn render(p: &Plan) -> String {
     line(String::new());
     line("steps".into());
     for s in &p.steps {
-        let rule = match &s.cache {
-            CacheRule::Reuse => "cached".to_string(),
-            CacheRule::Epoch => "cached until the epoch changes".to_string(),
-            CacheRule::Bust { reason } => {
-                format!("re-runs every build ({reason}); download caches kept")
+        render_step(p, s, &mut line);
+    }
+    line(String::new());
+    match &p.verify {
+        VerifyStage::Skipped { reason } => line(format!("verify    skipped: {reason}")),
+        VerifyStage::Planned(v) => {
+            line("verify    on the image's root filesystem, not exported".into());
+            line(format!(
+                "  expect  {}",
+                serde_json::to_string(&v.expect).unwrap_or_default()
+            ));
+            if !v.devices.is_empty() {
+                line(format!("  devices {} (CDI)", v.devices.join(" ")));
             }
-            CacheRule::Reresolve { reason } => format!(
-                "resolution re-runs every build ({reason}); the install re-runs when the resolved set changes"
-            ),
-            CacheRule::IgnoreCache { reason } => {
-                format!("re-runs every build ({reason}); ignore_cache")
+            for s in &v.steps {
+                render_step(p, s, &mut line);
             }
-        };
-        if let Some(r) = &s.resolve {
-            line(format!("  {}", r.title));
-        }
-        line(format!("  {}", s.title));
-        line(format!(
-            "      cache: {rule}    from {}:{} ({})",
-            p.spec, s.span.line, s.origin
-        ));
-        match &s.run {
-            Run::Exec {
-                args,
-                env,
-                user,
-                cwd,
-                mounts,
-            } => {
-                let at = if cwd == "/" {
-                    String::new()
-                } else {
-                    format!(" in {cwd}")
-                };
-                if !env.is_empty() {
-                    let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    line(format!("      env {}", vars.join(" ")));
-                }
-                if let Some(r) = &s.resolve {
-                    line(format!(
-                        "      resolve as {user}{at}: {}",
-                        shell_words(&r.args)
-                    ));
-                    for m in &r.mounts {
-                        line(format!("        {}", mount(m)));
-                    }
-                }
-                line(format!("      run as {user}{at}: {}", shell_words(args)));
-                for m in mounts {
-                    line(format!("        {}", mount(m)));
-                }
-            }
-            Run::Copy {
-                from,
-                copies,
-                uid,
-                gid,
-            } => {
-                for (src, dest) in copies {
-                    line(format!(
-                        "      copy {from}:{src} -> {dest} (owner {uid}:{gid})"
-                    ));
-                }
-            }
-            Run::Image => line(format!(
-                "      image {} ({})",
-                p.base.pinned_reference(),
-                p.platform
-            )),
         }
     }
     line(String::new());
@@ -211,6 +159,10 @@ pub fn render(p: &Plan) -> String {
         Output::Directory { dest } => {
             line(format!("output    the directory {dest} of the last step"))
         }
+        Output::Verify => line(format!(
+            "output    the verify stage's report directory ({})",
+            crate::plan::verify::VERIFY_DIR
+        )),
         Output::Image(image) => {
             line("image".into());
             line(format!("  user {}  workdir {}", image.user, image.workdir));
@@ -288,4 +240,86 @@ fn shell_words(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// One step as `render` prints it: title, cache rule and origin, then how it runs.
+fn render_step(p: &Plan, s: &plan::Step, line: &mut impl FnMut(String)) {
+    let rule = match &s.cache {
+        CacheRule::Reuse => "cached".to_string(),
+        CacheRule::Epoch => "cached until the epoch changes".to_string(),
+        CacheRule::Bust { reason } => {
+            format!("re-runs every build ({reason}); download caches kept")
+        }
+        CacheRule::Reresolve { reason } => format!(
+            "resolution re-runs every build ({reason}); the install re-runs when the resolved set changes"
+        ),
+        CacheRule::IgnoreCache { reason } => {
+            format!("re-runs every build ({reason}); ignore_cache")
+        }
+    };
+    if let Some(r) = &s.resolve {
+        line(format!("  {}", r.title));
+    }
+    line(format!("  {}", s.title));
+    line(format!(
+        "      cache: {rule}    from {}:{} ({})",
+        p.spec, s.span.line, s.origin
+    ));
+    match &s.run {
+        Run::Exec {
+            args,
+            env,
+            user,
+            cwd,
+            mounts,
+            offline,
+            devices,
+        } => {
+            let at = if cwd == "/" {
+                String::new()
+            } else {
+                format!(" in {cwd}")
+            };
+            if !env.is_empty() {
+                let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                line(format!("      env {}", vars.join(" ")));
+            }
+            if let Some(r) = &s.resolve {
+                line(format!(
+                    "      resolve as {user}{at}: {}",
+                    shell_words(&r.args)
+                ));
+                for m in &r.mounts {
+                    line(format!("        {}", mount(m)));
+                }
+            }
+            line(format!("      run as {user}{at}: {}", shell_words(args)));
+            if *offline {
+                line("        network none".into());
+            }
+            for d in devices {
+                line(format!("        device {d} (CDI)"));
+            }
+            for m in mounts {
+                line(format!("        {}", mount(m)));
+            }
+        }
+        Run::Copy {
+            from,
+            copies,
+            uid,
+            gid,
+        } => {
+            for (src, dest) in copies {
+                line(format!(
+                    "      copy {from}:{src} -> {dest} (owner {uid}:{gid})"
+                ));
+            }
+        }
+        Run::Image => line(format!(
+            "      image {} ({})",
+            p.base.pinned_reference(),
+            p.platform
+        )),
+    }
 }

@@ -337,17 +337,19 @@ async fn build(
         target: opts.target,
         source_date_epoch: opts.source_date_epoch,
         base_source,
+        skip_verify: opts.overrides.skip_verify.unwrap_or(false),
+        gpus: opts.overrides.gpus_attached.clone(),
         ..CompileOptions::default()
     };
     let solve = SolveOptions {
         cache_imports: opts.cache_imports.clone(),
         ..SolveOptions::default()
     };
-    let compiled = solve::build_spec(bridge, &spec, &res, compile, solve).await?;
+    let built = solve::build_spec(bridge, &spec, &res, compile, solve).await?;
     log(&format!(
         "returned {} steps on {} (spec read after {read_ms} ms, returned after {} ms)",
-        compiled.plan.steps.len(),
-        compiled.plan.base.pinned_reference(),
+        built.compiled.plan.steps.len(),
+        built.compiled.plan.base.pinned_reference(),
         started.elapsed().as_millis()
     ));
     Ok(())
@@ -370,6 +372,8 @@ async fn answer(
         ca_bundle: opts.ca_bundle,
         target: opts.target,
         base_source,
+        skip_verify: opts.overrides.skip_verify.unwrap_or(false),
+        gpus: opts.overrides.gpus_attached.clone(),
         ..CompileOptions::default()
     };
     // Planning never needs the pinned base a release build needs: only lowering does.

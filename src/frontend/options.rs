@@ -69,6 +69,8 @@ pub const KNOWN_BUILD_ARGS: &[&str] = &[
     names::GPU,
     names::PROFILE,
     names::ONLINE,
+    names::SKIP_VERIFY,
+    names::GPUS,
     ARG_CA_SECRET,
     ARG_CA_BUNDLE,
     ARG_LOCKED,
@@ -525,6 +527,8 @@ mod tests {
                 gpus: Some(GpuList(vec!["H100".into(), "8.9".into()])),
                 profile: Some(Profile::Test),
                 online: None,
+                skip_verify: None,
+                gpus_attached: None,
             }
         );
         assert!(o.ca_bundle);
@@ -720,6 +724,8 @@ mod tests {
             gpus: Some(GpuList(vec!["H100".into()])),
             profile: Some(Profile::Test),
             online: Some(true),
+            skip_verify: Some(true),
+            gpus_attached: Some(crate::vocab::Gpus::all()),
         };
         for n in every.to_build_args().keys() {
             assert!(KNOWN_BUILD_ARGS.contains(&n.as_str()), "{n}");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::buildkit::client::{error_status, BridgeError, SolveOptions, IMAGE_CONFIG_KEY};
 use crate::buildkit::Bridge;
 use crate::error::Hint;
-use crate::plan::{self, CompileError, CompileOptions, Compiled, PinError};
+use crate::plan::{self, CompileError, CompileOptions, Compiled, PinError, Report};
 use crate::resolve::Resolution;
 use crate::spec::Spec;
 
@@ -32,6 +32,53 @@ pub enum SolveError {
     /// The base could not be pinned through ResolveImageConfig.
     #[error(transparent)]
     Pin(#[from] PinError<BridgeError>),
+    /// The image is not what the resolution says: the failed checks of the verify stage.
+    #[error("{}", verify_failed(.0))]
+    Verify(Report),
+    /// A `[verify] run` command failed (its output is in the progress above); the checks
+    /// had passed.
+    #[error("verify: {source}")]
+    VerifyRun {
+        /// The checks' report.
+        report: Report,
+        /// The failed solve.
+        source: BridgeError,
+    },
+    /// The verify report could not be read back.
+    #[error("verify: {0}")]
+    VerifyReport(String),
+}
+
+/// `verify: 2 checks failed` and a line per failed check: what, expected, found, fix.
+fn verify_failed(r: &Report) -> String {
+    let failed = r.failed();
+    let mut out = format!(
+        "verify: {} of {} checks failed; the image is not what `torchkit resolve` said",
+        failed.len(),
+        r.checks.len()
+    );
+    for c in failed {
+        out.push_str(&format!(
+            "\n  {}: expected {}, found {}",
+            c.name,
+            c.expected.as_deref().unwrap_or("-"),
+            c.found.as_deref().unwrap_or("-")
+        ));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("\n    fix: {fix}"));
+        }
+    }
+    out
+}
+
+impl SolveError {
+    /// The verify report, when the checks ran before the build failed.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            SolveError::Verify(r) | SolveError::VerifyRun { report: r, .. } => Some(r),
+            _ => None,
+        }
+    }
 }
 
 impl Hint for SolveError {
@@ -40,8 +87,25 @@ impl Hint for SolveError {
             SolveError::Compile(e) => e.hint(),
             SolveError::Bridge(e) => e.hint(),
             SolveError::Pin(e) => e.hint(),
+            SolveError::Verify(_) => Some(
+                "`torchkit build --skip-verify` (or `[verify] enabled = false`) builds without the checks; `--verify-report FILE` keeps the report"
+                    .into(),
+            ),
+            SolveError::VerifyRun { .. } => Some(
+                "a `[verify] run` command failed in the built image (its output is above); nothing was exported. `--skip-verify` builds without the verify stage".into(),
+            ),
+            SolveError::VerifyReport(_) => None,
         }
     }
+}
+
+/// What a build returned besides its result.
+#[derive(Debug)]
+pub struct Built {
+    /// What was compiled.
+    pub compiled: Compiled,
+    /// The verify report, when the stage ran.
+    pub report: Option<Report>,
 }
 
 /// Pin the base by digest ([`plan::pin_base`] over ResolveImageConfig), compile with its config, solve the
@@ -53,14 +117,16 @@ pub async fn build_spec(
     res: &Resolution,
     opts: CompileOptions,
     solve: SolveOptions,
-) -> Result<Compiled, SolveError> {
+) -> Result<Built, SolveError> {
     let out = compile_and_solve(bridge, spec, res, opts, solve).await;
     match out {
-        Ok((compiled, r)) => {
+        Ok((Built { compiled, report }, r)) => {
             let mut metadata = BTreeMap::new();
-            metadata.insert(IMAGE_CONFIG_KEY.to_string(), compiled.image_config.clone());
+            if let Some(config) = &compiled.image_config {
+                metadata.insert(IMAGE_CONFIG_KEY.to_string(), config.clone());
+            }
             bridge.return_result(Some(r), metadata).await?;
-            Ok(compiled)
+            Ok(Built { compiled, report })
         }
         Err(e) => {
             if !bridge.has_returned() {
@@ -77,8 +143,11 @@ async fn compile_and_solve(
     res: &Resolution,
     mut opts: CompileOptions,
     solve: SolveOptions,
-) -> Result<(Compiled, crate::proto::moby::buildkit::v1::frontend::Ref), SolveError> {
+) -> Result<(Built, crate::proto::moby::buildkit::v1::frontend::Ref), SolveError> {
     opts.base = plan::pin_base(spec, res, &opts, bridge).await?.into();
+    if opts.session_id.is_none() {
+        opts.session_id = bridge.session_id().map(String::from);
+    }
     // The LLB says only what this daemon reads (the caps of the Ping every build makes
     // first, in the driver and in the frontend alike).
     if let Some(caps) = bridge.caps() {
@@ -93,8 +162,67 @@ async fn compile_and_solve(
         }
     }
     let compiled = plan::compile(spec, res, &opts)?;
-    let r = bridge
-        .solve(Some(compiled.definition.clone()), solve)
+    if let plan::VerifyStage::Skipped { reason } = &compiled.plan.verify {
+        warn_stderr(&format!("[torchkit verify] skipped: {reason}"));
+    }
+    let Some(verify) = &compiled.verify else {
+        let r = bridge
+            .solve(Some(compiled.definition.clone()), solve)
+            .await?;
+        return Ok((
+            Built {
+                compiled,
+                report: None,
+            },
+            r,
+        ));
+    };
+    let now = SolveOptions {
+        evaluate: true,
+        ..solve.clone()
+    };
+    // The image first, so that its own failures stay its own; then the checks, whose report
+    // decides; then the gate and the tests. On a warm cache all three are cache hits.
+    let image = if compiled.plan.output == plan::Output::Verify {
+        None
+    } else {
+        Some(
+            bridge
+                .solve(Some(compiled.definition.clone()), now.clone())
+                .await?,
+        )
+    };
+    let checks = bridge
+        .solve(Some(verify.checks.clone()), now.clone())
         .await?;
-    Ok((compiled, r))
+    let report = read_report(bridge, &checks).await?;
+    if !report.ok {
+        return Err(SolveError::Verify(report));
+    }
+    let stage = match bridge.solve(Some(verify.stage.clone()), now).await {
+        Ok(r) => r,
+        Err(source) => return Err(SolveError::VerifyRun { report, source }),
+    };
+    Ok((
+        Built {
+            compiled,
+            report: Some(report),
+        },
+        image.unwrap_or(stage),
+    ))
+}
+
+/// The checks' `report.json`.
+async fn read_report(
+    bridge: &Bridge,
+    r: &crate::proto::moby::buildkit::v1::frontend::Ref,
+) -> Result<Report, SolveError> {
+    let path = format!("/{}", plan::verify::REPORT_FILE);
+    let bytes = bridge.read_file(r, &path, None).await?;
+    if bytes.is_empty() {
+        return Err(SolveError::VerifyReport(
+            "the checks wrote no report: the image's `python` could not run verify.py (see its output above)".into(),
+        ));
+    }
+    Report::parse(&bytes).map_err(SolveError::VerifyReport)
 }

@@ -15,6 +15,9 @@ use crate::proto::pb;
 
 const SPEC: &str = "# syntax=localhost:5000/torchkit/frontend:dev\n[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n\n[image]\nuser = \"root\"\ncmd = [\"python\"]\ncopy = [\"src/\"]\n";
 
+/// A verify report whose every check passed.
+const PASSED_REPORT: &str = r#"{"torchkit_verify": 1, "ok": true, "checks": [{"name": "torch.version", "ok": true, "expected": "2.8.0+cu128", "found": "2.8.0+cu128", "fix": null}]}"#;
+
 #[derive(Default)]
 struct Seen {
     /// Source identifiers and attrs of every solved definition's first source op.
@@ -208,13 +211,16 @@ async fn run_fake(
     files: &[(&str, &str, &str)],
     opts: &[(&str, &str)],
 ) -> (Result<(), FrontendError>, Seen) {
+    let mut files: BTreeMap<(String, String), Vec<u8>> = files
+        .iter()
+        .map(|(r, p, d)| ((r.to_string(), p.to_string()), d.as_bytes().to_vec()))
+        .collect();
+    // What the verify stage's checks write, unless the test says otherwise: all passed.
+    files
+        .entry(("build".into(), "/report.json".into()))
+        .or_insert_with(|| PASSED_REPORT.as_bytes().to_vec());
     let fake = Fake {
-        files: Arc::new(
-            files
-                .iter()
-                .map(|(r, p, d)| ((r.to_string(), p.to_string()), d.as_bytes().to_vec()))
-                .collect(),
-        ),
+        files: Arc::new(files),
         seen: Arc::new(Mutex::new(Seen::default())),
     };
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
@@ -253,10 +259,11 @@ async fn builds_the_spec_from_the_dockerfile_local() {
     )
     .await;
     out.expect("build");
-    // dockerfile local and context .dockerignore local (in parallel), then the build.
+    // dockerfile local and context .dockerignore local (in parallel), then the image, the
+    // verify stage's checks (whose report is read) and the whole stage.
     assert_eq!(
         seen.solves.len(),
-        3,
+        5,
         "{:?}",
         seen.solves.iter().map(|s| &s.0).collect::<Vec<_>>()
     );
@@ -279,6 +286,20 @@ async fn builds_the_spec_from_the_dockerfile_local() {
     assert_eq!(attrs["local.session"], "sess-1");
     assert_eq!(attrs["local.excludepatterns"], r#"["*.pyc",".git"]"#);
     assert!(llb::validate(def).is_ok());
+    assert!(seen.reads.iter().any(|(p, _)| p == "/report.json"));
+    let verify_names = |def: &pb::Definition| -> Vec<String> {
+        let dump = llb::dump(def).unwrap();
+        dump["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o["metadata"]["custom_name"].as_str().map(String::from))
+            .filter(|n| n.starts_with("[torchkit verify"))
+            .collect()
+    };
+    assert!(verify_names(def).is_empty(), "the image has no verify exec");
+    assert_eq!(verify_names(&seen.solves[3].2).len(), 1, "checks");
+    assert_eq!(verify_names(&seen.solves[4].2).len(), 2, "checks and gate");
     let ret = seen.returned.expect("returned");
     assert!(ret.error.is_none());
     let result = ret.result.unwrap();
@@ -308,8 +329,9 @@ async fn dockerignore_beside_the_spec_wins() {
     )
     .await;
     out.expect("build");
-    // The spec, the context's .dockerignore (loaded in parallel, unused) and the build.
-    assert_eq!(seen.solves.len(), 3);
+    // The spec, the context's .dockerignore (loaded in parallel, unused) and the build
+    // (image, verify checks, verify stage).
+    assert_eq!(seen.solves.len(), 5);
     let (id, attrs, _) = seen.solves.last().unwrap();
     assert_eq!(id, "local://context");
     // Read as moby's ignorefile.ReadAll reads it: cleaned, relative, `!` trimmed.
@@ -317,6 +339,45 @@ async fn dockerignore_beside_the_spec_wins() {
         attrs["local.excludepatterns"],
         r#"["secret","!secret/README"]"#
     );
+}
+
+#[tokio::test]
+async fn a_failed_check_fails_the_build_naming_it_and_nothing_is_returned() {
+    let failed = r#"{"torchkit_verify": 1, "ok": false, "checks": [
+        {"name": "torch.version", "ok": true, "expected": "2.8.0+cu128", "found": "2.8.0+cu128", "fix": null},
+        {"name": "torch.cuda", "ok": false, "expected": "12.8", "found": "12.6", "fix": "a dependency replaced torch: pin it"}]}"#;
+    let (out, seen) = run_fake(
+        &[
+            ("dockerfile", "torchkit.toml", SPEC),
+            ("build", "/report.json", failed),
+        ],
+        &[("filename", "torchkit.toml")],
+    )
+    .await;
+    let e = out.unwrap_err().to_string();
+    assert!(e.contains("verify: 1 of 2 checks failed"), "{e}");
+    assert!(e.contains("torch.cuda: expected 12.8, found 12.6"), "{e}");
+    assert!(e.contains("fix: a dependency replaced torch"), "{e}");
+    // The gate and tests are not solved, and the build returns the error, not a result.
+    assert_eq!(seen.solves.len(), 4);
+    let ret = seen.returned.expect("returned");
+    assert!(ret.result.is_none());
+    assert!(ret.error.unwrap().message.contains("torch.cuda"));
+}
+
+#[tokio::test]
+async fn skip_verify_leaves_the_stage_out() {
+    let (out, seen) = run_fake(
+        &[("dockerfile", "torchkit.toml", SPEC)],
+        &[
+            ("filename", "torchkit.toml"),
+            ("build-arg:TORCHKIT_SKIP_VERIFY", "1"),
+        ],
+    )
+    .await;
+    out.expect("build");
+    assert_eq!(seen.solves.len(), 3, "spec, .dockerignore, image");
+    assert!(!seen.reads.iter().any(|(p, _)| p == "/report.json"));
 }
 
 #[tokio::test]

@@ -54,6 +54,8 @@ pub enum NodeKind {
     Cache,
     /// A secret mount.
     Secret,
+    /// An exec of the verify stage: it runs on the finished image and is not part of it.
+    Verify,
 }
 
 impl NodeKind {
@@ -62,7 +64,11 @@ impl NodeKind {
     pub fn is_step(self) -> bool {
         matches!(
             self,
-            NodeKind::Image | NodeKind::Exec | NodeKind::Resolve | NodeKind::Copy
+            NodeKind::Image
+                | NodeKind::Exec
+                | NodeKind::Resolve
+                | NodeKind::Copy
+                | NodeKind::Verify
         )
     }
 }
@@ -188,6 +194,31 @@ pub fn graph(plan: &Plan) -> Graph {
             }
         };
         below = Some(top);
+    }
+    // The verify stage hangs off the finished image: each exec runs on its root filesystem
+    // and carries the report of the one before.
+    if let Some(v) = plan.verify.planned() {
+        let n = v.steps.len();
+        for (i, step) in v.steps.iter().enumerate() {
+            let Run::Exec { mounts, .. } = &step.run else {
+                continue;
+            };
+            let id = format!("verify{}", i + 1);
+            let kind = NodeKind::Verify;
+            b.step_node(
+                &id,
+                kind,
+                step,
+                (i, n),
+                &step.title,
+                step.ignore_cache,
+                mounts,
+            );
+            b.layer(&below, &id);
+            b.exec_mounts(&id, mounts);
+            // Newest first: a later exec's carried mount is this one's output.
+            b.execs.insert(0, ((step.name, Exec::Run), id));
+        }
     }
     b.finish()
 }
@@ -410,6 +441,7 @@ impl Builder<'_> {
         let output = match &plan.output {
             Output::Image(_) => String::new(),
             Output::Directory { dest } => format!(" · output: {dest} of the last step"),
+            Output::Verify => " · output: the verify report".to_string(),
         };
         Graph {
             title: format!(
@@ -596,6 +628,8 @@ fn split_long(word: &str) -> Vec<String> {
 const RERUN_FILL: &str = "#fde4e1";
 const RERUN_LINE: &str = "#b42318";
 const HELPER_FILL: &str = "#f2f2f2";
+/// The verify stage: checks run on the image, not kept in it.
+const VERIFY_FILL: &str = "#e8f4ea";
 const CACHE_FILL: &str = "#e8f0fb";
 const MUTED: &str = "#555555";
 
@@ -623,7 +657,12 @@ impl Graph {
             let mut attrs: Vec<String> = match e.kind {
                 // The layers that stay in the image form a straight spine; a resolve half
                 // (whose layer is dropped) sits beside it.
-                EdgeKind::Layer if self.kind_of(&e.to) == Some(NodeKind::Resolve) => {
+                EdgeKind::Layer
+                    if matches!(
+                        self.kind_of(&e.to),
+                        Some(NodeKind::Resolve | NodeKind::Verify)
+                    ) =>
+                {
                     vec!["penwidth=2.2".into(), "color=\"#222222\"".into()]
                 }
                 EdgeKind::Layer => vec![
@@ -662,7 +701,7 @@ impl Graph {
             let label = mermaid_label(n);
             let shaped = match n.kind {
                 NodeKind::Image | NodeKind::Exec | NodeKind::Copy => format!("[\"{label}\"]"),
-                NodeKind::Resolve => format!("(\"{label}\")"),
+                NodeKind::Resolve | NodeKind::Verify => format!("(\"{label}\")"),
                 NodeKind::File => format!("[/\"{label}\"/]"),
                 NodeKind::Context => format!("[[\"{label}\"]]"),
                 NodeKind::Cache => format!("[(\"{label}\")]"),
@@ -693,7 +732,7 @@ impl Graph {
             "  classDef rerun fill:{RERUN_FILL},stroke:{RERUN_LINE},stroke-width:3px,stroke-dasharray:6 3\n"
         ));
         o.push_str(&format!(
-            "  classDef helper fill:{HELPER_FILL},stroke:#777777\n  classDef cache fill:{CACHE_FILL},stroke:#777777\n"
+            "  classDef helper fill:{HELPER_FILL},stroke:#777777\n  classDef cache fill:{CACHE_FILL},stroke:#777777\n  classDef verify fill:{VERIFY_FILL},stroke:#333333\n"
         ));
         let class = |f: &dyn Fn(&Node) -> bool| -> Vec<&str> {
             self.nodes
@@ -707,6 +746,7 @@ impl Graph {
         let caches =
             class(&|n| n.rerun.is_none() && matches!(n.kind, NodeKind::Cache | NodeKind::Secret));
         let reruns = class(&|n| n.rerun.is_some());
+        let verify = class(&|n| n.rerun.is_none() && n.kind == NodeKind::Verify);
         // Mermaid draws every `-.->` alike; caches get a finer, bluer dash.
         let cache_links: Vec<String> = self
             .edges
@@ -721,7 +761,12 @@ impl Graph {
                 cache_links.join(",")
             ));
         }
-        for (ids, name) in [(helpers, "helper"), (caches, "cache"), (reruns, "rerun")] {
+        for (ids, name) in [
+            (helpers, "helper"),
+            (caches, "cache"),
+            (verify, "verify"),
+            (reruns, "rerun"),
+        ] {
             if !ids.is_empty() {
                 o.push_str(&format!("  class {} {name}\n", ids.join(",")));
             }
@@ -731,11 +776,12 @@ impl Graph {
 }
 
 /// What the marks mean, printed under the title.
-const LEGEND: &str = "thick arrows: the layer a step starts from · dashed: read-only mounts · dotted: download caches · red, thick dashed border: re-runs every build";
+const LEGEND: &str = "thick arrows: the layer a step starts from · dashed: read-only mounts · dotted: download caches · red, thick dashed border: re-runs every build · green: the verify stage, run on the image and not part of it";
 
 fn dot_node_attrs(n: &Node) -> String {
     let (shape, fill) = match n.kind {
         NodeKind::Image | NodeKind::Exec | NodeKind::Resolve | NodeKind::Copy => ("box", "#ffffff"),
+        NodeKind::Verify => ("box", VERIFY_FILL),
         NodeKind::File => ("note", HELPER_FILL),
         NodeKind::Context => ("folder", HELPER_FILL),
         NodeKind::Cache => ("cylinder", CACHE_FILL),
@@ -762,7 +808,7 @@ fn dot_node_attrs(n: &Node) -> String {
         a.push(format!("fillcolor=\"{fill}\""));
     }
     // The layers the image keeps line up in one column.
-    if step && n.kind != NodeKind::Resolve {
+    if step && !matches!(n.kind, NodeKind::Resolve | NodeKind::Verify) {
         a.push("group=layers".into());
     }
     a.push(format!("label=<{}>", dot_label(n)));

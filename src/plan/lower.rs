@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::llb::{
-    self, pb, CopyOpts, FileAction, Owner, Platform, Range, Sharing, SourceInfo, SourceLocation,
-    State,
+    self, pb, CopyOpts, FileAction, Network, Owner, Platform, Range, Sharing, SourceInfo,
+    SourceLocation, State,
 };
 use crate::spec::Span;
 use crate::vocab::Step as StepName;
 
+use super::verify::VERIFY_DIR;
 use super::{
     image_config, CacheSharing, CompileError, Exec, Mount, Node, NodeId, NodeSource, Output, Plan,
     Run, Step,
@@ -30,6 +31,20 @@ pub struct Lowered {
     pub definition: pb::Definition,
     /// The OCI image config, when the plan builds an image ([`Output::Image`]).
     pub image_config: Option<Vec<u8>>,
+    /// The verify stage, when the plan has one.
+    pub verify: Option<VerifyDefinitions>,
+}
+
+/// The verify stage as two results: the report as the checks wrote it, which the caller
+/// reads, and the whole stage (checks, gate, tests).
+#[derive(Debug, Clone)]
+pub struct VerifyDefinitions {
+    /// The checks' report directory (`/report.json`); solving it never fails on a failed
+    /// check.
+    pub checks: pb::Definition,
+    /// The stage's report directory after the gate and the tests: solving it fails when a
+    /// check or a test fails.
+    pub stage: pb::Definition,
 }
 
 fn location(src: &Arc<SourceInfo>, span: Span) -> SourceLocation {
@@ -69,16 +84,98 @@ pub fn lower_for(plan: &Plan, supported: &llb::Supported) -> Result<Lowered, Com
             return Err(bad(format!("the node `{}` is defined twice", n.id)));
         }
     }
-    let mut outputs: HashMap<OutputKey<'_>, State> = HashMap::new();
+    let mut l = Lowering {
+        plan,
+        src,
+        platform,
+        nodes,
+        outputs: HashMap::new(),
+    };
 
     let mut root: Option<State> = None;
     for step in &plan.steps {
-        let loc = location(&src, step.span);
-        let next = match &step.run {
+        root = Some(l.step(step, &root)?);
+    }
+    let root = root.ok_or_else(|| bad("the plan has no steps".into()))?;
+    // The verify stage runs on the finished root filesystem; its report directory, carried
+    // through each of its execs, is its result.
+    let mut verify = None;
+    if let Some(v) = plan.verify.planned() {
+        let on = Some(root.clone());
+        let mut checks = None;
+        for step in &v.steps {
+            l.step(step, &on)?;
+            checks.get_or_insert_with(|| l.verify_dir());
+        }
+        let report = |s: Option<State>| {
+            s.ok_or_else(|| bad(format!("the verify stage writes no {VERIFY_DIR}")))
+        };
+        verify = Some((report(checks.flatten())?, report(l.verify_dir())?));
+    }
+
+    let (result, image_config) = match &plan.output {
+        Output::Image(image) => (root, Some(image_config(plan, image)?)),
+        Output::Verify => match &verify {
+            Some((_, stage)) => (stage.clone(), None),
+            None => {
+                return Err(bad(
+                    "the output is the verify stage, which the plan skips".into()
+                ))
+            }
+        },
+        Output::Directory { dest } => {
+            let dir = plan
+                .steps
+                .last()
+                .and_then(|last| l.outputs.get(&(last.name, Exec::Run, dest.as_str())))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "the output is the mount {dest} of the last step, which writes no such mount"
+                    ))
+                })?;
+            (dir.clone(), None)
+        }
+    };
+    let verify = match verify {
+        Some((checks, stage)) => Some(VerifyDefinitions {
+            checks: llb::marshal_for(&checks, supported)?,
+            stage: llb::marshal_for(&stage, supported)?,
+        }),
+        None => None,
+    };
+    Ok(Lowered {
+        definition: llb::marshal_for(&result, supported)?,
+        image_config,
+        verify,
+    })
+}
+
+/// What lowering carries from step to step.
+struct Lowering<'a> {
+    plan: &'a Plan,
+    src: Arc<SourceInfo>,
+    platform: Platform,
+    nodes: HashMap<NodeId, State>,
+    outputs: HashMap<OutputKey<'a>, State>,
+}
+
+impl<'a> Lowering<'a> {
+    /// The verify stage's report directory as the latest exec left it.
+    fn verify_dir(&self) -> Option<State> {
+        self.outputs
+            .get(&(StepName::Verify, Exec::Run, VERIFY_DIR))
+            .cloned()
+    }
+
+    /// One step on `root` (the previous step's root filesystem): its new root filesystem.
+    fn step(&mut self, step: &'a Step, root: &Option<State>) -> Result<State, CompileError> {
+        let plan = self.plan;
+        let loc = location(&self.src, step.span);
+        Ok(match &step.run {
             Run::Image => {
                 let s: State = llb::image(&plan.base.reference)
                     .digest(plan.base.digest.as_deref())
-                    .platform(platform.clone())
+                    .platform(self.platform.clone())
                     .custom_name(&step.title)
                     .ignore_cache(step.ignore_cache)
                     .source_location(loc)
@@ -91,8 +188,10 @@ pub fn lower_for(plan: &Plan, supported: &llb::Supported) -> Result<Lowered, Com
                 user,
                 cwd,
                 mounts,
+                offline,
+                devices,
             } => {
-                let cur = below(&root, step)?;
+                let cur = below(root, step)?;
                 let exec = |argv: &[String], title: &str, ignore: bool| {
                     let mut e = llb::Exec::new(argv)
                         .cwd(cwd)
@@ -103,26 +202,32 @@ pub fn lower_for(plan: &Plan, supported: &llb::Supported) -> Result<Lowered, Com
                     for (k, v) in env {
                         e = e.env(k, v);
                     }
+                    if *offline {
+                        e = e.network(Network::None);
+                    }
+                    for d in devices {
+                        e = e.cdi_device(d, false);
+                    }
                     e
                 };
                 if let Some(r) = &step.resolve {
                     let e = with_mounts(
                         exec(&r.args, &r.title, r.ignore_cache),
                         &r.mounts,
-                        &nodes,
-                        &outputs,
+                        &self.nodes,
+                        &self.outputs,
                     )?;
                     let ran = cur.run(e);
-                    keep_outputs(&mut outputs, &ran, step.name, Exec::Resolve, &r.mounts);
+                    keep_outputs(&mut self.outputs, &ran, step.name, Exec::Resolve, &r.mounts);
                 }
                 let e = with_mounts(
                     exec(args, &step.title, step.ignore_cache),
                     mounts,
-                    &nodes,
-                    &outputs,
+                    &self.nodes,
+                    &self.outputs,
                 )?;
                 let ran = cur.run(e);
-                keep_outputs(&mut outputs, &ran, step.name, Exec::Run, mounts);
+                keep_outputs(&mut self.outputs, &ran, step.name, Exec::Run, mounts);
                 ran.root()
             }
             Run::Copy {
@@ -131,8 +236,8 @@ pub fn lower_for(plan: &Plan, supported: &llb::Supported) -> Result<Lowered, Com
                 uid,
                 gid,
             } => {
-                let cur = below(&root, step)?;
-                let ctx = node(&nodes, *from)?;
+                let cur = below(root, step)?;
+                let ctx = node(&self.nodes, *from)?;
                 let opts = CopyOpts {
                     owner: Some(Owner::ids(*uid, *gid)),
                     follow_symlinks: true,
@@ -156,30 +261,8 @@ pub fn lower_for(plan: &Plan, supported: &llb::Supported) -> Result<Lowered, Com
                     .source_location(loc);
                 cur.file(action)
             }
-        };
-        root = Some(next);
+        })
     }
-    let root = root.ok_or_else(|| bad("the plan has no steps".into()))?;
-
-    let (result, image_config) = match &plan.output {
-        Output::Image(image) => (root, Some(image_config(plan, image)?)),
-        Output::Directory { dest } => {
-            let dir = plan
-                .steps
-                .last()
-                .and_then(|last| outputs.get(&(last.name, Exec::Run, dest.as_str())))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "the output is the mount {dest} of the last step, which writes no such mount"
-                    ))
-                })?;
-            (dir.clone(), None)
-        }
-    };
-    Ok(Lowered {
-        definition: llb::marshal_for(&result, supported)?,
-        image_config,
-    })
 }
 
 /// The root filesystem a step runs on: the previous step's.
@@ -219,9 +302,10 @@ fn node_state(n: &Node, src: &Arc<SourceInfo>) -> Result<State, CompileError> {
                 let mode = i32::try_from(f.mode)
                     .map_err(|_| bad(format!("mode {:o} of {} is too large", f.mode, f.path)))?;
                 let data = f.content.as_bytes().to_vec();
+                let owner = f.owner.map(|u| Owner::ids(u, u));
                 action = Some(match action {
-                    None => FileAction::mkfile(&f.path, mode, data, None),
-                    Some(a) => a.and_mkfile(&f.path, mode, data, None),
+                    None => FileAction::mkfile(&f.path, mode, data, owner),
+                    Some(a) => a.and_mkfile(&f.path, mode, data, owner),
                 });
             }
             let mut action = action

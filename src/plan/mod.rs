@@ -37,6 +37,7 @@ mod pin;
 mod policy;
 mod resolution;
 mod steps;
+pub mod verify;
 
 use std::collections::BTreeMap;
 
@@ -49,13 +50,14 @@ use crate::spec::{Span, Spec};
 use crate::vocab::{Profile, Step as StepName};
 
 pub use image_config::image_config;
-pub use lower::{lower, lower_for, Lowered, BUST_MOUNT, EPOCH_MOUNT};
+pub use lower::{lower, lower_for, Lowered, VerifyDefinitions, BUST_MOUNT, EPOCH_MOUNT};
 pub use pin::{pin_base, PinError, PinnedBase};
 pub use resolution::{
     resolution_run, ResolutionInputs, APT_SIMULATION, PACKAGES_MOUNT, PIP_REPORT,
     RESOLUTION_OUT_DIR,
 };
 pub use steps::{base_context_names, base_plan, plan};
+pub use verify::{Report, VerifyPlan, VerifyStage};
 
 /// Base image metadata resolved by the caller (ResolveImageConfig or a registry).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -143,6 +145,10 @@ pub struct CompileOptions {
     /// The daemon's LLB caps (its gateway `Ping`); the default, every cap, is for LLB
     /// whose reader is not known (`torchkit llb`).
     pub supported: crate::llb::Supported,
+    /// `--skip-verify`: leave the verify stage out.
+    pub skip_verify: bool,
+    /// `--gpus`: the CDI devices of the verify stage (else `[verify] gpu`).
+    pub gpus: Option<crate::vocab::Gpus>,
 }
 
 /// The output of [`compile`].
@@ -152,8 +158,11 @@ pub struct Compiled {
     pub plan: Plan,
     /// The LLB graph.
     pub definition: pb::Definition,
-    /// The OCI image config JSON to export with the result (`containerimage.config`).
-    pub image_config: Vec<u8>,
+    /// The OCI image config JSON to export with the result (`containerimage.config`); none
+    /// for `--target verify`, whose result is the report directory.
+    pub image_config: Option<Vec<u8>>,
+    /// The verify stage, unless skipped.
+    pub verify: Option<VerifyDefinitions>,
 }
 
 /// Why planning or lowering failed.
@@ -231,6 +240,8 @@ pub struct Plan {
     pub nodes: Vec<Node>,
     /// The steps, in order; each runs on the root filesystem of the one before.
     pub steps: Vec<Step>,
+    /// The verify stage, on the last step's root filesystem, not exported.
+    pub verify: VerifyStage,
     /// What the build produces.
     pub output: Output,
 }
@@ -240,7 +251,7 @@ impl Plan {
     pub fn image(&self) -> Option<&ImagePlan> {
         match &self.output {
             Output::Image(i) => Some(i),
-            Output::Directory { .. } => None,
+            Output::Directory { .. } | Output::Verify => None,
         }
     }
 
@@ -337,6 +348,10 @@ pub enum NodeId {
     Packages,
     /// The requirements file's content (the lock's resolution run).
     Requirements,
+    /// The verify script and what it expects.
+    Verifier,
+    /// The verify report file, owned by the image's user.
+    VerifyOut,
 }
 
 impl NodeId {
@@ -351,6 +366,8 @@ impl NodeId {
             NodeId::Context => "context",
             NodeId::Packages => "packages",
             NodeId::Requirements => "requirements",
+            NodeId::Verifier => "verifier",
+            NodeId::VerifyOut => "verify_out",
         }
     }
 }
@@ -395,6 +412,9 @@ pub struct NodeFile {
     pub mode: u32,
     /// The content.
     pub content: String,
+    /// Owner uid (and gid); none: root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u32>,
 }
 
 fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
@@ -590,6 +610,12 @@ pub enum Run {
         cwd: String,
         /// Mounts besides the root filesystem.
         mounts: Vec<Mount>,
+        /// No network at all (the verify stage's checks; its tests unless `[verify] network`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        offline: bool,
+        /// CDI devices the exec gets (`nvidia.com/gpu=all`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        devices: Vec<String>,
     },
     /// Copies from a helper node, as a Dockerfile `COPY` does (symlinks followed, a
     /// directory's contents copied, parents created, wildcards allowed).
@@ -643,6 +669,8 @@ pub enum Output {
         /// The mount point.
         dest: String,
     },
+    /// The verify stage's report directory (`--target verify`).
+    Verify,
 }
 
 /// The runtime configuration the image gets: with the base's config, all that the OCI image
@@ -692,11 +720,13 @@ pub fn compile(
     let Lowered {
         definition,
         image_config,
+        verify,
     } = lower_for(&plan, &opts.supported)?;
     Ok(Compiled {
-        image_config: image_config.expect("plan() always plans an image"),
+        image_config,
         plan,
         definition,
+        verify,
     })
 }
 

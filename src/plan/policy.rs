@@ -170,7 +170,13 @@ impl Policy {
                 )
             })
             .map(|s| s.name)
-            .collect();
+            .fold(vec![], |mut v, n| {
+                // The verify stage is several execs of one step.
+                if !v.contains(&n) {
+                    v.push(n);
+                }
+                v
+            });
         if !busted.is_empty() {
             let Some(token) = &self.token else {
                 return Err(CompileError::MissingBuildToken { steps: busted });

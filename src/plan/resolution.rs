@@ -200,6 +200,9 @@ pub fn resolution_run(i: &ResolutionInputs<'_>) -> Result<Option<Plan>, CompileE
         busted: applied.busted,
         nodes,
         steps,
+        verify: super::VerifyStage::Skipped {
+            reason: "torchkit lock builds no image".into(),
+        },
         output: Output::Directory { dest: out.into() },
     }))
 }

@@ -8,6 +8,7 @@ use crate::spec::Spec;
 use crate::vocab::{Profile, Step as StepName};
 
 use super::policy::Policy;
+use super::verify::{self, VerifyStage};
 use super::{
     BasePlan, CacheRule, CacheSharing, CompileError, CompileOptions, Exec, ImagePlan, LockedSet,
     Mount, Node, NodeFile, NodeId, NodeSource, Output, Plan, ResolveRun, Run, Step, APT_CACHE_DIR,
@@ -121,7 +122,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         ));
     }
 
-    if let Some(t) = opts.target {
+    if let Some(t) = opts.target.filter(|t| *t != StepName::Verify) {
         match steps.iter().position(|s| s.name == t) {
             Some(i) => steps.truncate(i + 1),
             None => return Err(CompileError::StepNotInPlan(t)),
@@ -129,13 +130,40 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
     }
     number(&mut steps, "torchkit");
 
+    // The verify stage shares the cache pass: `[cache] bust`, `--no-cache` and the release
+    // profile apply to it as to any step.
+    let skipped = verify::skipped(spec, opts);
+    let (mut verify_plan, verify_nodes) = match &skipped {
+        None => {
+            let (p, n) = verify::steps(spec, res, opts, b.cached, &b.cuda_ns);
+            (Some(p), n)
+        }
+        Some(_) => (None, vec![]),
+    };
+    if opts.target == Some(StepName::Verify) && verify_plan.is_none() {
+        return Err(CompileError::StepNotInPlan(StepName::Verify));
+    }
+    let image_len = steps.len();
+    if let Some(v) = &mut verify_plan {
+        steps.append(&mut v.steps);
+    }
     let applied = policy.apply(&mut steps)?;
     let mut catalogue = vec![constraints_node(res), resolver_node(), context_node(opts)];
     if let Some(l) = locked {
         catalogue.push(lock_node(l));
     }
+    catalogue.extend(verify_nodes);
     catalogue.extend(applied.nodes);
     let nodes = used_nodes(&steps, catalogue)?;
+    let verify = match verify_plan {
+        Some(mut v) => {
+            v.steps = steps.split_off(image_len);
+            VerifyStage::Planned(Box::new(v))
+        }
+        None => VerifyStage::Skipped {
+            reason: skipped.unwrap_or_default(),
+        },
+    };
 
     let image = image_plan(spec, res, &base, profile, opts);
     Ok(Plan {
@@ -149,7 +177,12 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         busted: applied.busted,
         nodes,
         steps,
-        output: Output::Image(Box::new(image)),
+        output: if opts.target == Some(StepName::Verify) {
+            Output::Verify
+        } else {
+            Output::Image(Box::new(image))
+        },
+        verify,
     })
 }
 
@@ -360,6 +393,8 @@ pub(super) fn exec_run(
         user: "root".into(),
         cwd: "/".into(),
         mounts,
+        offline: false,
+        devices: vec![],
     }
 }
 
@@ -401,6 +436,7 @@ pub(super) fn files_node(id: NodeId, name: String, files: Vec<(&str, String)>) -
                     path: path.into(),
                     mode: 0o644,
                     content,
+                    owner: None,
                 })
                 .collect(),
         },

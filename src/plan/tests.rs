@@ -351,7 +351,7 @@ fn release_rebuilds_everything_without_cache_mounts() {
     assert!(op(&ops, "pip")["exec"]["args"]
         .to_string()
         .contains("--no-cache-dir"));
-    let cfg: Value = serde_json::from_slice(&c.image_config).unwrap();
+    let cfg: Value = serde_json::from_slice(c.image_config.as_deref().unwrap()).unwrap();
     assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
     assert_eq!(cfg["config"]["Labels"]["torchkit.base.digest"], DIGEST);
 }
@@ -386,7 +386,8 @@ fn bust_list_and_no_cache_filter() {
             StepName::Apt,
             StepName::Pip,
             StepName::Requirements,
-            StepName::User
+            StepName::User,
+            StepName::Verify
         ]
     );
 }
@@ -409,7 +410,7 @@ fn image_config_inherits_the_base_and_adds_torchkit() {
         ..CompileOptions::default()
     };
     let c = compiled(&spec_with("[image.env]\nHF_HOME = \"/hf\"\n"), &opts);
-    let cfg: Value = serde_json::from_slice(&c.image_config).unwrap();
+    let cfg: Value = serde_json::from_slice(c.image_config.as_deref().unwrap()).unwrap();
     let env: Vec<&str> = cfg["config"]["Env"]
         .as_array()
         .unwrap()
@@ -528,7 +529,7 @@ fn root_user_and_no_optional_steps() {
     let c = compiled(&spec, &token());
     let names: Vec<&str> = c.plan.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["base", "user"]);
-    let cfg: Value = serde_json::from_slice(&c.image_config).unwrap();
+    let cfg: Value = serde_json::from_slice(c.image_config.as_deref().unwrap()).unwrap();
     assert_eq!(cfg["config"]["User"], "root");
     assert!(!ops(&c).iter().any(|o| o["kind"] == "source"
         && o["source"]["identifier"]
@@ -737,6 +738,17 @@ fn named<'a>(ops: &'a [Value], name: &str) -> &'a Value {
 /// Every op of the LLB is a step, a resolve half or a helper node of the plan, built as the
 /// plan says; and every step, resolve half and node of the plan is in the LLB.
 fn assert_llb_follows_plan(plan: &Plan, def: &pb::Definition) {
+    // The image's steps, then the verify stage's (in the stage's definition).
+    let steps: Vec<&Step> = plan
+        .steps
+        .iter()
+        .chain(
+            plan.verify
+                .planned()
+                .into_iter()
+                .flat_map(|v| v.steps.iter()),
+        )
+        .collect();
     use std::collections::{BTreeSet, HashMap};
     let dump = llb::dump(def).unwrap();
     let ops = dump["ops"].as_array().unwrap();
@@ -754,7 +766,7 @@ fn assert_llb_follows_plan(plan: &Plan, def: &pb::Definition) {
             .to_string()
     };
     let title_of = |step: StepName, exec: Exec| -> String {
-        let s = plan.steps.iter().find(|s| s.name == step).unwrap();
+        let s = steps.iter().find(|s| s.name == step).unwrap();
         match exec {
             Exec::Run => s.title.clone(),
             Exec::Resolve => s.resolve.as_ref().unwrap().title.clone(),
@@ -799,9 +811,9 @@ fn assert_llb_follows_plan(plan: &Plan, def: &pb::Definition) {
             }
             continue;
         }
-        let (step, exec) = plan
-            .steps
+        let (step, exec) = steps
             .iter()
+            .copied()
             .find_map(|s| {
                 if s.title == name {
                     Some((s, Exec::Run))
@@ -833,6 +845,7 @@ fn assert_llb_follows_plan(plan: &Plan, def: &pb::Definition) {
                 user,
                 cwd,
                 mounts,
+                ..
             } => {
                 let (args, mounts) = match exec {
                     Exec::Run => (args, mounts),
@@ -900,7 +913,13 @@ fn assert_llb_follows_plan(plan: &Plan, def: &pb::Definition) {
                             assert_eq!(g["type"], "bind");
                             assert_eq!(g["selector"], path.as_str());
                             assert_eq!(g["readonly"], *readonly);
-                            assert_eq!(input_name(op, &g["input"]), title_of(*step, *exec));
+                            let from = input_name(op, &g["input"]);
+                            if *step == StepName::Verify {
+                                // Each verify exec carries the one before's output.
+                                assert!(from.starts_with("[torchkit verify"), "{from}");
+                            } else {
+                                assert_eq!(from, title_of(*step, *exec));
+                            }
                         }
                     }
                 }
@@ -931,7 +950,7 @@ fn assert_llb_follows_plan(plan: &Plan, def: &pb::Definition) {
     for n in &plan.nodes {
         assert!(seen.contains(&n.name), "node {} is not in the LLB", n.name);
     }
-    for s in &plan.steps {
+    for s in &steps {
         assert!(
             seen.contains(&s.title),
             "step {} is not in the LLB",
@@ -983,7 +1002,7 @@ fn the_llb_is_the_plan_and_nothing_else() {
     ));
     for (what, spec, opts) in cases {
         let c = compile(&spec, &res(&spec), &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_llb_follows_plan(&c.plan, &c.definition);
+        assert_llb_follows_plan(&c.plan, &c.verify.expect("verify").stage);
     }
     let spec = spec_with("");
     let run = resolution_run(&ResolutionInputs {
@@ -1107,7 +1126,19 @@ fn nodes_are_exactly_those_the_steps_use() {
         "first use order"
     );
     let spec = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
-    assert!(compiled(&spec, &token()).plan.nodes.is_empty());
+    let skip = CompileOptions {
+        skip_verify: true,
+        ..token()
+    };
+    assert!(compiled(&spec, &skip).plan.nodes.is_empty());
+    // The verify stage's two nodes, and nothing else.
+    let ids: Vec<NodeId> = compiled(&spec, &token())
+        .plan
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(ids, [NodeId::Verifier, NodeId::VerifyOut]);
 }
 
 fn run_inputs<'a>(spec: &'a Spec, res: &'a crate::resolve::Resolution) -> ResolutionInputs<'a> {
@@ -1273,4 +1304,257 @@ fn a_resolution_run_asks_only_what_the_spec_has() {
         lower(&run).unwrap_err(),
         CompileError::ReleaseUnpinned { .. }
     ));
+}
+
+fn verify_of(c: &Compiled) -> &VerifyPlan {
+    c.plan.verify.planned().expect("a verify stage")
+}
+
+#[test]
+fn verify_checks_what_the_resolution_says_as_the_user_offline_and_is_not_in_the_image() {
+    let spec = spec_with("[target]\ngpus = [\"H100\", \"RTX 5090\"]\n");
+    let c = compiled(&spec, &token());
+    let v = verify_of(&c);
+    assert_eq!(v.expect.torch, "2.8.0");
+    assert_eq!(v.expect.cuda.as_deref(), Some("12.8"));
+    assert_eq!(v.expect.cudnn.as_deref(), Some("9"));
+    assert_eq!(v.expect.torchvision.as_deref(), Some("0.23.0"));
+    let ccs: Vec<(&str, &str)> = v
+        .expect
+        .gpus
+        .iter()
+        .map(|g| (g.compute_capability.as_str(), g.verdict.as_str()))
+        .collect();
+    assert_eq!(ccs, [("9.0", "native"), ("12.0", "native")]);
+    assert!(!v.expect.gpu && v.devices.is_empty());
+    assert_eq!(v.steps.len(), 2, "checks and gate");
+    for s in &v.steps {
+        let Run::Exec {
+            user,
+            cwd,
+            offline,
+            devices,
+            ..
+        } = &s.run
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!((user.as_str(), cwd.as_str()), ("app", "/workspace"));
+        assert!(*offline && devices.is_empty());
+    }
+    assert!(v.steps[0].title.contains("sm_90 (H100), sm_120 (RTX 5090)"));
+    // The expectation travels in the verifier node, exactly as planned.
+    let node = c.plan.node(NodeId::Verifier).unwrap();
+    let NodeSource::Files { files } = &node.source else {
+        panic!()
+    };
+    let sent: verify::Expect = serde_json::from_str(&files[1].content).unwrap();
+    assert_eq!(&sent, &v.expect);
+    assert_eq!(files[0].content, verify::VERIFY_SCRIPT);
+    // The report file belongs to the image's user, who runs the checks.
+    let out = c.plan.node(NodeId::VerifyOut).unwrap();
+    let NodeSource::Files { files } = &out.source else {
+        panic!()
+    };
+    assert_eq!(files[0].owner, Some(1000));
+    // The image's definition has no verify exec; the stage's has the image and both.
+    let names = |d: &pb::Definition| -> Vec<String> {
+        llb::dump(d).unwrap()["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o["metadata"]["custom_name"].as_str().map(String::from))
+            .collect()
+    };
+    let defs = c.verify.as_ref().unwrap();
+    assert!(!names(&c.definition).iter().any(|n| n.contains("verify")));
+    let stage = names(&defs.stage);
+    assert!(stage.iter().any(|n| n.starts_with("[torchkit verify 2/2]")));
+    assert!(stage.iter().any(|n| n.starts_with("[torchkit 6/6]")));
+    let checks = names(&defs.checks);
+    assert!(!checks
+        .iter()
+        .any(|n| n.starts_with("[torchkit verify 2/2]")));
+    let exec = llb::dump(&defs.checks).unwrap()["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| {
+            o["metadata"]["custom_name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("[torchkit verify 1/2]"))
+        })
+        .cloned()
+        .unwrap();
+    assert_eq!(exec["exec"]["network"], "none", "{exec}");
+    assert_eq!(exec["exec"]["user"], "app");
+}
+
+#[test]
+fn verify_is_skipped_visibly_and_its_target_is_the_report() {
+    let spec = spec_with("");
+    for (opts, reason) in [
+        (
+            CompileOptions {
+                skip_verify: true,
+                ..token()
+            },
+            "--skip-verify (TORCHKIT_SKIP_VERIFY)",
+        ),
+        (
+            CompileOptions {
+                target: Some(StepName::Pip),
+                ..token()
+            },
+            "--target pip stops before the finished image",
+        ),
+    ] {
+        let c = compiled(&spec, &opts);
+        assert_eq!(
+            c.plan.verify,
+            VerifyStage::Skipped {
+                reason: reason.into()
+            }
+        );
+        assert!(c.verify.is_none());
+        assert!(c.plan.node(NodeId::Verifier).is_none());
+    }
+    let off = spec_with("[verify]\nenabled = false\n");
+    let c = compiled(&off, &token());
+    assert!(
+        matches!(&c.plan.verify, VerifyStage::Skipped { reason } if reason == "[verify] enabled = false")
+    );
+    let e = compile(
+        &off,
+        &resolve(&off.request()).unwrap(),
+        &CompileOptions {
+            target: Some(StepName::Verify),
+            ..token()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, CompileError::StepNotInPlan(StepName::Verify)),
+        "{e}"
+    );
+
+    let c = compiled(
+        &spec,
+        &CompileOptions {
+            target: Some(StepName::Verify),
+            ..token()
+        },
+    );
+    assert_eq!(c.plan.output, Output::Verify);
+    assert!(c.image_config.is_none());
+    assert_eq!(
+        c.definition,
+        c.verify.as_ref().unwrap().stage,
+        "--target verify builds the stage"
+    );
+}
+
+#[test]
+fn verify_tests_run_in_the_workdir_with_the_context_and_network_as_asked() {
+    let spec = spec_with(
+        "[verify]\nrun = [\"pytest -q tests/\", [\"python\", \"-m\", \"unittest\"]]\nnetwork = true\n",
+    );
+    let c = compiled(&spec, &token());
+    let v = verify_of(&c);
+    assert_eq!(v.steps.len(), 4);
+    let Run::Exec {
+        args,
+        mounts,
+        offline,
+        ..
+    } = &v.steps[2].run
+    else {
+        panic!()
+    };
+    assert_eq!(args, &["/bin/sh", "-c", "pytest -q tests/"]);
+    assert!(!offline, "[verify] network = true");
+    assert!(mounts.contains(&Mount::node("/workspace", NodeId::Context, "/")));
+    // The app user gets no root-owned download cache.
+    assert!(!mounts.iter().any(|m| matches!(m, Mount::Cache { .. })));
+    assert_eq!(v.steps[2].span.line, spec.span_of("verify.run.0").line);
+    let Run::Exec { args, .. } = &v.steps[3].run else {
+        panic!()
+    };
+    assert_eq!(args, &["python", "-m", "unittest"]);
+    // `[cache] bust = ["verify"]` re-runs the whole stage, and only it.
+    let c = compiled(&spec_with("[cache]\nbust = [\"verify\"]\n"), &token());
+    assert_eq!(c.plan.busted, [StepName::Verify]);
+    assert!(verify_of(&c)
+        .steps
+        .iter()
+        .all(|s| matches!(s.cache, CacheRule::Bust { .. })));
+}
+
+#[test]
+fn gpus_attach_cdi_devices_and_need_buildkit_0_20() {
+    let spec = spec_with("");
+    let opts = CompileOptions {
+        gpus: Some("device=0".parse().unwrap()),
+        ..token()
+    };
+    let c = compiled(&spec, &opts);
+    let v = verify_of(&c);
+    assert_eq!(v.devices, ["nvidia.com/gpu=0"]);
+    assert!(v.expect.gpu);
+    let stage = llb::dump(&c.verify.as_ref().unwrap().checks).unwrap();
+    let checks = stage["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| {
+            o["exec"].is_object()
+                && o["metadata"]["custom_name"]
+                    .as_str()
+                    .unwrap()
+                    .contains("verify 1/2")
+        })
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        checks["exec"]["cdi_devices"],
+        serde_json::json!([{"name": "nvidia.com/gpu=0", "optional": false}])
+    );
+    assert!(checks.to_string().contains("exec.meta.cdi"), "{checks}");
+    // `[verify] gpu = true` means every GPU.
+    let c = compiled(&spec_with("[verify]\ngpu = true\n"), &token());
+    assert_eq!(verify_of(&c).devices, ["nvidia.com/gpu=all"]);
+    // BuildKit 0.13 (Docker 26.1) has no CDI devices: refused before the solve, naming
+    // the release that has them.
+    let caps = include_str!(
+        "../../tests/fixtures/caps/buildkit-v0.13.2-docker-26.1.5-containerd-store.txt"
+    );
+    let old = llb::Supported::only(
+        caps.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(String::from),
+    );
+    let e = compile(
+        &spec,
+        &resolve(&spec.request()).unwrap(),
+        &CompileOptions {
+            supported: old.clone(),
+            ..opts
+        },
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("exec.meta.cdi") && msg.contains("v0.20.0"),
+        "{msg}"
+    );
+    // Without GPUs the same daemon builds the stage.
+    compile(
+        &spec,
+        &resolve(&spec.request()).unwrap(),
+        &CompileOptions {
+            supported: old,
+            ..token()
+        },
+    )
+    .unwrap();
 }

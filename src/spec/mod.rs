@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::error::Hint;
 use crate::resolve::{self, ResolveError};
 use crate::vocab::{CudaRequest, Flavor, GpuList, Overrides, ParseError, Profile, Step};
-use wire::{CopyWire, SpecWire, KEYS, S};
+use wire::{CommandWire, CopyWire, SpecWire, KEYS, S};
 
 /// A validated `torchkit.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,6 +38,8 @@ pub struct Spec {
     pub cache: Cache,
     /// `[base]`.
     pub base: Base,
+    /// `[verify]`.
+    pub verify: Verify,
     /// Where each key was written (`"python.packages"` → span), for source maps and
     /// for errors found after parsing (an impossible torch/CUDA pair, say).
     #[serde(skip)]
@@ -159,6 +161,58 @@ pub struct Base {
     pub digest: Option<String>,
     /// Registry mirror prefix for Docker Hub names (`mirror.example.com/dockerhub`).
     pub mirror: Option<String>,
+}
+
+/// `[verify]`: the checks run in the built image before it is exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verify {
+    /// Check the image (on unless `enabled = false`; `--skip-verify` turns it off too).
+    pub enabled: bool,
+    /// The project's own tests, run in the image after the checks, in order.
+    pub run: Vec<Command>,
+    /// The tests may use the network (off by default).
+    pub network: bool,
+    /// Attach every GPU of the daemon to the checks and the tests (as `--gpus all`).
+    pub gpu: bool,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            enabled: true,
+            run: vec![],
+            network: false,
+            gpu: false,
+        }
+    }
+}
+
+/// A command of `[verify] run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Run by `/bin/sh -c`.
+    Shell(String),
+    /// Run as this argv.
+    Exec(Vec<String>),
+}
+
+impl Command {
+    /// The argv the exec runs.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            Command::Exec(a) => a.clone(),
+        }
+    }
+
+    /// The command as a user wrote it, for progress and messages.
+    pub fn display(&self) -> String {
+        match self {
+            Command::Shell(s) => s.clone(),
+            Command::Exec(a) => a.join(" "),
+        }
+    }
 }
 
 /// A region of the spec, 1-based lines and columns (columns count characters).
@@ -485,6 +539,13 @@ impl Validator<'_> {
             }
             None => Base::default(),
         };
+        let verify = match w.verify {
+            Some(v) => {
+                self.mark("verify", &v);
+                self.verify(v.into_inner())?
+            }
+            None => Verify::default(),
+        };
         Ok(Spec {
             filename: self.file.to_string(),
             torch,
@@ -494,6 +555,7 @@ impl Validator<'_> {
             image,
             cache,
             base,
+            verify,
             locations: self.locations,
             text: self.text.to_string(),
         })
@@ -850,6 +912,51 @@ impl Validator<'_> {
             profile,
             bust,
             epoch,
+        })
+    }
+
+    fn verify(&mut self, v: wire::VerifyWire) -> R<Verify> {
+        let flag = |this: &mut Self, key: &str, f: Option<S<bool>>, default: bool| match f {
+            None => default,
+            Some(f) => {
+                this.mark(format!("verify.{key}"), &f);
+                f.into_inner()
+            }
+        };
+        let enabled = flag(self, "enabled", v.enabled, true);
+        let network = flag(self, "network", v.network, false);
+        let gpu = flag(self, "gpu", v.gpu, false);
+        let mut run = vec![];
+        if let Some(list) = v.run {
+            self.mark("verify.run", &list);
+            for (i, c) in list.into_inner().into_iter().enumerate() {
+                self.mark(format!("verify.run.{i}"), &c);
+                let span = c.span();
+                run.push(match c.into_inner() {
+                    CommandWire::Shell(s) if s.trim().is_empty() => {
+                        return self.err(
+                            span,
+                            "an empty command",
+                            "write the command to run, such as \"pytest -q tests/\"",
+                        )
+                    }
+                    CommandWire::Shell(s) => Command::Shell(s),
+                    CommandWire::Exec(a) if a.first().is_none_or(|p| p.is_empty()) => {
+                        return self.err(
+                            span,
+                            "an argv array needs a program as its first item",
+                            "write [\"pytest\", \"-q\", \"tests/\"], or a string for /bin/sh -c",
+                        )
+                    }
+                    CommandWire::Exec(a) => Command::Exec(a),
+                });
+            }
+        }
+        Ok(Verify {
+            enabled,
+            run,
+            network,
+            gpu,
         })
     }
 

@@ -371,3 +371,41 @@ fn a_workdir_that_goes_up_says_so() {
     let e = err("[torch]\nversion = \"2.8.0\"\n[image]\nworkdir = \"work\"\n");
     assert_eq!(e.message, "workdir `work` is not an absolute path");
 }
+
+#[test]
+fn verify_takes_shell_strings_and_argv_arrays() {
+    let s = parse(
+        "[torch]\nversion = \"2.8.0\"\n[verify]\nrun = [\"pytest -q tests/\", [\"python\", \"-m\", \"unittest\"]]\nnetwork = true\ngpu = true\n",
+        "torchkit.toml",
+    )
+    .unwrap();
+    assert!(s.verify.enabled && s.verify.network && s.verify.gpu);
+    assert_eq!(
+        s.verify.run,
+        [
+            Command::Shell("pytest -q tests/".into()),
+            Command::Exec(vec!["python".into(), "-m".into(), "unittest".into()])
+        ]
+    );
+    assert_eq!(
+        s.verify.run[0].argv(),
+        ["/bin/sh", "-c", "pytest -q tests/"]
+    );
+    assert_eq!(s.span_of("verify.run.1").line, 4);
+    let d = parse("[torch]\nversion = \"2.8.0\"\n", "t.toml").unwrap();
+    assert_eq!(d.verify, Verify::default());
+    assert!(d.verify.enabled && d.verify.run.is_empty() && !d.verify.network);
+}
+
+#[test]
+fn a_wrong_verify_command_is_located_and_says_what_it_takes() {
+    let e = err("[torch]\nversion = \"2.8.0\"\n[verify]\nrun = [\"  \"]\n");
+    assert_eq!(e.message, "an empty command");
+    assert_eq!(e.span.line, 4);
+    let e = err("[torch]\nversion = \"2.8.0\"\n[verify]\nrun = [[]]\n");
+    assert!(e.message.contains("needs a program"), "{}", e.message);
+    let e = err("[torch]\nversion = \"2.8.0\"\n[verify]\nrun = [3]\n");
+    assert!(e.message.contains("a command string"), "{}", e.message);
+    let e = err("[torch]\nversion = \"2.8.0\"\n[verify]\nenable = false\n");
+    assert!(e.help.unwrap().contains("enabled"));
+}

@@ -19,6 +19,7 @@ pub(super) struct SpecWire {
     pub image: Option<S<ImageWire>>,
     pub cache: Option<S<CacheWire>>,
     pub base: Option<S<BaseWire>>,
+    pub verify: Option<S<VerifyWire>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,12 +143,61 @@ pub(super) struct BaseWire {
     pub mirror: Option<S<String>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifyWire {
+    pub enabled: Option<S<bool>>,
+    pub run: Option<S<Vec<S<CommandWire>>>>,
+    pub network: Option<S<bool>>,
+    pub gpu: Option<S<bool>>,
+}
+
+/// One `[verify] run` entry: a string for `/bin/sh -c`, or an argv array (as Dockerfile's
+/// shell and exec forms). Read by hand for a message that says both.
+#[derive(Debug)]
+pub(super) enum CommandWire {
+    /// `"pytest -q tests/"`.
+    Shell(String),
+    /// `["pytest", "-q", "tests/"]`.
+    Exec(Vec<String>),
+}
+
+/// What a run entry is, for serde's "invalid type" messages.
+const COMMAND_EXPECTED: &str =
+    "a command string (\"pytest -q tests/\", run by /bin/sh -c) or an array of strings ([\"pytest\", \"-q\"], run as is)";
+
+impl<'de> Deserialize<'de> for CommandWire {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CommandWire;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(COMMAND_EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CommandWire, E> {
+                Ok(CommandWire::Shell(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CommandWire, A::Error> {
+                let mut argv = Vec::new();
+                while let Some(a) = seq.next_element::<String>()? {
+                    argv.push(a);
+                }
+                Ok(CommandWire::Exec(argv))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Every key the schema knows, per table, for "did you mean" hints.
 pub(super) const KEYS: &[(&str, &[&str])] = &[
     (
         "",
         &[
-            "torch", "target", "python", "system", "image", "cache", "base",
+            "torch", "target", "python", "system", "image", "cache", "base", "verify",
         ],
     ),
     (
@@ -182,4 +232,5 @@ pub(super) const KEYS: &[(&str, &[&str])] = &[
     ),
     ("cache", &["profile", "bust", "epoch"]),
     ("base", &["image", "digest", "mirror"]),
+    ("verify", &["enabled", "run", "network", "gpu"]),
 ];
