@@ -110,7 +110,7 @@ fn a_right_image_passes_every_check_and_its_tests_and_exports() {
         tail(&r.stderr, 60)
     );
     assert!(
-        r.stderr.contains("[torchkit verify 1/5]"),
+        r.stderr.contains("[torchkit verify 1/6]"),
         "{}",
         tail(&r.stderr, 60)
     );

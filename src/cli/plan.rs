@@ -193,7 +193,9 @@ pub fn render(p: &Plan) -> String {
 fn mount(m: &Mount) -> String {
     let ro = |readonly: bool| if readonly { "read-only" } else { "writable" };
     match m {
-        Mount::Cache { dest, id, sharing } => {
+        Mount::Cache {
+            dest, id, sharing, ..
+        } => {
             format!(
                 "mount {dest} <- cache {id} ({})",
                 format!("{sharing:?}").to_lowercase()

@@ -344,15 +344,42 @@ fn with_mounts(
 ) -> Result<llb::Exec, CompileError> {
     for m in mounts {
         e = e.mount(match m {
-            Mount::Cache { dest, id, sharing } => llb::Mount::cache(
+            Mount::Cache {
                 dest,
                 id,
-                match sharing {
-                    CacheSharing::Shared => Sharing::Shared,
-                    CacheSharing::Private => Sharing::Private,
-                    CacheSharing::Locked => Sharing::Locked,
-                },
-            ),
+                sharing,
+                owner,
+            } => {
+                let m = llb::Mount::cache(
+                    dest,
+                    id,
+                    match sharing {
+                        CacheSharing::Shared => Sharing::Shared,
+                        CacheSharing::Private => Sharing::Private,
+                        CacheSharing::Locked => Sharing::Locked,
+                    },
+                );
+                match owner {
+                    // As Dockerfile's `--mount=type=cache,uid=…`: a new cache starts as a
+                    // directory the user owns.
+                    Some(uid) => m
+                        .seed(
+                            &llb::scratch().file(
+                                FileAction::mkdir(
+                                    "/cache",
+                                    0o755,
+                                    llb::MkdirOpts {
+                                        parents: false,
+                                        owner: Some(Owner::ids(*uid, *uid)),
+                                    },
+                                )
+                                .custom_name(format!("[torchkit] cache {id}: owned by uid {uid}")),
+                            ),
+                        )
+                        .selector("/cache"),
+                    None => m,
+                }
+            }
             Mount::Secret { dest, id } => llb::Mount::secret(dest, id),
             Mount::Node {
                 dest,

@@ -433,6 +433,9 @@ pub enum Mount {
         id: String,
         /// How concurrent builds share it.
         sharing: CacheSharing,
+        /// Owner uid (and gid) of the cache directory when it is created; none: root.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<u32>,
     },
     /// A secret file the client provides while the exec runs (the content never enters the
     /// graph).

@@ -211,6 +211,7 @@ impl Builder<'_> {
                 dest: dest.into(),
                 id: format!("torchkit/{tool}/{}", self.cuda_ns),
                 sharing: CacheSharing::Locked,
+                owner: None,
             });
         }
         m.extend(ca_mount(self.opts.ca_bundle));

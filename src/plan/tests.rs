@@ -1474,8 +1474,13 @@ fn verify_tests_run_in_the_workdir_with_the_context_and_network_as_asked() {
     assert_eq!(args, &["/bin/sh", "-c", "pytest -q tests/"]);
     assert!(!offline, "[verify] network = true");
     assert!(mounts.contains(&Mount::node("/workspace", NodeId::Context, "/")));
-    // The app user gets no root-owned download cache.
-    assert!(!mounts.iter().any(|m| matches!(m, Mount::Cache { .. })));
+    // The app user gets a pip cache of its own, created as its directory.
+    assert!(mounts.contains(&Mount::Cache {
+        dest: verify::TESTS_PIP_CACHE.into(),
+        id: "torchkit/pip/cu128/uid1000".into(),
+        sharing: CacheSharing::Locked,
+        owner: Some(1000),
+    }));
     assert_eq!(v.steps[2].span.line, spec.span_of("verify.run.0").line);
     let Run::Exec { args, .. } = &v.steps[3].run else {
         panic!()

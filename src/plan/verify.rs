@@ -26,7 +26,6 @@ use crate::vocab::{Gpus, Step as StepName};
 use super::steps::{number, step};
 use super::{
     CacheSharing, CompileOptions, Exec, Mount, Node, NodeFile, NodeId, NodeSource, Run, Step,
-    PIP_CACHE_DIR,
 };
 
 /// The verify script (Python 3.6+, standard library).
@@ -37,6 +36,8 @@ pub const VERIFY_SCRIPT_MOUNT: &str = "/run/torchkit/verify.py";
 pub const EXPECT_MOUNT: &str = "/run/torchkit/expect.json";
 /// The stage's output directory: the report, carried through every exec of the stage.
 pub const VERIFY_DIR: &str = "/run/torchkit/verify";
+/// Where `[verify] run` gets pip's download cache (`PIP_CACHE_DIR`).
+pub const TESTS_PIP_CACHE: &str = "/run/torchkit/pip-cache";
 /// The report's file name in [`VERIFY_DIR`].
 pub const REPORT_FILE: &str = "report.json";
 
@@ -219,6 +220,21 @@ pub(super) fn steps(
             offline,
             devices,
         };
+    let tests_exec = |args: Vec<String>, mounts: Vec<Mount>| {
+        let mut env = env.clone();
+        if cached {
+            env.push(("PIP_CACHE_DIR".to_string(), TESTS_PIP_CACHE.to_string()));
+        }
+        Run::Exec {
+            args,
+            env,
+            user: user.name.clone(),
+            cwd: workdir.clone(),
+            mounts,
+            offline: !spec.verify.network,
+            devices: devices.clone(),
+        }
+    };
     let script = || Mount::node(VERIFY_SCRIPT_MOUNT, NodeId::Verifier, "/verify.py");
     let carried = || Mount::Output {
         dest: VERIFY_DIR.into(),
@@ -288,20 +304,30 @@ pub(super) fn steps(
     ];
     for (i, c) in spec.verify.run.iter().enumerate() {
         let mut mounts = vec![carried(), Mount::node(workdir, NodeId::Context, "/")];
-        // pip's download cache, for tests that install: BuildKit creates cache mounts for
-        // root, so an image with another user gets none.
-        if cached && user.is_root() {
+        // pip's download cache, for tests that install. BuildKit creates a cache mount's
+        // directory for root, so another user gets a cache of its own, created as a
+        // directory it owns; PIP_CACHE_DIR points pip at it.
+        if cached {
+            let (id, owner) = if user.is_root() {
+                (format!("torchkit/pip/{cuda_ns}"), None)
+            } else {
+                (
+                    format!("torchkit/pip/{cuda_ns}/uid{}", user.uid),
+                    Some(user.uid),
+                )
+            };
             mounts.push(Mount::Cache {
-                dest: PIP_CACHE_DIR.into(),
-                id: format!("torchkit/pip/{cuda_ns}"),
+                dest: TESTS_PIP_CACHE.into(),
+                id,
                 sharing: CacheSharing::Locked,
+                owner,
             });
         }
         let mut s = step(
             spec,
             StepName::Verify,
             format!("run {}", c.display()),
-            exec(c.argv(), mounts, !spec.verify.network, devices.clone()),
+            tests_exec(c.argv(), mounts),
             None,
             "verify.run",
         );
