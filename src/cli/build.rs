@@ -382,6 +382,11 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         base_source,
         ..loaded.compile_options()
     };
+    if args.frontend.is_none() {
+        if let Some(reason) = crate::plan::verify::skipped(&loaded.spec, &compile) {
+            crate::cli::warn(&format!("[torchkit verify] skipped: {reason}"));
+        }
+    }
     Ok(Prepared {
         loaded,
         connect: ConnectOptions {

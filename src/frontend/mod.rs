@@ -300,6 +300,15 @@ async fn build(
         base_source = source;
         warnings.extend(unused);
     }
+    // Leaving the checks out is said where the build's warnings are read.
+    let verify_opts = CompileOptions {
+        skip_verify: opts.overrides.skip_verify.unwrap_or(false),
+        target: opts.target,
+        ..CompileOptions::default()
+    };
+    if let Some(reason) = plan::verify::skipped(&spec, &verify_opts) {
+        warnings.push(format!("[torchkit verify] skipped: {reason}"));
+    }
     if spec.target.detect {
         warnings.push("[target] detect = true has no effect in the frontend (it runs inside BuildKit, not on your host); pass --build-arg TORCHKIT_DRIVER=… and TORCHKIT_GPU=… instead".into());
     }

@@ -162,9 +162,6 @@ async fn compile_and_solve(
         }
     }
     let compiled = plan::compile(spec, res, &opts)?;
-    if let plan::VerifyStage::Skipped { reason } = &compiled.plan.verify {
-        warn_stderr(&format!("[torchkit verify] skipped: {reason}"));
-    }
     let Some(verify) = &compiled.verify else {
         let r = bridge
             .solve(Some(compiled.definition.clone()), solve)

@@ -165,8 +165,8 @@ pub struct VerifyPlan {
     pub steps: Vec<Step>,
 }
 
-/// Why the stage is left out, if it is.
-pub(super) fn skipped(spec: &Spec, opts: &CompileOptions) -> Option<String> {
+/// Why the stage is left out, if it is (what the build says: `[torchkit verify] skipped: …`).
+pub fn skipped(spec: &Spec, opts: &CompileOptions) -> Option<String> {
     if opts.skip_verify {
         Some("--skip-verify (TORCHKIT_SKIP_VERIFY)".into())
     } else if !spec.verify.enabled {
