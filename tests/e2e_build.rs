@@ -17,7 +17,7 @@ use std::time::Duration;
 mod support;
 use support::{
     describe, docker, docker_socket, host_gateway, poll_until, registry_digest, require_daemon,
-    serial, steps, tail, Run, TestCommand, Vertex, START_HINT,
+    serial, steps, tail, tar_list, Run, TestCommand, Vertex, START_HINT,
 };
 
 /// The image the shared build stores in dockerd.
@@ -65,16 +65,6 @@ fn ca_bundle() -> &'static str {
         std::fs::write(&path, pem).unwrap();
         path.display().to_string()
     })
-}
-
-/// Lists a tar archive's entries.
-fn tar_list(path: &Path) -> Vec<String> {
-    let out = Command::new("tar").arg("-tf").arg(path).output().unwrap();
-    assert!(out.status.success(), "tar -tf {}", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim_start_matches("./").to_string())
-        .collect()
 }
 
 /// One member of a tar archive.

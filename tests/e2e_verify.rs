@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 mod support;
-use support::{docker_socket, require_daemon, serial, tail, Run, TestCommand};
+use support::{docker_socket, require_daemon, serial, tail, tar_list, Run, TestCommand};
 
 /// The base every spec here resolves to.
 const BASE: &str = "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime";
@@ -63,19 +63,6 @@ fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .iter()
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no check {name} in {report}"))
-}
-
-fn tar_list(path: &Path) -> Vec<String> {
-    let out = std::process::Command::new("tar")
-        .arg("-tf")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "tar -tf {}", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim_start_matches("./").to_string())
-        .collect()
 }
 
 #[test]

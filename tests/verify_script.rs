@@ -911,42 +911,37 @@ fn check_prints_the_failed_checks_of_a_report() {
 #[test]
 fn a_bad_expect_is_a_usage_error() {
     let tree = right(&[]);
-    let mut e = expect();
-    e["cudnn_version"] = json!("9");
-    let out = verify_expect(Some(&tree), &e, &[]);
-    out.assert_code(2);
-    assert_eq!(out.stdout, "", "no check runs");
-    assert!(
-        out.stderr.contains("unknown key 'cudnn_version'"),
-        "{}",
-        out.stderr
-    );
-
-    let mut e = expect();
-    e["gpus"][0]["arch"] = json!("sm_90");
-    let out = verify_expect(Some(&tree), &e, &[]);
-    out.assert_code(2);
-    assert!(
-        out.stderr.contains("gpus[0]: unknown key 'arch'"),
-        "{}",
-        out.stderr
-    );
-
-    let mut e = expect();
-    e["gpus"][0]["verdict"] = json!("maybe");
-    let out = verify_expect(Some(&tree), &e, &[]);
-    out.assert_code(2);
-    assert!(out.stderr.contains("gpus[0].verdict"), "{}", out.stderr);
-
-    let mut e = expect();
-    e.as_object_mut().unwrap().remove("torch");
-    let out = verify_expect(Some(&tree), &e, &[]);
-    out.assert_code(2);
-    assert!(out.stderr.contains("'torch'"), "{}", out.stderr);
-
-    let mut e = expect();
-    e["cuda"] = json!("cu128");
-    verify_expect(Some(&tree), &e, &[]).assert_code(2);
+    // (change to a right EXPECT, words the message must have)
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 5] = [
+        (
+            |e| e["cudnn_version"] = json!("9"),
+            "unknown key 'cudnn_version'",
+        ),
+        (
+            |e| e["gpus"][0]["arch"] = json!("sm_90"),
+            "gpus[0]: unknown key 'arch'",
+        ),
+        (
+            |e| e["gpus"][0]["verdict"] = json!("maybe"),
+            "gpus[0].verdict",
+        ),
+        (
+            |e| {
+                e.as_object_mut().unwrap().remove("torch");
+            },
+            "'torch'",
+        ),
+        (|e| e["cuda"] = json!("cu128"), ""),
+    ];
+    for (edit, words) in cases {
+        let mut e = expect();
+        edit(&mut e);
+        let out = verify_expect(Some(&tree), &e, &[]);
+        out.assert_code(2);
+        assert_eq!(out.stdout, "", "no check runs: {e}");
+        assert!(out.stderr.contains(words), "{}", out.stderr);
+    }
 
     for args in [
         &["--expect", "{not json"][..],

@@ -134,6 +134,20 @@ pub fn docker_server_version() -> String {
         .to_string()
 }
 
+/// A tar archive's entries, without a leading `./`.
+pub fn tar_list(path: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar -tf {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .collect()
+}
+
 /// Panics (never skips) with the fix when dockerd does not answer `/_ping`.
 pub fn require_daemon() {
     let sock = docker_socket();
