@@ -24,7 +24,9 @@ Usage:
 
 --cuda none: version.cuda is None and no arch flags (a CPU build); --cudnn none:
 backends.cudnn.version() is None; --torchvision/--torchaudio none (the default): not written.
---devices: NAME:MAJOR.MINOR, comma-separated (default: none, so is_available() is False).
+--devices: NAME:MAJOR.MINOR, comma-separated (default: none, so is_available() is False,
+unless TORCHKIT_FAKE_GPUS in the environment lists devices the same way: the test
+environment's CDI device sets it, see scripts/test-env.sh CDI=1).
 --fail-matmul: device indexes whose matmul raises "no kernel image is available".
 --import-error: `import torch` raises ImportError with that text.
 torchvision and torchaudio require torch==<torch's public version> (--torchvision-requires
@@ -124,7 +126,21 @@ def _cuda_getDeviceCount():
 TORCH_CUDA = '''"""%(mark)s"""
 from torch import _C
 
-_DEVICES = %(devices)r
+import os as _os
+
+
+def _env_devices():
+    # The test environment's CDI device sets this, as a real GPU device makes the driver
+    # visible: "NAME:MAJOR.MINOR,..." (scripts/test-env.sh CDI=1).
+    out = []
+    for item in _os.environ.get("TORCHKIT_FAKE_GPUS", "").split(","):
+        if ":" in item:
+            name, cc = item.rsplit(":", 1)
+            out.append((name, [int(x) for x in cc.split(".")]))
+    return out
+
+
+_DEVICES = %(devices)r or _env_devices()
 _FAIL_MATMUL = %(fail)r
 
 

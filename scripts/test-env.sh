@@ -50,6 +50,8 @@
 #   REG=127.0.0.1:5000    local registry (plain HTTP; 127.0.0.0/8 is insecure-by-default)
 #   C8D=1                 containerd image store: image/oci/docker exporters and push work
 #   MIRROR=1              daemon.json "registry-mirrors": ["http://$REG"]
+#   CDI=0                 1: CDI on, with a test device torchkit.test/gpu=h100 ($RT/cdi) that
+#                         makes the stand-ins' fake torch see one H100 (Docker 28+ only)
 #   BRIDGE=               own bridge with NAT rules (side-by-side with another dockerd)
 #   BRIDGE_CIDR=172.30.0.1/24
 #   NS=                   containerd namespace for this dockerd (only matters when it shares a
@@ -95,6 +97,7 @@ EXEC=${EXEC:-/var/run/docker}
 REG=${REG:-127.0.0.1:5000}
 C8D=${C8D:-1}
 MIRROR=${MIRROR:-1}
+CDI=${CDI:-0}
 BRIDGE=${BRIDGE:-}
 BRIDGE_CIDR=${BRIDGE_CIDR:-172.30.0.1/24}
 NS=${NS:-}
@@ -226,8 +229,37 @@ add_bridge() {  # own bridge + NAT, for a dockerd started with --iptables=false 
 
 start_dockerd() {
   if ping_daemon; then log "a daemon already answers on $SOCK; using it"; return 0; fi
-  local cfg=()
-  [ "$C8D" = 1 ] && cfg+=('"features": {"containerd-snapshotter": true}')
+  local cfg=() features=()
+  [ "$C8D" = 1 ] && features+=('"containerd-snapshotter": true')
+  if [ "$CDI" = 1 ]; then
+    # CDI devices for the verify stage's GPU path (`--gpus torchkit.test/gpu=h100`): each
+    # makes the stand-in's fake torch see one GPU (TORCHKIT_FAKE_GPUS, scripts/fake-torch.py),
+    # as a real GPU device makes the driver visible: an H100, and an A100 that a spec for
+    # H100s must refuse. BuildKit v0.20+ (Docker 28) only.
+    mkdir -p "$RT/cdi"
+    cat > "$RT/cdi/torchkit-test.yaml" <<'CDI'
+cdiVersion: "0.6.0"
+kind: torchkit.test/gpu
+devices:
+  - name: h100
+    # dockerd 28.5 cannot grant builds the `device` entitlement: BuildKit attaches only
+    # devices it may use without one.
+    annotations:
+      org.mobyproject.buildkit.device.autoallow: "true"
+    containerEdits:
+      env:
+        - TORCHKIT_FAKE_GPUS=NVIDIA H100 80GB HBM3:9.0
+  - name: a100
+    annotations:
+      org.mobyproject.buildkit.device.autoallow: "true"
+    containerEdits:
+      env:
+        - TORCHKIT_FAKE_GPUS=NVIDIA A100-SXM4-80GB:8.0
+CDI
+    features+=('"cdi": true')
+    cfg+=("\"cdi-spec-dirs\": [\"$RT/cdi\"]")
+  fi
+  [ "${#features[@]}" -gt 0 ] && cfg+=("\"features\": {$(IFS=,; echo "${features[*]}")}")
   [ "$MIRROR" = 1 ] && cfg+=("\"registry-mirrors\": [\"http://$REG\"]")
   (IFS=,; echo "{${cfg[*]}}") > "$RT/daemon.json"
   mkdir -p "$DATA" "$EXEC"
@@ -274,6 +306,9 @@ export DOCKER_BUILDKIT=1
 export BUILDKIT_TEST_REGISTRY=$REGNAME
 command -v docker >/dev/null 2>&1 || export PATH=$RT/client:\$PATH
 EOF
+  if [ "$CDI" = 1 ]; then
+    echo "export TK_TEST_CDI_DEVICE=torchkit.test/gpu=h100  # the daemon's test CDI device" >> "$RT/env.sh"
+  fi
 }
 
 in_registry() {  # in_registry REPO TAG

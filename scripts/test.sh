@@ -41,13 +41,13 @@ ENGINE_TESTS=${ENGINE_TESTS:-"e2e_build e2e_frontend e2e_verify"}
 engine_env() {  # engine_env NAME: the test-env.sh settings of one extra engine
   local rt=${ENGINE_RT_BASE:-/var/lib/tk}-$1
   case $1 in
-    trixie-classic) set -- trixie 0 tktc0 172.31.3.1/24 ;;
-    bookworm) set -- bookworm 0 tkbw0 172.31.1.1/24 ;;
-    sid) set -- sid 1 tksid0 172.31.2.1/24 ;;
+    trixie-classic) set -- trixie 0 tktc0 172.31.3.1/24 0 ;;
+    bookworm) set -- bookworm 0 tkbw0 172.31.1.1/24 0 ;;
+    sid) set -- sid 1 tksid0 172.31.2.1/24 1 ;;
     *) echo "unknown engine $1 (trixie-classic, bookworm or sid)" >&2; return 1 ;;
   esac
-  printf 'RT=%s ENGINE=%s C8D=%s SOCK=%s/docker.sock DATA=%s/data EXEC=%s/exec BRIDGE=%s BRIDGE_CIDR=%s REG=%s' \
-    "$rt" "$1" "$2" "$rt" "$rt" "$rt" "$3" "$4" "${REG:-127.0.0.1:5000}"
+  printf 'RT=%s ENGINE=%s C8D=%s SOCK=%s/docker.sock DATA=%s/data EXEC=%s/exec BRIDGE=%s BRIDGE_CIDR=%s CDI=%s REG=%s' \
+    "$rt" "$1" "$2" "$rt" "$rt" "$rt" "$3" "$4" "$5" "${REG:-127.0.0.1:5000}"
 }
 for e in $ENGINES; do
   step "engine $e side by side (scripts/test-env.sh up)"

@@ -274,8 +274,54 @@ fn gpus_need_cdi_and_are_never_dropped_silently() {
     let major: u32 = docker.split('.').next().unwrap().parse().unwrap();
     if major >= 28 {
         assert!(r.stderr.contains("nvidia.com/gpu"), "{text}");
+        assert!(r.stderr.contains("nvidia-ctk cdi generate"), "{text}");
     } else {
         assert!(r.stderr.contains("exec.meta.cdi"), "{text}");
         assert!(r.stderr.contains("v0.20.0"), "{text}");
     }
+}
+
+/// With the test daemon's CDI device (scripts/test-env.sh CDI=1, Docker 28: sid's engine),
+/// which makes the stand-in's fake torch see one H100, the GPU checks run in the build: CUDA
+/// available, the device's compute capability one of `[target]`'s, a matmul on it.
+#[test]
+fn an_attached_device_is_checked_in_the_build() {
+    require_daemon();
+    let Ok(device) = std::env::var("TK_TEST_CDI_DEVICE") else {
+        let docker = support::docker_server_version();
+        let major: u32 = docker.split('.').next().unwrap().parse().unwrap();
+        assert!(
+            major < 28,
+            "Docker {docker} has CDI: start it with CDI=1 (scripts/test-env.sh) so that this test has its device"
+        );
+        return;
+    };
+    let _cache = serial::shared();
+    let out = out_dir("verify-cdi");
+    let r = build(
+        &spec("verify"),
+        &out,
+        &["--gpus", &device, "--no-cache-filter", "verify"],
+    );
+    assert!(r.success(), "{}", r.describe());
+    let rep = report(&out);
+    assert_eq!(rep["ok"], true, "{rep}");
+    assert_eq!(check(&rep, "cuda.available")["ok"], true, "{rep}");
+    assert_eq!(
+        check(&rep, "device.0")["found"],
+        "NVIDIA H100 80GB HBM3 cc 9.0",
+        "{rep}"
+    );
+    assert_eq!(check(&rep, "matmul.0")["ok"], true, "{rep}");
+    assert!(r.stderr.contains("GPU attached"), "{}", tail(&r.stderr, 40));
+
+    // A GPU the spec does not target (an A100, cc 8.0) fails the build, naming it.
+    let a100 = device.replace("=h100", "=a100");
+    let out = out_dir("verify-cdi-a100");
+    let r = build(&spec("verify"), &out, &["--gpus", &a100]);
+    let text = tail(&r.stderr, 40);
+    assert!(!r.success(), "{text}");
+    assert!(r.stderr.contains("device.0: expected"), "{text}");
+    assert!(r.stderr.contains("NVIDIA A100-SXM4-80GB cc 8.0"), "{text}");
+    assert!(!out.join("out.tar").exists(), "{text}");
 }

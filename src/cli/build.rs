@@ -736,8 +736,12 @@ async fn build(p: Prepared) -> Result<(), Failed> {
     // GPUs for the verify stage: BuildKit v0.20+ attaches CDI devices only when the build
     // is granted them (`--allow device`, as buildx). Older daemons know no such entitlement;
     // for them the compile refuses the devices, naming the release that has them.
+    // dockerd (measured: 28.5) cannot grant the entitlement ("granting entitlement device is
+    // not allowed by build daemon configuration"): there BuildKit attaches the devices that
+    // need none (auto-allowed in their CDI spec, or its own NVIDIA device).
     let devices = crate::plan::verify::devices(&loaded.spec, &compile);
-    if !devices.is_empty() && daemon_has_cdi(&client).await {
+    let through_dockerd = matches!(client.address(), Address::Docker(_));
+    if !devices.is_empty() && !through_dockerd && buildkit_has_cdi(&client).await {
         options
             .entitlements
             .extend(devices.iter().map(|d| format!("device={d}")));
@@ -992,20 +996,24 @@ fn check_context_sources(
 /// (`docker://`, `DOCKER_HOST`, a Docker context), or its workers carry moby's own labels
 /// (`org.mobyproject.buildkit.worker.moby.host-gateway-ip`, Docker 23+), which buildkitd's
 /// do not. Docker 20.10's workers have no such label.
-/// Whether the daemon's BuildKit (its `Control.Info`) is v0.20 or newer: it has CDI devices
-/// and the `device` entitlement.
-async fn daemon_has_cdi(client: &Client) -> bool {
-    let Ok(Some(v)) = client.info().await else {
-        return false;
-    };
+/// Whether buildkitd (its `Control.Info`) is v0.20 or newer: it has CDI devices and the
+/// `device` entitlement.
+async fn buildkit_has_cdi(client: &Client) -> bool {
+    match client.info().await {
+        Ok(Some(v)) => version_at_least(&v.version, (0, 20)),
+        _ => false,
+    }
+}
+
+/// `v0.25.2`, `28.5.2+dfsg4` ≥ (major, minor).
+fn version_at_least(v: &str, min: (u64, u64)) -> bool {
     let nums: Vec<u64> = v
-        .version
         .trim_start_matches('v')
         .split(['.', '-', '+'])
         .take(2)
         .map_while(|p| p.parse().ok())
         .collect();
-    matches!(nums[..], [major, minor] if (major, minor) >= (0, 20))
+    matches!(nums[..], [major, minor] if (major, minor) >= min)
 }
 
 async fn is_dockerd(client: &Client) -> bool {
@@ -1160,6 +1168,16 @@ mod tests {
         assert_eq!(j["containerimage.descriptor"]["size"], 1);
         assert_eq!(j["image.name"], "a:1,b:2");
         assert_eq!(j["torchkit.build.ref"], "ref1");
+    }
+
+    #[test]
+    fn versions_compare_by_major_and_minor() {
+        assert!(version_at_least("v0.25.2", (0, 20)));
+        assert!(version_at_least("28.5.2+dfsg4", (28, 0)));
+        assert!(!version_at_least("v0.13.2", (0, 20)));
+        assert!(!version_at_least("26.1.5+dfsg1", (28, 0)));
+        assert!(!version_at_least("v0.0.0+unknown", (0, 20)));
+        assert!(!version_at_least("", (0, 20)));
     }
 
     #[test]

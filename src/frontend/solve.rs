@@ -85,6 +85,9 @@ impl Hint for SolveError {
     fn hint(&self) -> Option<String> {
         match self {
             SolveError::Compile(e) => e.hint(),
+            SolveError::Bridge(e) if e.to_string().contains("required device") => Some(
+                "the daemon has no CDI device by that name: generate the spec on its host (`nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`), enable CDI (Docker: \"features\": {\"cdi\": true} in daemon.json), or build without --gpus / [verify] gpu (docs/verify.md)".into(),
+            ),
             SolveError::Bridge(e) => e.hint(),
             SolveError::Pin(e) => e.hint(),
             SolveError::Verify(_) => Some(
