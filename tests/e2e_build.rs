@@ -362,6 +362,40 @@ fn build_full_rawjson(extra: &[&str]) -> TestCommand {
     c
 }
 
+/// Only the files the spec reads cross the wire (issue: every build sent the whole
+/// context): 32 MB of data next to the project that no step uses are not sent, measured
+/// from the daemon's own status of the context transfer, as the Dockerfile frontend sends
+/// only its COPY sources.
+#[test]
+fn a_context_sends_only_what_the_spec_uses() {
+    require_daemon();
+    let _cache = serial::shared();
+    let dir = std::env::temp_dir().join(format!("torchkit-e2e-{}/unused-data", std::process::id()));
+    support::copy_dir(&spec("full"), &dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/checkpoint.bin"), vec![7u8; 32 << 20]).unwrap();
+    let r = TestCommand::new()
+        .args(["build", dir.to_str().unwrap(), "--addr", &addr()])
+        .args(["--ca-bundle", ca_bundle(), "--progress", "rawjson"])
+        .assert_ok();
+    let sent = support::transferred(&r.stderr, "[torchkit] context");
+    assert!(
+        sent > 0,
+        "no context transfer reported:\n{}",
+        tail(&r.stderr, 20)
+    );
+    assert!(sent < 64 << 10, "{sent} bytes of the context were sent");
+    // The copy still has what it copies.
+    let plan = TestCommand::new()
+        .args(["plan", dir.to_str().unwrap()])
+        .assert_ok();
+    assert!(
+        plan.stdout.contains("only requirements.txt app"),
+        "{}",
+        plan.stdout
+    );
+}
+
 #[test]
 fn an_identical_build_is_fully_cached() {
     require_daemon();

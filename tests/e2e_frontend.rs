@@ -528,3 +528,44 @@ fn the_frontend_verifies_the_image_and_skips_it_on_request() {
         "{out}"
     );
 }
+
+/// Through the `# syntax=` frontend too, only the files the spec uses are sent: 32 MB of
+/// data beside the project cross the wire through neither the frontend's build nor the
+/// builtin Dockerfile frontend (the daemon's own status of the context transfer).
+#[test]
+fn the_frontend_sends_only_what_the_spec_uses() {
+    require_environment();
+    let _cache = serial::shared();
+    let dir = std::env::temp_dir().join(format!(
+        "torchkit-e2e-frontend-{}-unused-data",
+        std::process::id()
+    ));
+    support::copy_dir(&basic(), &dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/checkpoint.bin"), vec![7u8; 32 << 20]).unwrap();
+    let o = ok(docker()
+        .current_dir(&dir)
+        .args(["buildx", "build", "--progress", "plain"])
+        .args(["-f", "torchkit.toml", "."]));
+    // `#7 transferring context: 154B done`: the largest, in bytes (buildx's units).
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let sent = stderr
+        .lines()
+        .filter_map(|l| l.split_once("transferring context: ").map(|(_, r)| r))
+        .filter_map(|r| r.split_whitespace().next())
+        .filter_map(|size| {
+            let at = size.find(|c: char| c.is_ascii_alphabetic())?;
+            let n: f64 = size[..at].parse().ok()?;
+            let unit = match &size[at..] {
+                "B" => 1.0,
+                "kB" => 1e3,
+                "MB" => 1e6,
+                "GB" => 1e9,
+                _ => return None,
+            };
+            Some((n * unit) as u64)
+        })
+        .max()
+        .unwrap_or_else(|| panic!("no context transfer reported:\n{}", text(&o)));
+    assert!(sent < 64 << 10, "{sent} bytes of the context were sent");
+}

@@ -288,9 +288,23 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         .map_err(hinted)?;
 
     // Session: locals and secrets, checked now so a typo fails before the daemon is asked.
-    let mut attachables = Attachables::new()
-        .with_local("context", &context)
-        .with_local("dockerfile", &spec_dir);
+    // The context's server sends only what the plan reads (and `.dockerignore`, which a
+    // frontend reads itself), whatever the daemon asks for.
+    let reads = crate::plan::context_paths(
+        &loaded.spec,
+        &crate::plan::CompileOptions {
+            target: args.target,
+            ..loaded.compile_options()
+        },
+    );
+    let mut attachables = match reads {
+        Some(mut paths) => {
+            paths.push(".dockerignore".into());
+            Attachables::new().with_local_only("context", &context, paths)
+        }
+        None => Attachables::new().with_local("context", &context),
+    }
+    .with_local("dockerfile", &spec_dir);
     let (cache_imports, local_cache_exports, with_stores) =
         local_cache_stores(cache_imports, &cache_exports, attachables)?;
     attachables = with_stores;

@@ -119,9 +119,13 @@ pub fn render(p: &Plan) -> String {
                 name,
                 session_id,
                 exclude_patterns,
+                include_patterns,
                 ..
             } => {
                 let mut l = format!("  {:<12}   local {name}", "");
+                if !include_patterns.is_empty() {
+                    l.push_str(&format!(" only {}", include_patterns.join(" ")));
+                }
                 if let Some(id) = session_id {
                     l.push_str(&format!(" (session {id})"));
                 }

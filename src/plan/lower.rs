@@ -321,6 +321,7 @@ fn node_state(n: &Node, src: &Arc<SourceInfo>) -> Result<State, CompileError> {
             shared_key_hint,
             session_id,
             exclude_patterns,
+            include_patterns,
         } => {
             let mut l = llb::local(name)
                 .shared_key_hint(shared_key_hint)
@@ -330,6 +331,13 @@ fn node_state(n: &Node, src: &Arc<SourceInfo>) -> Result<State, CompileError> {
             }
             if !exclude_patterns.is_empty() {
                 l = l.exclude_patterns(exclude_patterns);
+            }
+            // As the Dockerfile frontend does for its COPY sources: the daemon asks only
+            // for these paths, and symlinks along them are followed.
+            if !include_patterns.is_empty() {
+                l = l
+                    .include_patterns(include_patterns)
+                    .follow_paths(include_patterns);
             }
             State::from(l)
         }

@@ -56,7 +56,7 @@ pub use resolution::{
     resolution_run, ResolutionInputs, APT_SIMULATION, PACKAGES_MOUNT, PIP_REPORT,
     RESOLUTION_OUT_DIR,
 };
-pub use steps::{base_context_names, base_plan, plan};
+pub use steps::{base_context_names, base_plan, context_paths, plan};
 pub use verify::{Report, VerifyPlan, VerifyStage};
 
 /// Base image metadata resolved by the caller (ResolveImageConfig or a registry).
@@ -399,6 +399,10 @@ pub enum NodeSource {
         /// `local.excludepatterns` (`.dockerignore`).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         exclude_patterns: Vec<String>,
+        /// `local.includepattern` and `local.followpaths`: only these paths are sent (the
+        /// files the spec uses); empty: the whole directory.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        include_patterns: Vec<String>,
     },
 }
 

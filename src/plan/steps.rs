@@ -148,7 +148,11 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         steps.append(&mut v.steps);
     }
     let applied = policy.apply(&mut steps)?;
-    let mut catalogue = vec![constraints_node(res), resolver_node(), context_node(opts)];
+    let mut catalogue = vec![
+        constraints_node(res),
+        resolver_node(),
+        context_node(spec, opts),
+    ];
     if let Some(l) = locked {
         catalogue.push(lock_node(l));
     }
@@ -483,7 +487,7 @@ fn lock_node(l: &LockedSet) -> Node {
     )
 }
 
-fn context_node(opts: &CompileOptions) -> Node {
+fn context_node(spec: &Spec, opts: &CompileOptions) -> Node {
     Node {
         id: NodeId::Context,
         name: "[torchkit] context".into(),
@@ -492,10 +496,36 @@ fn context_node(opts: &CompileOptions) -> Node {
             shared_key_hint: "context".into(),
             session_id: opts.session_id.clone(),
             exclude_patterns: opts.context_excludes.clone(),
+            include_patterns: context_paths(spec, opts).unwrap_or_default(),
         },
         origin: None,
         span: None,
     }
+}
+
+/// The paths of the build context the build reads (the requirements file, the `[image] copy`
+/// sources), as the context's include patterns: nothing else crosses the wire. None: the
+/// whole context, which `[verify] run` mounts for the tests (and a copy of `.`).
+pub fn context_paths(spec: &Spec, opts: &CompileOptions) -> Option<Vec<String>> {
+    if !spec.verify.run.is_empty() && verify::skipped(spec, opts).is_none() {
+        return None;
+    }
+    let mut paths: Vec<String> = vec![];
+    let used = spec
+        .python
+        .requirements
+        .iter()
+        .chain(spec.image.copy.iter().map(|c| &c.src));
+    for p in used {
+        let p = p.trim_start_matches("./").trim_end_matches('/');
+        if p.is_empty() || p == "." {
+            return None;
+        }
+        if !paths.iter().any(|q| q == p) {
+            paths.push(p.to_string());
+        }
+    }
+    Some(paths)
 }
 
 /// The nodes of `catalogue` that the steps mount or copy from, in the order of first use;

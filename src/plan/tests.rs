@@ -797,8 +797,17 @@ fn assert_llb_follows_plan(plan: &Plan, def: &pb::Definition) {
                     shared_key_hint,
                     session_id,
                     exclude_patterns,
+                    include_patterns,
                 } => {
                     let attrs = &op["source"]["attrs"];
+                    let list = |key: &str| -> Vec<String> {
+                        attrs[key]
+                            .as_str()
+                            .map(|s| serde_json::from_str(s).unwrap())
+                            .unwrap_or_default()
+                    };
+                    assert_eq!(&list("local.includepattern"), include_patterns);
+                    assert_eq!(&list("local.followpaths"), include_patterns);
                     assert_eq!(op["source"]["identifier"], format!("local://{dir}"));
                     assert_eq!(attrs["local.sharedkeyhint"], shared_key_hint.as_str());
                     assert_eq!(attrs["local.session"].as_str(), session_id.as_deref());

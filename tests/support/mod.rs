@@ -485,6 +485,33 @@ pub fn vertices(stderr: &str) -> std::collections::BTreeMap<String, Vertex> {
     out
 }
 
+/// The bytes a vertex reports transferred (`transferring …` statuses, their `current`),
+/// the largest; 0 when it reports none. From a `--progress rawjson` run's stderr.
+pub fn transferred(stderr: &str, vertex_name: &str) -> u64 {
+    let mut digests = std::collections::BTreeSet::new();
+    let mut most = 0;
+    let msgs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for m in &msgs {
+        for v in m["vertexes"].as_array().into_iter().flatten() {
+            if v["name"] == vertex_name {
+                digests.insert(v["digest"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    for m in &msgs {
+        for s in m["statuses"].as_array().into_iter().flatten() {
+            if digests.contains(s["vertex"].as_str().unwrap_or_default()) {
+                most = most.max(s["current"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    most
+}
+
 /// The plan's steps among the vertices (`[torchkit 3/6] pip: …` → `pip`; its resolve
 /// vertex, `[torchkit 3/6] pip: resolve …`, → `pip:resolve`).
 pub fn steps(stderr: &str) -> std::collections::BTreeMap<String, Vertex> {

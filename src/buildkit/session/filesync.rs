@@ -42,6 +42,22 @@ const PARALLEL_FILES: usize = 4;
 pub(crate) struct LocalDir {
     pub(crate) path: PathBuf,
     pub(crate) reset_owner: bool,
+    /// The only paths this directory sends (include patterns); none: any.
+    pub(crate) only: Option<Vec<String>>,
+}
+
+impl LocalDir {
+    /// The request's include patterns or follow paths when the directory allows each of
+    /// them, else the directory's own list: never more than it allows.
+    fn allowed(&self, requested: Vec<String>) -> Vec<String> {
+        match &self.only {
+            None => requested,
+            Some(only) if !requested.is_empty() && requested.iter().all(|r| only.contains(r)) => {
+                requested
+            }
+            Some(only) => only.clone(),
+        }
+    }
 }
 
 pub(crate) type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
@@ -125,15 +141,25 @@ impl FileSync for FileSyncService {
             .into_iter()
             .next()
             .unwrap_or_default();
-        let opts = FilterOptions {
-            include: metadata_values(md, KEY_INCLUDE),
-            exclude: metadata_values(md, KEY_EXCLUDE),
-            follow: metadata_values(md, KEY_FOLLOW),
-        };
         let Some(dir) = self.dirs.get(&name).cloned() else {
             return Err(Status::not_found(format!(
                 "no access allowed to dir {name:?}"
             )));
+        };
+        let (include, follow) = (
+            metadata_values(md, KEY_INCLUDE),
+            metadata_values(md, KEY_FOLLOW),
+        );
+        let opts = FilterOptions {
+            // A request that names only follow paths (a frontend reading `.dockerignore`)
+            // is judged by them.
+            include: if include.is_empty() && !follow.is_empty() {
+                include
+            } else {
+                dir.allowed(include)
+            },
+            exclude: metadata_values(md, KEY_EXCLUDE),
+            follow: dir.allowed(follow),
         };
         let (tx, rx) = mpsc::channel(64);
         let inbound = request.into_inner();
@@ -286,5 +312,25 @@ mod tests {
         assert_eq!(query_unescape("a%2Fb+c").as_deref(), Some("a/b c"));
         assert_eq!(query_unescape("%E2%9C%93").as_deref(), Some("✓"));
         assert_eq!(query_unescape("%zz"), None);
+    }
+
+    #[test]
+    fn a_directory_with_a_list_sends_nothing_beyond_it() {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let dir = LocalDir {
+            path: PathBuf::from("/ctx"),
+            reset_owner: true,
+            only: Some(v(&["src", "requirements.txt", ".dockerignore"])),
+        };
+        // What the plan asked for, or part of it, is kept.
+        assert_eq!(dir.allowed(v(&["src"])), v(&["src"]));
+        // Everything (no patterns) or anything else gets the list.
+        let all = v(&["src", "requirements.txt", ".dockerignore"]);
+        assert_eq!(dir.allowed(vec![]), all);
+        assert_eq!(dir.allowed(v(&["data", "src"])), all);
+        assert_eq!(dir.allowed(v(&["**"])), all);
+        let open = LocalDir { only: None, ..dir };
+        assert_eq!(open.allowed(v(&["data"])), v(&["data"]));
+        assert!(open.allowed(vec![]).is_empty());
     }
 }

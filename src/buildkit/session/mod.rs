@@ -164,6 +164,26 @@ impl Attachables {
             filesync::LocalDir {
                 path: path.into(),
                 reset_owner: true,
+                only: None,
+            },
+        );
+        self
+    }
+
+    /// Like [`with_local`](Self::with_local), but only `paths` (include patterns) are ever
+    /// sent: a request for more, or for everything, gets `paths`.
+    pub fn with_local_only(
+        mut self,
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        paths: Vec<String>,
+    ) -> Self {
+        self.dirs.insert(
+            name.into(),
+            filesync::LocalDir {
+                path: path.into(),
+                reset_owner: true,
+                only: Some(paths),
             },
         );
         self
@@ -180,6 +200,7 @@ impl Attachables {
             filesync::LocalDir {
                 path: path.into(),
                 reset_owner: false,
+                only: None,
             },
         );
         self
