@@ -523,10 +523,15 @@ fn the_frontend_verifies_the_image_and_skips_it_on_request() {
     let o = build(&["--build-arg", "TORCHKIT_SKIP_VERIFY=1"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("[torchkit verify] skipped: --skip-verify (TORCHKIT_SKIP_VERIFY)"),
-        "{out}"
-    );
+    // Said as a build warning; BuildKit v0.8 (Docker 20.10) shows no frontend warnings
+    // (docs/compatibility.md), so there only the build's success is seen.
+    let docker = support::docker_server_version();
+    if docker.split('.').next().unwrap().parse::<u32>().unwrap() > 20 {
+        assert!(
+            out.contains("[torchkit verify] skipped: --skip-verify (TORCHKIT_SKIP_VERIFY)"),
+            "{out}"
+        );
+    }
 }
 
 /// Through the `# syntax=` frontend too, only the files the spec uses are sent: 32 MB of
