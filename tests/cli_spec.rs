@@ -383,3 +383,92 @@ fn destinations_are_checked_before_the_build() {
         );
     }
 }
+
+/// `[python] secrets` mounts a build secret in the pip steps (a private index's netrc), never
+/// in a layer; each secret the spec mounts must be given, and a `--secret` no step mounts
+/// is refused rather than ignored: both before any daemon is asked.
+#[test]
+fn spec_secrets_are_mounted_where_listed_and_checked_before_the_build() {
+    let (dir, path) = write_spec(
+        "[torch]\nversion = \"2.8.0\"\n[python]\npackages = [\"six==1.16.0\"]\nsecrets = [{ id = \"netrc\", dest = \"/root/.netrc\" }]\n[system]\napt = [\"jq\"]\nsecrets = [\"apt-auth\"]\n",
+    );
+    let spec = path.display().to_string();
+    let plan = torchkit(&["plan", &spec]);
+    assert_eq!(plan.code, Some(0), "{}", plan.describe());
+    assert!(
+        plan.stdout.contains("mount /root/.netrc <- secret netrc"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("mount /run/secrets/apt-auth <- secret apt-auth"),
+        "{}",
+        plan.stdout
+    );
+
+    let file = dir.path().join("token");
+    std::fs::write(&file, "machine example.invalid login x password y\n").unwrap();
+    let given = format!("id=netrc,src={}", file.display());
+    let unreachable = "unix:///nonexistent/torchkit-test.sock";
+    // apt-auth is not given: refused at its spec line.
+    let o = torchkit(&["build", "--addr", unreachable, "--secret", &given, &spec]);
+    assert_eq!(o.code, Some(1), "{}", o.describe());
+    assert!(
+        o.stderr.contains(
+            "the spec mounts the secret `apt-auth` and no --secret id=apt-auth was given"
+        ),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains(":8:"),
+        "the [system] secrets line: {}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains("nonexistent"),
+        "asked the daemon: {}",
+        o.stderr
+    );
+
+    // A secret that no step mounts would be ignored: refused.
+    let quickstart = example("quickstart");
+    let o = torchkit(&[
+        "build",
+        "--addr",
+        unreachable,
+        "--secret",
+        &given,
+        &quickstart,
+    ]);
+    assert_eq!(o.code, Some(1), "{}", o.describe());
+    assert!(
+        o.stderr
+            .contains("--secret id=netrc: no step of this spec mounts it"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("[python] secrets"), "{}", o.stderr);
+    assert!(
+        !o.stderr.contains("nonexistent"),
+        "asked the daemon: {}",
+        o.stderr
+    );
+
+    // Bad entries are located.
+    let (_d, bad) =
+        write_spec("[torch]\nversion = \"2.8.0\"\n[python]\nsecrets = [{ id = \"a b\" }]\n");
+    let o = torchkit(&["plan", bad.to_str().unwrap()]);
+    assert_eq!(o.code, Some(1), "{}", o.describe());
+    assert!(
+        o.stderr.contains("`a b` is not a secret id"),
+        "{}",
+        o.stderr
+    );
+    let (_d, bad) = write_spec(
+        "[torch]\nversion = \"2.8.0\"\n[python]\nsecrets = [{ id = \"torchkit-ca\" }]\n",
+    );
+    let o = torchkit(&["plan", bad.to_str().unwrap()]);
+    assert!(o.stderr.contains("--ca-bundle"), "{}", o.stderr);
+}

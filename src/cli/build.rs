@@ -315,6 +315,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         secret_ids.push(id.clone());
         attachables = attachables.with_secret(id, source);
     }
+    check_spec_secrets(&loaded.spec, &secret_ids)?;
     if let Some(ca) = &args.ca_bundle {
         if secret_ids.iter().any(|i| i == CA_SECRET_ID) {
             return Err(flag_error(
@@ -548,6 +549,44 @@ fn update_local_cache_indexes(
         }
         update_index(dir, &desc, tag)
             .with_context(|| format!("cannot update {}", dir.join("index.json").display()))?;
+    }
+    Ok(())
+}
+
+/// Every secret the spec mounts is given, and every secret given is mounted by some step
+/// (a `--secret` nothing uses would be silently ignored): both checked before the build.
+fn check_spec_secrets(spec: &crate::spec::Spec, given: &[String]) -> anyhow::Result<()> {
+    for (key, list) in [
+        ("python.secrets", &spec.python.secrets),
+        ("system.secrets", &spec.system.secrets),
+    ] {
+        if let Some(m) = list.iter().find(|m| !given.contains(&m.id)) {
+            return Err(common::spec_error(&spec.error_at(
+                key,
+                format!("the spec mounts the secret `{}` and no --secret id={} was given", m.id, m.id),
+                Some(format!(
+                    "pass it: --secret id={},src=FILE (or env=VAR); it is mounted at {} only while the step runs",
+                    m.id, m.dest
+                )),
+            )));
+        }
+    }
+    let used = |id: &String| {
+        id == CA_SECRET_ID
+            || spec
+                .python
+                .secrets
+                .iter()
+                .chain(&spec.system.secrets)
+                .any(|m| &m.id == id)
+    };
+    if let Some(id) = given.iter().find(|id| !used(id)) {
+        return Err(flag_error(
+            format!("--secret id={id}: no step of this spec mounts it"),
+            &format!(
+                "list it where it is needed: [python] secrets = [\"{id}\"] (pip steps) or [system] secrets = [\"{id}\"] (apt), optionally as {{ id = \"{id}\", dest = \"/root/.netrc\" }}"
+            ),
+        ));
     }
     Ok(())
 }

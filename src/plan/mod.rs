@@ -705,7 +705,7 @@ pub struct ImagePlan {
 }
 
 /// The id of the CA bundle secret passed to downloading steps.
-pub const CA_SECRET_ID: &str = "torchkit-ca";
+pub const CA_SECRET_ID: &str = crate::spec::CA_SECRET_ID;
 /// Where the CA bundle secret is mounted.
 pub const CA_SECRET_PATH: &str = "/run/secrets/torchkit-ca";
 /// Apt download cache mount point (kept outside /var/cache/apt so that the images'

@@ -23,7 +23,7 @@ use crate::vocab::{Profile, Step as StepName};
 use super::policy::Policy;
 use super::steps::{
     base_plan, base_step, ca_mount, constraints_mount, constraints_node, exec_run, files_node,
-    index_args, number, pip_env, pip_install, step, used_nodes, PLATFORM,
+    index_args, number, pip_env, pip_install, secret_mounts, step, used_nodes, PLATFORM,
 };
 use super::{
     BaseMeta, CompileError, CompileOptions, Exec, Mount, NodeId, Output, Plan, CA_SECRET_PATH,
@@ -89,6 +89,7 @@ pub fn resolution_run(i: &ResolutionInputs<'_>) -> Result<Option<Plan>, CompileE
         );
         let mut mounts = vec![out_mount];
         mounts.extend(ca_mount(i.ca_bundle));
+        mounts.extend(secret_mounts(&spec.system.secrets));
         steps.push(step(
             spec,
             StepName::Apt,
@@ -129,6 +130,7 @@ pub fn resolution_run(i: &ResolutionInputs<'_>) -> Result<Option<Plan>, CompileE
         args.extend(index_args(spec));
         let mut mounts = vec![out_mount];
         mounts.extend(ca_mount(i.ca_bundle));
+        mounts.extend(secret_mounts(&spec.python.secrets));
         mounts.push(constraints_mount());
         let mut what = vec![];
         if !spec.python.packages.is_empty() {

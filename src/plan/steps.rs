@@ -219,6 +219,10 @@ impl Builder<'_> {
             });
         }
         m.extend(ca_mount(self.opts.ca_bundle));
+        m.extend(secret_mounts(match tool {
+            "apt" => &self.spec.system.secrets,
+            _ => &self.spec.python.secrets,
+        }));
         m
     }
 
@@ -401,6 +405,17 @@ pub(super) fn exec_run(
         offline: false,
         devices: vec![],
     }
+}
+
+/// The spec's secrets of a step (`[python] secrets`, `[system] secrets`).
+pub(super) fn secret_mounts(secrets: &[crate::spec::SecretMount]) -> Vec<Mount> {
+    secrets
+        .iter()
+        .map(|s| Mount::Secret {
+            dest: s.dest.clone(),
+            id: s.id.clone(),
+        })
+        .collect()
 }
 
 /// The CA bundle secret, when asked for.

@@ -88,6 +88,8 @@ pub struct Python {
     pub index_url: Option<String>,
     /// Extra indexes.
     pub extra_index_urls: Vec<String>,
+    /// Build secrets the pip steps mount (credentials for a private index).
+    pub secrets: Vec<SecretMount>,
 }
 
 /// `[system]`.
@@ -95,6 +97,20 @@ pub struct Python {
 pub struct System {
     /// Debian/Ubuntu packages, optionally `name=version`.
     pub apt: Vec<String>,
+    /// Build secrets the apt step mounts (an `auth.conf` for a private repository).
+    pub secrets: Vec<SecretMount>,
+}
+
+/// The id of the CA bundle secret torchkit passes to downloading steps itself.
+pub const CA_SECRET_ID: &str = "torchkit-ca";
+
+/// A build secret a step mounts while it runs (`--secret id=…,src=…`); never in a layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretMount {
+    /// The secret's id.
+    pub id: String,
+    /// Where it is mounted: `dest`, or `/run/secrets/<id>`.
+    pub dest: String,
 }
 
 /// `[image]`: the runtime configuration of the result.
@@ -696,6 +712,7 @@ impl Validator<'_> {
                 Some(self.url(&u)?)
             }
         };
+        let secrets = self.secrets("python.secrets", p.secrets)?;
         let mut extra_index_urls = vec![];
         if let Some(list) = p.extra_index_urls {
             self.mark("python.extra_index_urls", &list);
@@ -708,6 +725,7 @@ impl Validator<'_> {
             requirements,
             index_url,
             extra_index_urls,
+            secrets,
         })
     }
 
@@ -742,6 +760,60 @@ impl Validator<'_> {
         Ok(s.trim_start_matches("./").to_string())
     }
 
+    fn secrets(
+        &mut self,
+        key: &'static str,
+        list: Option<S<Vec<S<wire::SecretWire>>>>,
+    ) -> R<Vec<SecretMount>> {
+        let mut out: Vec<SecretMount> = vec![];
+        let Some(list) = list else {
+            return Ok(out);
+        };
+        self.mark(key, &list);
+        for w in list.into_inner() {
+            let span = w.span();
+            let w = w.into_inner();
+            let ok_id = !w.id.is_empty()
+                && w.id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok_id {
+                return self.err(
+                    span,
+                    format!("`{}` is not a secret id", w.id),
+                    "use letters, digits, `-`, `_` and `.`, the id you pass as --secret id=…",
+                );
+            }
+            if w.id == CA_SECRET_ID {
+                return self.err(
+                    span,
+                    format!("`{}` is torchkit's CA bundle secret", w.id),
+                    "pass a CA bundle with --ca-bundle (it is mounted for you); name your secret otherwise",
+                );
+            }
+            let dest = match w.dest {
+                Some(d) if !d.starts_with('/') || d.split('/').any(|c| c == "..") => {
+                    return self.err(
+                        span,
+                        format!("secret destination `{d}` is not an absolute path without `..`"),
+                        "write where the step should find it, such as \"/root/.netrc\"",
+                    )
+                }
+                Some(d) => d,
+                None => format!("/run/secrets/{}", w.id),
+            };
+            if out.iter().any(|m| m.dest == dest || m.id == w.id) {
+                return self.err(
+                    span,
+                    format!("secret `{}` is listed twice", w.id),
+                    "list each secret once",
+                );
+            }
+            out.push(SecretMount { id: w.id, dest });
+        }
+        Ok(out)
+    }
+
     fn system(&mut self, s: wire::SystemWire) -> R<System> {
         let mut apt = vec![];
         if let Some(list) = s.apt {
@@ -757,7 +829,8 @@ impl Validator<'_> {
                 apt.push(p.into_inner());
             }
         }
-        Ok(System { apt })
+        let secrets = self.secrets("system.secrets", s.secrets)?;
+        Ok(System { apt, secrets })
     }
 
     fn image(&mut self, i: wire::ImageWire) -> R<Image> {

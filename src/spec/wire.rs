@@ -48,12 +48,66 @@ pub(super) struct PythonWire {
     pub requirements: Option<S<String>>,
     pub index_url: Option<S<String>>,
     pub extra_index_urls: Option<S<Vec<S<String>>>>,
+    pub secrets: Option<S<Vec<S<SecretWire>>>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SystemWire {
     pub apt: Option<S<Vec<S<String>>>>,
+    pub secrets: Option<S<Vec<S<SecretWire>>>>,
+}
+
+/// One `secrets` entry: `"netrc"` (mounted at /run/secrets/netrc) or
+/// `{ id = "netrc", dest = "/root/.netrc" }`.
+#[derive(Debug)]
+pub(super) struct SecretWire {
+    pub id: String,
+    pub dest: Option<String>,
+}
+
+const SECRET_EXPECTED: &str =
+    "a secret id (\"netrc\") or a table with `id` and an optional `dest` ({ id = \"netrc\", dest = \"/root/.netrc\" })";
+
+impl<'de> Deserialize<'de> for SecretWire {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretWire;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(SECRET_EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretWire, E> {
+                Ok(SecretWire {
+                    id: v.to_owned(),
+                    dest: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SecretWire, A::Error> {
+                use serde::de::Error as _;
+                let (mut id, mut dest) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "id" => id = Some(map.next_value::<String>()?),
+                        "dest" => dest = Some(map.next_value::<String>()?),
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown key `{other}` in a secret table: it takes `id` and an optional `dest`"
+                            )))
+                        }
+                    }
+                }
+                let id = id.ok_or_else(|| {
+                    A::Error::custom("a secret table needs `id` (and takes an optional `dest`)")
+                })?;
+                Ok(SecretWire { id, dest })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,9 +268,15 @@ pub(super) const KEYS: &[(&str, &[&str])] = &[
     ("target", &["driver", "gpus", "detect"]),
     (
         "python",
-        &["packages", "requirements", "index_url", "extra_index_urls"],
+        &[
+            "packages",
+            "requirements",
+            "index_url",
+            "extra_index_urls",
+            "secrets",
+        ],
     ),
-    ("system", &["apt"]),
+    ("system", &["apt", "secrets"]),
     (
         "image",
         &[
