@@ -555,7 +555,7 @@ fn update_local_cache_indexes(
 
 /// Every secret the spec mounts is given, and every secret given is mounted by some step
 /// (a `--secret` nothing uses would be silently ignored): both checked before the build.
-fn check_spec_secrets(spec: &crate::spec::Spec, given: &[String]) -> anyhow::Result<()> {
+pub(crate) fn check_spec_secrets(spec: &crate::spec::Spec, given: &[String]) -> anyhow::Result<()> {
     for (key, list) in [
         ("python.secrets", &spec.python.secrets),
         ("system.secrets", &spec.system.secrets),
@@ -592,7 +592,7 @@ fn check_spec_secrets(spec: &crate::spec::Spec, given: &[String]) -> anyhow::Res
 }
 
 /// A secret must be readable now; the daemon would only ask for it mid-build.
-fn check_secret(id: &str, source: &SecretSource) -> anyhow::Result<()> {
+pub(crate) fn check_secret(id: &str, source: &SecretSource) -> anyhow::Result<()> {
     match source {
         SecretSource::File(p) => match std::fs::File::open(p).and_then(|f| f.metadata()) {
             Ok(m) if m.is_file() => Ok(()),

@@ -48,6 +48,10 @@ pub struct Args {
     /// `torchkit-ca`.
     #[arg(long, value_name = "FILE")]
     ca_bundle: Option<PathBuf>,
+    /// Build secret the spec mounts (repeatable), as `torchkit build --secret`:
+    /// `id=ID,src=FILE` or `id=ID,env=VAR`.
+    #[arg(long = "secret", value_name = "SPEC")]
+    secrets: Vec<String>,
     /// Progress output: auto, tty, plain, rawjson or quiet.
     #[arg(
         long,
@@ -185,9 +189,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ))
         })?;
     }
+    let mut secrets = vec![];
+    for spec in &args.secrets {
+        let (id, source) =
+            crate::buildkit::session::parse_secret_spec(spec).map_err(crate::cli::hinted)?;
+        crate::cli::build::check_secret(&id, &source)?;
+        secrets.push((id, source));
+    }
+    let ids: Vec<String> = secrets.iter().map(|(id, _)| id.clone()).collect();
+    crate::cli::build::check_spec_secrets(&loaded.spec, &ids)?;
     let requirements = requirements(&loaded, &context)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let lock = rt.block_on(resolve(&args, &loaded, &now, requirements));
+    let lock = rt.block_on(resolve(&args, &loaded, &now, requirements, secrets));
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     let lock = match lock {
         Ok(lock) => lock,
@@ -210,6 +223,7 @@ async fn resolve(
     loaded: &Loaded,
     now: &SpecInputs,
     requirements: Option<Vec<u8>>,
+    secrets: Vec<(String, SecretSource)>,
 ) -> Result<Lock, Failed> {
     let out_parent = tempfile::Builder::new()
         .prefix(".torchkit-lock-")
@@ -227,6 +241,9 @@ async fn resolve(
     let mut attachables = Attachables::new();
     if let Some(ca) = &args.ca_bundle {
         attachables = attachables.with_secret(CA_SECRET_ID, SecretSource::File(ca.clone()));
+    }
+    for (id, source) in secrets {
+        attachables = attachables.with_secret(id, source);
     }
     options.attach(attachables).map_err(hinted)?;
 
