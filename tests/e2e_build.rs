@@ -396,6 +396,50 @@ fn a_context_sends_only_what_the_spec_uses() {
     );
 }
 
+/// A secret the spec mounts (`[python] secrets`, a private index's netrc) is there while
+/// the pip steps run and nowhere in the image: not at its mount point, not in any file.
+#[test]
+fn a_spec_secret_reaches_the_pip_steps_and_no_layer() {
+    require_daemon();
+    let _cache = serial::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("torchkit-e2e-netrc-marker-{}", std::process::id());
+    let netrc = dir.path().join("netrc");
+    std::fs::write(
+        &netrc,
+        format!("machine example.invalid login {marker} password x\n"),
+    )
+    .unwrap();
+    let spec_dir = dir.path().join("spec");
+    std::fs::create_dir_all(&spec_dir).unwrap();
+    // (That the pip steps mount it is in the LLB, tests/cli_spec.rs; here: it never lands.)
+    std::fs::write(
+        spec_dir.join("torchkit.toml"),
+        "[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n[python]\npackages = [\"six==1.16.0\"]\nsecrets = [{ id = \"netrc\", dest = \"/root/.netrc\" }]\n[verify]\nenabled = false\n",
+    )
+    .unwrap();
+    let tar = dir.path().join("image.tar");
+    let r = TestCommand::new()
+        .args(["build", spec_dir.to_str().unwrap(), "--addr", &addr()])
+        .args(["--ca-bundle", ca_bundle(), "--progress", "plain"])
+        .args(["--secret", &format!("id=netrc,src={}", netrc.display())])
+        .args(["-o", &format!("type=tar,dest={}", tar.display())])
+        .assert_ok();
+    assert!(
+        r.stderr.contains("pip install six==1.16.0"),
+        "{}",
+        tail(&r.stderr, 20)
+    );
+    let files = tar_list(&tar);
+    assert!(!files.iter().any(|f| f == "root/.netrc"), "{files:?}");
+    let out = Command::new("tar").arg("-xOf").arg(&tar).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&marker),
+        "the secret's content is in the image"
+    );
+}
+
 #[test]
 fn an_identical_build_is_fully_cached() {
     require_daemon();
