@@ -7,6 +7,7 @@
 //!
 //! Pure: takes text, returns data. Reading the file is the caller's business.
 
+mod marker;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -1159,16 +1160,16 @@ fn is_apt_package(s: &str) -> bool {
 /// A light PEP 508 check: a distribution name, optional extras, then an optional version
 /// specifier, URL or marker. It rejects what would break a pip command line (whitespace
 /// inside names, option-like strings, control characters) rather than re-implementing pip.
-fn check_requirement(s: &str) -> Result<(), &'static str> {
+fn check_requirement(s: &str) -> Result<(), String> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("it is empty");
+        return Err("it is empty".into());
     }
     if s.starts_with('-') {
-        return Err("pip options are not requirements");
+        return Err("pip options are not requirements".into());
     }
     if s.chars().any(|c| c.is_control()) {
-        return Err("it contains control characters");
+        return Err("it contains control characters".into());
     }
     let name_end = s
         .find(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
@@ -1184,16 +1185,26 @@ fn check_requirement(s: &str) -> Result<(), &'static str> {
             .last()
             .is_some_and(|c| c.is_ascii_alphanumeric())
     {
-        return Err("it does not start with a package name");
+        return Err("it does not start with a package name".into());
     }
     let rest = s[name_end..].trim_start();
     let ok_next = rest.is_empty()
         || rest.starts_with('[')
         || rest.starts_with(['=', '<', '>', '!', '~', ';', '@', '(']);
     if !ok_next {
-        return Err("unexpected text after the package name");
+        return Err("unexpected text after the package name".into());
     }
-    Ok(())
+    // The environment marker: after `;`, or after ` ;` in the URL form (`name @ URL ;`),
+    // whose URL may hold a `;` of its own.
+    let marker = if rest.starts_with('@') {
+        rest.find(" ;").map(|i| &rest[i + 2..])
+    } else {
+        rest.find(';').map(|i| &rest[i + 1..])
+    };
+    match marker {
+        Some(m) => marker::check(m).map_err(|e| format!("its environment marker is wrong: {e}")),
+        None => Ok(()),
+    }
 }
 
 impl Spec {

@@ -302,9 +302,19 @@ fn requirement_checker() {
         "x[y,z]~=1.0",
         "pkg @ https://e.org/p.whl",
         "six; python_version<'4'",
+        "pkg @ https://e.org/p.whl?a=1;b=2 ; sys_platform == 'linux'",
     ] {
         assert!(check_requirement(ok).is_ok(), "{ok}");
     }
+    // A wrong marker fails at its spec line, not in pip mid-build.
+    let e = err("[torch]\nversion = \"2.8.0\"\n[python]\npackages = [\"six\", \"numpy; python_versio >= '3.10'\"]\n");
+    assert_eq!(e.span.line, 4);
+    assert!(
+        e.message.contains("environment marker is wrong")
+            && e.message.contains("did you mean `python_version`"),
+        "{}",
+        e.message
+    );
     for bad in ["", "-e .", "==1.0", "numpy 1.0", "a\nb"] {
         assert!(check_requirement(bad).is_err(), "{bad:?}");
     }
