@@ -20,16 +20,10 @@ cd "$(dirname "$0")/.."
 N=${N:-5}
 DATA_MB=${DATA_MB:-1024}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
-RT=${RT:-/var/lib/torchkit-test-env}
 EXAMPLE=examples/quickstart
 EQUIV=benches/equivalent
-if [ -z "${TORCHKIT:-}" ]; then
-  if [ -x target/release/torchkit ]; then TORCHKIT=target/release/torchkit; else TORCHKIT=target/debug/torchkit; fi
-fi
-[ -x "$TORCHKIT" ] || { echo "build torchkit first (cargo build [--release])" >&2; exit 1; }
-# shellcheck disable=SC1091
-[ -z "${BUILDKIT_HOST:-}" ] && [ -f "$RT/env.sh" ] && . "$RT/env.sh"
-log() { printf 'bench: %s\n' "$*" >&2; }
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 work=$(mktemp -d /tmp/torchkit-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -54,7 +48,6 @@ build() { # build TOOL → the rawjson stream on stdout
                   --provenance=false -t bench/context-df:latest --progress rawjson "$ctx" 2>&1 ;;
   esac
 }
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 tools="torchkit frontend dockerfile"
 for t in $tools; do build "$t" >/dev/null; : >"$work/$t.bytes"; : >"$work/$t.secs"; : >"$work/$t.wall"; done

@@ -27,19 +27,13 @@ N_UPLOAD=${N_UPLOAD:-3}
 PARTS=${PARTS:-"warm cold upload"}   # any of: warm cold upload
 BLOB_MB=${BLOB_MB:-50}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
-RT=${RT:-/var/lib/torchkit-test-env}
 EXAMPLE=examples/quickstart
 EQUIV=benches/equivalent
-if [ -z "${TORCHKIT:-}" ]; then
-  if [ -x target/release/torchkit ]; then TORCHKIT=target/release/torchkit; else TORCHKIT=target/debug/torchkit; fi
-fi
-[ -x "$TORCHKIT" ] || { echo "build torchkit first (cargo build [--release])" >&2; exit 1; }
-# shellcheck disable=SC1091
-[ -z "${BUILDKIT_HOST:-}" ] && [ -f "$RT/env.sh" ] && . "$RT/env.sh"
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 work=$(mktemp -d /tmp/torchkit-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-log() { printf 'bench: %s\n' "$*" >&2; }
 
 # The pinned base: what torchkit resolved, read back from its image's label.
 log "priming: one torchkit build to learn the pinned base ($TORCHKIT)"
@@ -65,8 +59,6 @@ tk "$EXAMPLE" quiet >/dev/null
 bx "$EXAMPLE" quiet >/dev/null
 log "both builds work; same image contents: $(docker run --rm bench/torchkit:latest | md5sum | cut -c1-8) vs $(docker run --rm bench/buildx:latest | md5sum | cut -c1-8)"
 
-# median of the numbers on stdin
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit } if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # time_runs NAME RUNS PREPARE -- prints one wall time (s) per run
 time_loop() {

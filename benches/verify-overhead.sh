@@ -16,15 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-21}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
-RT=${RT:-/var/lib/torchkit-test-env}
 EXAMPLE=examples/quickstart
-if [ -z "${TORCHKIT:-}" ]; then
-  if [ -x target/release/torchkit ]; then TORCHKIT=target/release/torchkit; else TORCHKIT=target/debug/torchkit; fi
-fi
-[ -x "$TORCHKIT" ] || { echo "build torchkit first (cargo build [--release])" >&2; exit 1; }
-# shellcheck disable=SC1091
-[ -z "${BUILDKIT_HOST:-}" ] && [ -f "$RT/env.sh" ] && . "$RT/env.sh"
-log() { printf 'bench: %s\n' "$*" >&2; }
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 tk() { # tk [FLAGS…]: one quiet build of the quickstart into dockerd
   "$TORCHKIT" build "$EXAMPLE" --ca-bundle "$CA_BUNDLE" -t bench/verify:latest --progress quiet "$@" >/dev/null
@@ -34,7 +28,6 @@ log "priming: both builds once ($TORCHKIT)"
 tk
 tk --skip-verify
 
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 with=() without=()
 for ((i = 0; i < N; i++)); do
   t0=$EPOCHREALTIME; tk; with+=("$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }')")
