@@ -325,3 +325,74 @@ fn an_attached_device_is_checked_in_the_build() {
     assert!(r.stderr.contains("NVIDIA A100-SXM4-80GB cc 8.0"), "{text}");
     assert!(!out.join("out.tar").exists(), "{text}");
 }
+
+/// `torchkit llb --target verify` is the stage as raw LLB, as `buildctl build` would send it
+/// (solved here through the Control API with no frontend): on a wrong image the gate exec
+/// fails the solve; on a right one it succeeds.
+#[tokio::test]
+async fn raw_llb_of_the_verify_target_fails_on_a_wrong_image() {
+    use prost::Message as _;
+    use torchkit::buildkit::client::{BuildOptions, Client, SolveOptions};
+    use torchkit::buildkit::progress::ProgressMode;
+    use torchkit::buildkit::transport::{Address, ConnectOptions};
+    require_daemon();
+    let _cache = serial::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let solve = |base: Option<String>| {
+        let spec = dir.path().join("torchkit.toml");
+        let mut text = "[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n".to_string();
+        if let Some(b) = &base {
+            text.push_str(&format!("[base]\nimage = \"{b}\"\n"));
+        }
+        std::fs::write(&spec, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_torchkit"))
+            .args(["llb", spec.to_str().unwrap(), "--target", "verify"])
+            .env_remove("TORCHKIT_SKIP_VERIFY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        torchkit::llb::pb::Definition::decode(out.stdout.as_slice()).unwrap()
+    };
+    let client = Client::connect_to(Address::Docker(docker_socket()), &ConnectOptions::default())
+        .await
+        .expect("the test daemon");
+    let run = |def: torchkit::llb::pb::Definition| {
+        let client = &client;
+        async move {
+            client
+                .build(
+                    BuildOptions {
+                        progress: ProgressMode::Quiet,
+                        cancel_on_ctrl_c: false,
+                        ..BuildOptions::default()
+                    },
+                    |bridge| async move {
+                        let r = bridge
+                            .solve(
+                                Some(def),
+                                SolveOptions {
+                                    evaluate: true,
+                                    ..Default::default()
+                                },
+                            )
+                            .await?;
+                        bridge
+                            .return_result(Some(r), std::collections::BTreeMap::new())
+                            .await?;
+                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+                    },
+                )
+                .await
+        }
+    };
+    let wrong = solve(Some(format!(
+        "{REGISTRY}/torchkit-test/pytorch:2.8.0-wrong-cuda"
+    )));
+    let e = run(wrong).await.unwrap_err().to_string();
+    assert!(e.contains("--check"), "the gate fails the solve: {e}");
+    run(solve(None)).await.expect("a right image passes");
+}
