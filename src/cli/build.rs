@@ -819,15 +819,7 @@ async fn build(p: Prepared) -> Result<(), Failed> {
             let slot = Arc::clone(&report);
             client
                 .build(options, move |bridge| async move {
-                    let built = build_spec(&bridge, &spec, &resolution, compile, solve).await;
-                    let r = match &built {
-                        Ok(b) => b.report.clone(),
-                        Err(e) => e.report().cloned(),
-                    };
-                    if let Ok(mut slot) = slot.lock() {
-                        *slot = r;
-                    }
-                    built
+                    build_spec(&bridge, &spec, &resolution, compile, solve, Some(&slot)).await
                 })
                 .await
                 .map(|o| (o.build_ref, o.exporter_response))

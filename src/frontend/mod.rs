@@ -354,7 +354,7 @@ async fn build(
         cache_imports: opts.cache_imports.clone(),
         ..SolveOptions::default()
     };
-    let built = solve::build_spec(bridge, &spec, &res, compile, solve).await?;
+    let built = solve::build_spec(bridge, &spec, &res, compile, solve, None).await?;
     log(&format!(
         "returned {} steps on {} (spec read after {read_ms} ms, returned after {} ms)",
         built.compiled.plan.steps.len(),

@@ -120,8 +120,20 @@ pub async fn build_spec(
     res: &Resolution,
     opts: CompileOptions,
     solve: SolveOptions,
+    report_to: Option<&std::sync::Mutex<Option<Report>>>,
 ) -> Result<Built, SolveError> {
     let out = compile_and_solve(bridge, spec, res, opts, solve).await;
+    // The report is handed over before `Return`: once the daemon has the build's outcome,
+    // the caller's solve may end and this future with it.
+    let report = match &out {
+        Ok((b, _)) => b.report.clone(),
+        Err(e) => e.report().cloned(),
+    };
+    if let (Some(sink), Some(r)) = (report_to, report) {
+        if let Ok(mut slot) = sink.lock() {
+            *slot = Some(r);
+        }
+    }
     match out {
         Ok((Built { compiled, report }, r)) => {
             let mut metadata = BTreeMap::new();
