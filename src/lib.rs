@@ -31,8 +31,9 @@
 //!
 //! **Edges** — all IO lives here (behind the default `io` feature):
 //! - `probe`: host facts (`nvidia-smi`, `/proc/driver/nvidia/version`); its parsers are pure;
-//! - `buildkit`: transports (unix, tcp+TLS, dockerd `/grpc` and `/session`), Control client,
-//!   session services (context upload, exports, secrets, auth, local cache store), progress;
+//! - `buildkit`: transports (unix, tcp+TLS, dockerd `/grpc` and `/session`, connection
+//!   helpers, buildx builders), Control client, session services (context upload, exports,
+//!   secrets, auth, local cache store), progress;
 //! - `frontend`: the gateway routine shared by the driver and the `# syntax=` frontend, and
 //!   the frontend itself over stdio;
 //! - `registry`: the OCI distribution API, a fallback for base digests without a daemon

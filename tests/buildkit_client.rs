@@ -290,6 +290,7 @@ async fn tls_to_a_proxied_daemon() {
 
     let good = ConnectOptions {
         addr: None,
+        builder: None,
         tls: TlsOptions {
             ca_cert: Some(ca.clone()),
             server_name: Some("tk.test".into()),
@@ -304,6 +305,7 @@ async fn tls_to_a_proxied_daemon() {
     // The wrong server name fails the handshake, and the error says which name and CA.
     let bad_name = ConnectOptions {
         addr: None,
+        builder: None,
         tls: TlsOptions {
             ca_cert: Some(ca.clone()),
             server_name: Some("other.test".into()),
@@ -329,6 +331,7 @@ async fn tls_to_a_proxied_daemon() {
     .0;
     let wrong_ca = ConnectOptions {
         addr: None,
+        builder: None,
         tls: TlsOptions {
             ca_cert: Some(other_ca),
             server_name: Some("tk.test".into()),

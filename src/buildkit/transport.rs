@@ -31,6 +31,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::Hint;
 
+use super::builder;
+use super::helper::{Diagnostics, Helper, SCHEMES as HELPER_SCHEMES};
+
 /// BuildKit's gRPC message limit, both directions (`buildkit-protocol.md` §3).
 pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
 
@@ -58,6 +61,10 @@ pub enum Address {
     /// `docker://[/path]`: dockerd's embedded BuildKit behind the Docker API socket
     /// (`/grpc` upgrade). Without a path, `/var/run/docker.sock`.
     Docker(PathBuf),
+    /// `docker-container://`, `podman-container://`, `nerdctl-container://`, `kube-pod://`,
+    /// `ssh://`: buildctl's connection helpers, gRPC over a child process's stdio
+    /// ([`Helper`]).
+    Helper(Helper),
 }
 
 impl fmt::Display for Address {
@@ -69,6 +76,7 @@ impl fmt::Display for Address {
             }
             Address::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
             Address::Docker(p) => write!(f, "docker://{}", p.display()),
+            Address::Helper(h) => write!(f, "{h}"),
         }
     }
 }
@@ -76,15 +84,17 @@ impl fmt::Display for Address {
 impl FromStr for Address {
     type Err = TransportError;
 
-    /// Parses `unix:///path`, `tcp://host:port` or `docker://[/path]`.
+    /// Parses `unix:///path`, `tcp://host:port`, `docker://[/path]` or a connection helper
+    /// address ([`Helper::parse`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let addr_text = s;
         let bad = |reason: &str| TransportError::InvalidAddress {
             addr: s.to_string(),
             reason: reason.to_string(),
         };
         let Some((scheme, rest)) = s.split_once("://") else {
             return Err(bad(
-                "expected `unix:///path`, `tcp://host:port` or `docker://[/path/to/docker.sock]`",
+                "expected `unix:///path`, `tcp://host:port`, `docker://[/path/to/docker.sock]`, `docker-container://NAME`, `kube-pod://POD` or `ssh://HOST`",
             ));
         };
         match scheme {
@@ -135,12 +145,14 @@ impl FromStr for Address {
                     port,
                 })
             }
-            "docker-container" | "kube-pod" | "podman-container" | "nerdctl-container"
-            | "ssh" | "npipe" => Err(bad(&format!(
-                "the `{scheme}://` scheme is not supported by torchkit; use `unix://`, `tcp://` or `docker://`"
-            ))),
+            s if HELPER_SCHEMES.contains(&s) => Helper::parse(addr_text)
+                .map(Address::Helper)
+                .map_err(|r| bad(&r)),
+            "npipe" => Err(bad(
+                "Windows named pipes (`npipe://`) do not exist on this system; use `unix://`, `tcp://`, `docker://` or a connection helper",
+            )),
             _ => Err(bad(&format!(
-                "unknown scheme `{scheme}`; expected `unix`, `tcp` or `docker`"
+                "unknown scheme `{scheme}`; expected `unix`, `tcp`, `docker`, `docker-container`, `podman-container`, `nerdctl-container`, `kube-pod` or `ssh`"
             ))),
         }
     }
@@ -162,6 +174,82 @@ pub enum AddressSource {
     DockerSocket,
     /// Nothing configured: buildkitd's default socket.
     Default,
+    /// `--builder`: a buildx builder.
+    BuilderFlag,
+    /// `BUILDX_BUILDER`.
+    BuildxBuilder,
+    /// The builder `docker buildx use` chose for the current Docker endpoint.
+    BuildxCurrent,
+}
+
+/// The daemon a command talks to, and how: what [`Target::resolve`] chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Where it listens.
+    pub addr: Address,
+    /// Where the choice came from.
+    pub source: AddressSource,
+    /// The buildx builder, when one was chosen.
+    pub builder: Option<String>,
+    /// TLS that came with the builder (a `remote` builder's driver options).
+    pub tls: TlsOptions,
+}
+
+impl Target {
+    /// Picks the daemon as buildctl and buildx together would: `--addr`, else `--builder`,
+    /// else `BUILDKIT_HOST`, else `BUILDX_BUILDER`, else the builder `docker buildx use`
+    /// chose for the current Docker endpoint, else [`Address::resolve`]'s Docker search
+    /// (`DOCKER_HOST`, the Docker context, `/var/run/docker.sock`, buildkitd's socket).
+    pub fn resolve(
+        addr: Option<&str>,
+        builder: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+        exists: impl Fn(&Path) -> bool,
+        read: impl Fn(&Path) -> Option<String>,
+    ) -> Result<Target, TransportError> {
+        let plain = |addr: Address, source| Target {
+            addr,
+            source,
+            builder: None,
+            tls: TlsOptions::default(),
+        };
+        let reached = |name: &str, from: &str, source| {
+            builder::reach(name, from, &env, &read).map(|r| Target {
+                addr: r.addr,
+                source,
+                builder: Some(name.to_string()),
+                tls: r.tls,
+            })
+        };
+        if let Some(a) = addr.filter(|s| !s.is_empty()) {
+            return Ok(plain(a.parse()?, AddressSource::Flag));
+        }
+        if let Some(b) = builder.filter(|s| !s.is_empty()) {
+            return reached(b, "--builder", AddressSource::BuilderFlag);
+        }
+        if let Some(a) = env("BUILDKIT_HOST").filter(|s| !s.is_empty()) {
+            return Ok(plain(a.parse()?, AddressSource::BuildkitHost));
+        }
+        if let Some(b) = env("BUILDX_BUILDER").filter(|s| !s.is_empty()) {
+            return reached(&b, "BUILDX_BUILDER", AddressSource::BuildxBuilder);
+        }
+        if let Some(b) = builder::current(&env, &read) {
+            return reached(&b, "`docker buildx use`", AddressSource::BuildxCurrent);
+        }
+        let (addr, source) = Address::resolve(None, &env, exists, &read)?;
+        Ok(plain(addr, source))
+    }
+
+    /// [`Target::resolve`] with the process environment and file system.
+    pub fn from_env(addr: Option<&str>, builder: Option<&str>) -> Result<Target, TransportError> {
+        Target::resolve(
+            addr,
+            builder,
+            |k| std::env::var(k).ok(),
+            |p| p.exists(),
+            |p| std::fs::read_to_string(p).ok(),
+        )
+    }
 }
 
 impl Address {
@@ -217,7 +305,7 @@ impl Address {
 /// embedded BuildKit to use. Only a `unix://` socket can be reached (through the `/grpc`
 /// upgrade); anything else is an error naming `from` and the value, never a silent fall
 /// back to another daemon.
-fn docker_host(from: &str, value: &str) -> Result<Address, TransportError> {
+pub(super) fn docker_host(from: &str, value: &str) -> Result<Address, TransportError> {
     let bad = |reason: String| TransportError::DockerHost {
         from: from.to_string(),
         value: value.to_string(),
@@ -255,49 +343,26 @@ fn docker_context(
     env: &impl Fn(&str) -> Option<String>,
     read: &impl Fn(&Path) -> Option<String>,
 ) -> Result<Option<(String, String)>, TransportError> {
-    use sha2::Digest as _;
-    let Some(dir) = env("DOCKER_CONFIG")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".docker")))
-    else {
+    let Some(dir) = builder::docker_config_dir(env) else {
         return Ok(None);
     };
-    let (from, name) = match env("DOCKER_CONTEXT").filter(|c| !c.is_empty()) {
-        Some(c) => ("DOCKER_CONTEXT".to_string(), c),
-        None => {
-            let config = dir.join("config.json");
-            let current = read(&config)
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v.get("currentContext")?.as_str().map(str::to_string));
-            match current.filter(|c| !c.is_empty()) {
-                Some(c) => (format!("currentContext in {}", config.display()), c),
-                None => return Ok(None),
-            }
-        }
-    };
+    let name = builder::current_context(env, read);
     if name == "default" {
         return Ok(None);
     }
-    let meta = dir
-        .join("contexts/meta")
-        .join(hex::encode(sha2::Sha256::digest(name.as_bytes())))
-        .join("meta.json");
-    let host = read(&meta)
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| {
-            v.pointer("/Endpoints/docker/Host")?
-                .as_str()
-                .map(str::to_string)
-        });
-    match host {
+    let from = if env("DOCKER_CONTEXT").is_some_and(|c| !c.is_empty()) {
+        "DOCKER_CONTEXT".to_string()
+    } else {
+        format!("currentContext in {}", dir.join("config.json").display())
+    };
+    match builder::context_host(&dir, &name, read) {
         Some(h) => Ok(Some((name, h))),
         None => Err(TransportError::DockerHost {
             from,
-            value: name,
+            value: name.clone(),
             reason: format!(
                 "no Docker context of that name with a docker endpoint Host ({} is missing or has none)",
-                meta.display()
+                builder::context_meta(&dir, &name).display()
             ),
         }),
     }
@@ -427,9 +492,11 @@ fn read_key(path: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, Tr
 /// Everything needed to reach a daemon.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
-    /// `--addr`; `None` means [`Address::from_env`].
+    /// `--addr`; with `builder`, `None` means [`Target::from_env`]'s search.
     pub addr: Option<String>,
-    /// TLS for `tcp://`.
+    /// `--builder`: a buildx builder.
+    pub builder: Option<String>,
+    /// TLS for `tcp://` (`--tlscacert`…); when none is set, a `remote` builder's own.
     pub tls: TlsOptions,
 }
 
@@ -533,6 +600,34 @@ pub enum TransportError {
         /// What to use instead.
         fix: String,
     },
+    /// `--builder`/`BUILDX_BUILDER` names no builder and no Docker context.
+    #[error("no buildx builder `{name}` ({from}); known builders: {}", known.join(", "))]
+    UnknownBuilder {
+        /// The name asked for.
+        name: String,
+        /// Where it came from (`--builder`, `BUILDX_BUILDER`).
+        from: String,
+        /// What the store and the Docker contexts have.
+        known: Vec<String>,
+    },
+    /// The builder exists but cannot be reached from its stored entry.
+    #[error("cannot use buildx builder `{name}` ({from}): {reason}")]
+    Builder {
+        /// The builder.
+        name: String,
+        /// Where the name came from.
+        from: String,
+        /// Why.
+        reason: String,
+    },
+    /// A connection helper could not be run, or exited (its command and stderr).
+    #[error("{message}")]
+    Helper {
+        /// What happened, with the command line and the helper's stderr.
+        message: String,
+        /// The fix.
+        hint: String,
+    },
     /// HTTP/2 or gRPC setup failed after the stream was open.
     #[error("gRPC connection to {addr} failed: {message}")]
     Grpc {
@@ -547,7 +642,7 @@ impl Hint for TransportError {
     fn hint(&self) -> Option<String> {
         match self {
             TransportError::InvalidAddress { .. } => Some(
-                "set --addr or BUILDKIT_HOST to `unix:///run/buildkit/buildkitd.sock`, `tcp://host:1234` or `docker://` (dockerd's BuildKit)".into(),
+                "set --addr or BUILDKIT_HOST to `unix:///run/buildkit/buildkitd.sock`, `tcp://host:1234`, `docker://` (dockerd's BuildKit) or a connection helper (`docker-container://NAME`, `kube-pod://POD?namespace=NS`, `ssh://USER@HOST`), or name a buildx builder with --builder".into(),
             ),
             TransportError::DockerHost { from, .. } if !from.starts_with("DOCKER_HOST") => Some(
                 "switch to a Docker context on a local socket (`docker context use default`), or choose the BuildKit with --addr or BUILDKIT_HOST (`docker:///path/to/docker.sock`, `unix:///run/buildkit/buildkitd.sock`, `tcp://host:1234`); torchkit does not fall back to another daemon".into(),
@@ -581,9 +676,25 @@ impl Hint for TransportError {
                 "check that --tlscacert is the CA that signed the daemon's certificate and that --tlsservername matches a name in it; for mutual TLS also --tlscert/--tlskey".into(),
             ),
             TransportError::NotBuildkit { fix, .. } => Some(fix.clone()),
+            TransportError::UnknownBuilder { .. } => Some(
+                "`docker buildx ls` lists the builders; create one with `docker buildx create --name NAME`, or give the daemon with --addr".into(),
+            ),
+            TransportError::Builder { .. } => Some(
+                "check the builder with `docker buildx inspect NAME`, or give the daemon with --addr (`docker-container://`, `kube-pod://`, `tcp://`…)".into(),
+            ),
+            TransportError::Helper { hint, .. } => Some(hint.clone()),
             TransportError::Grpc { .. } => Some(
                 "the daemon accepted the connection but did not speak gRPC; for dockerd use `docker://`, for buildkitd `unix://` or `tcp://`".into(),
             ),
+        }
+    }
+}
+
+impl From<super::helper::HelperError> for TransportError {
+    fn from(e: super::helper::HelperError) -> TransportError {
+        TransportError::Helper {
+            hint: e.hint(),
+            message: e.to_string(),
         }
     }
 }
@@ -677,6 +788,22 @@ impl TransportError {
                 addr: addr.clone(),
                 message: message.clone(),
             },
+            TransportError::UnknownBuilder { name, from, known } => {
+                TransportError::UnknownBuilder {
+                    name: name.clone(),
+                    from: from.clone(),
+                    known: known.clone(),
+                }
+            }
+            TransportError::Builder { name, from, reason } => TransportError::Builder {
+                name: name.clone(),
+                from: from.clone(),
+                reason: reason.clone(),
+            },
+            TransportError::Helper { message, hint } => TransportError::Helper {
+                message: message.clone(),
+                hint: hint.clone(),
+            },
         }
     }
 }
@@ -693,6 +820,8 @@ pub type BoxedStream = Pin<Box<dyn IoStream>>;
 pub struct Dialer {
     addr: Address,
     tls: Option<(Arc<rustls::ClientConfig>, String, String)>,
+    /// The last connection helper started, for [`Dialer::helper_failure`].
+    helper: Arc<std::sync::Mutex<Option<Diagnostics>>>,
 }
 
 impl fmt::Debug for Dialer {
@@ -724,7 +853,11 @@ impl Dialer {
         } else {
             None
         };
-        Ok(Dialer { addr, tls })
+        Ok(Dialer {
+            addr,
+            tls,
+            helper: Arc::default(),
+        })
     }
 
     /// The address this dialer reaches.
@@ -747,6 +880,13 @@ impl Dialer {
     async fn dial_inner(&self) -> Result<BoxedStream, TransportError> {
         match &self.addr {
             Address::Unix(path) => Ok(Box::pin(open_unix(&self.addr, path).await?)),
+            Address::Helper(h) => {
+                let stream = h.spawn().await?;
+                if let Ok(mut slot) = self.helper.lock() {
+                    *slot = Some(stream.diagnostics());
+                }
+                Ok(Box::pin(stream))
+            }
             Address::Docker(path) => {
                 let mut stream = open_unix(&self.addr, path).await?;
                 match grpc_upgrade(&mut stream).await {
@@ -797,6 +937,18 @@ impl Dialer {
         }
     }
 
+    /// After a call through a connection helper failed with `during`: the helper's
+    /// command, exit status and stderr as an error (waiting up to 2 s for it to exit).
+    /// `None` for other addresses.
+    pub async fn helper_failure(&self, during: &str) -> Option<TransportError> {
+        let diag = self.helper.lock().ok()?.clone()?;
+        Some(
+            diag.error(Duration::from_secs(2), Some(during.to_string()))
+                .await
+                .into(),
+        )
+    }
+
     /// A tonic channel over this dialer (eager: the first dial happens here).
     pub async fn connect(&self) -> Result<Channel, TransportError> {
         let dialer = self.clone();
@@ -825,7 +977,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0
 pub async fn probe_not_buildkit(addr: &Address, tls: &TlsOptions) -> Option<TransportError> {
     // `docker://` already speaks Docker's API; only its gRPC side can be wrong.
     let path = match addr {
-        Address::Docker(_) => return None,
+        Address::Docker(_) | Address::Helper(_) => return None,
         Address::Unix(p) => Some(p.clone()),
         Address::Tcp { .. } => None,
     };
@@ -1109,7 +1261,10 @@ mod tests {
             ("tcp://host:http", "must be a number"),
             ("tcp://:80", "missing host"),
             ("tcp://host:0", "must be a number"),
-            ("docker-container://buildkitd", "not supported"),
+            ("docker-container://", "container name is missing"),
+            ("kube-pod://Bad_Pod", "unsupported pod name"),
+            ("ssh://me:pw@host", "password"),
+            ("npipe:////./pipe/docker_engine", "named pipes"),
             ("http://x", "unknown scheme `http`"),
             ("docker://relative", "absolute Docker socket path"),
         ];

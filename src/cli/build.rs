@@ -66,10 +66,17 @@ pub struct Args {
     /// The build context directory (default: the spec's directory).
     #[arg(long, value_name = "DIR")]
     context: Option<PathBuf>,
-    /// BuildKit address: `unix:///path`, `tcp://host:port` or `docker://[/path]` (dockerd's
-    /// BuildKit). Default: BUILDKIT_HOST, else DOCKER_HOST, else /var/run/docker.sock.
-    #[arg(long, env = "BUILDKIT_HOST", value_name = "ADDR")]
+    /// BuildKit address, as buildctl's: `unix:///path`, `tcp://host:port`, `docker://[/path]`
+    /// (dockerd's BuildKit), `docker-container://NAME`, `podman-container://NAME`,
+    /// `nerdctl-container://NAME`, `kube-pod://POD`, `ssh://[USER@]HOST[:PORT][/SOCKET]`.
+    /// Default: --builder, BUILDKIT_HOST, BUILDX_BUILDER, the builder `docker buildx use`
+    /// chose, DOCKER_HOST, the Docker context, /var/run/docker.sock.
+    #[arg(long, value_name = "ADDR", conflicts_with = "builder")]
     addr: Option<String>,
+    /// A buildx builder (`docker buildx ls`): its daemon, reached as buildx does
+    /// (docker, docker-container, remote and kubernetes drivers). Default: BUILDX_BUILDER.
+    #[arg(long, value_name = "NAME")]
+    builder: Option<String>,
     /// CA certificate (PEM) that signed the daemon's TLS certificate (`tcp://`).
     #[arg(long, value_name = "FILE")]
     tlscacert: Option<PathBuf>,
@@ -406,6 +413,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
         loaded,
         connect: ConnectOptions {
             addr: args.addr.clone(),
+            builder: args.builder.clone(),
             tls: TlsOptions {
                 ca_cert: args.tlscacert.clone(),
                 cert: args.tlscert.clone(),

@@ -40,10 +40,13 @@ pub struct Args {
     /// spec's directory).
     #[arg(long, value_name = "DIR")]
     context: Option<PathBuf>,
-    /// BuildKit address (as `torchkit build --addr`). Default: BUILDKIT_HOST, else
-    /// DOCKER_HOST, else /var/run/docker.sock.
-    #[arg(long, env = "BUILDKIT_HOST", value_name = "ADDR")]
+    /// BuildKit address (as `torchkit build --addr`, connection helpers included).
+    /// Default: as `torchkit build`.
+    #[arg(long, value_name = "ADDR", conflicts_with = "builder")]
     addr: Option<String>,
+    /// A buildx builder (as `torchkit build --builder`). Default: BUILDX_BUILDER.
+    #[arg(long, value_name = "NAME")]
+    builder: Option<String>,
     /// CA bundle for the downloads of the resolution (pip, apt), passed as the secret
     /// `torchkit-ca`.
     #[arg(long, value_name = "FILE")]
@@ -249,6 +252,7 @@ async fn resolve(
 
     let client = Client::connect(&ConnectOptions {
         addr: args.addr.clone(),
+        builder: args.builder.clone(),
         ..ConnectOptions::default()
     })
     .await

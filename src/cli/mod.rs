@@ -11,6 +11,7 @@ use crate::error::Hint;
 
 pub mod build;
 pub mod common;
+pub mod dial_stdio;
 pub mod frontend;
 pub mod graph;
 pub mod llb;
@@ -62,6 +63,10 @@ enum Command {
     /// Run as a BuildKit gateway frontend (LLBBridge over stdin/stdout).
     #[command(hide = true)]
     Frontend(frontend::Args),
+    /// Proxy stdin/stdout to the daemon (the far end of a connection helper, as
+    /// `buildctl dial-stdio`).
+    #[command(hide = true)]
+    DialStdio(dial_stdio::Args),
 }
 
 /// An error that carries a fix, printed as `hint:` after the message.
@@ -157,6 +162,7 @@ pub fn main() -> ExitCode {
         Command::Lock(a) => lock::run(*a),
         Command::Matrix(a) => matrix::run(a),
         Command::Frontend(a) => frontend::run(a),
+        Command::DialStdio(a) => dial_stdio::run(a),
     };
     match result {
         Ok(code) => code,

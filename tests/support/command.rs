@@ -9,10 +9,14 @@ use std::process::{Child, Command, Output, Stdio};
 
 /// Environment variables the binary reads that a test must not inherit: every
 /// `TORCHKIT_*` (spec overrides, `TORCHKIT_LOCKED`, …), every `BUILDKIT_*` (`BUILDKIT_HOST`,
-/// `BUILDKIT_PROGRESS`, the frontend's `BUILDKIT_FRONTEND_OPT_*`) and `SOURCE_DATE_EPOCH`.
+/// `BUILDKIT_PROGRESS`, the frontend's `BUILDKIT_FRONTEND_OPT_*`), `BUILDX_BUILDER` and
+/// `SOURCE_DATE_EPOCH`.
 fn inherited_by_mistake(name: &OsStr) -> bool {
     let name = name.to_string_lossy();
-    name.starts_with("TORCHKIT_") || name.starts_with("BUILDKIT_") || name == "SOURCE_DATE_EPOCH"
+    name.starts_with("TORCHKIT_")
+        || name.starts_with("BUILDKIT_")
+        || name == "BUILDX_BUILDER"
+        || name == "SOURCE_DATE_EPOCH"
 }
 
 /// How many stderr lines a failed check shows (a build's progress log can be long).

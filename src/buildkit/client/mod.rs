@@ -34,7 +34,7 @@ use std::fmt;
 
 use tonic::transport::Channel;
 
-use super::transport::{Address, ConnectOptions, Dialer, TransportError, MAX_MESSAGE_SIZE};
+use super::transport::{Address, ConnectOptions, Dialer, Target, TransportError, MAX_MESSAGE_SIZE};
 use crate::error::Hint;
 use crate::proto::moby::buildkit::v1::control_client::ControlClient;
 
@@ -115,19 +115,52 @@ fn control_client(channel: Channel) -> ControlClient<Channel> {
 }
 
 impl Client {
-    /// Connects to the daemon named by `opts.addr`, else `BUILDKIT_HOST`, `DOCKER_HOST`, the
-    /// Docker CLI's current context, `/var/run/docker.sock` or buildkitd's default socket
-    /// ([`Address::from_env`]).
+    /// Connects to the daemon named by `opts.addr`, else `opts.builder`, `BUILDKIT_HOST`,
+    /// `BUILDX_BUILDER`, the buildx builder in use, `DOCKER_HOST`, the Docker CLI's current
+    /// context, `/var/run/docker.sock` or buildkitd's default socket ([`Target::from_env`]).
     pub async fn connect(opts: &ConnectOptions) -> Result<Client, ClientError> {
-        let (addr, _) = Address::from_env(opts.addr.as_deref())?;
-        Client::connect_to(addr, opts).await
+        let target = Target::from_env(opts.addr.as_deref(), opts.builder.as_deref())?;
+        let opts = if opts.tls.is_enabled() {
+            opts.clone()
+        } else {
+            ConnectOptions {
+                tls: target.tls,
+                ..opts.clone()
+            }
+        };
+        Client::connect_to(target.addr, &opts).await
     }
 
-    /// Connects to one address.
+    /// Connects to one address. Through a connection helper, one `ListWorkers` call proves
+    /// the connection, so that a helper that fails (no container, no `buildctl` in it, ssh
+    /// refused) is reported with its command and stderr, not as a lost connection later.
     pub async fn connect_to(addr: Address, opts: &ConnectOptions) -> Result<Client, ClientError> {
         let dialer = Dialer::new(addr.clone(), &opts.tls)?;
-        let channel = dialer.connect().await?;
-        Ok(Client::from_channel(channel, addr))
+        let channel = dialer.connect().await.map_err(ClientError::from);
+        let channel = match channel {
+            Ok(c) => c,
+            Err(e) => match dialer.helper_failure(&e.to_string()).await {
+                Some(h) => return Err(h.into()),
+                None => return Err(e),
+            },
+        };
+        let client = Client::from_channel(channel, addr);
+        if matches!(client.address(), Address::Helper(_)) {
+            let check =
+                tokio::time::timeout(std::time::Duration::from_secs(60), client.list_workers())
+                    .await;
+            let during = match check {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("the first call failed: {e}")),
+                Err(_) => Some("no answer within 60 s".to_string()),
+            };
+            if let Some(during) = during {
+                if let Some(h) = dialer.helper_failure(&during).await {
+                    return Err(h.into());
+                }
+            }
+        }
+        Ok(client)
     }
 
     /// Wraps an existing channel (tests, custom transports).
