@@ -513,3 +513,38 @@ fn a_remote_builder_brings_its_tls_files() {
     assert!(r.stderr.contains("TLS"), "{}", r.stderr);
     drop(rt);
 }
+
+/// `--load` on a builder that is not dockerd exports a docker archive and loads it through
+/// the Docker API (`POST /images/load`). Every builder here is dockerd, whose `--load`
+/// stores the image directly, so this checks the load itself on a real archive.
+#[test]
+fn a_docker_archive_loads_through_the_docker_api() {
+    require_daemon();
+    let marker = unique("load");
+    let spec = project(&marker);
+    let tag = format!("torchkit-e2e/reach:{}", unique("load"));
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("image.tar");
+    let r = TestCommand::new()
+        .args([
+            "build",
+            spec.to_str().unwrap(),
+            "--addr",
+            &format!("docker://{}", docker_socket().display()),
+            "-o",
+            &format!("type=docker,name={tag},dest={}", tar.display()),
+        ])
+        .run();
+    if !support::containerd_store() {
+        // The classic store has no docker exporter; the refusal says so.
+        assert_eq!(r.code, Some(1), "{}", r.describe());
+        return;
+    }
+    assert!(r.success(), "{}", r.describe());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let names = rt
+        .block_on(torchkit::buildkit::docker_api::load(&docker_socket(), &tar))
+        .expect("load");
+    assert_eq!(names, std::slice::from_ref(&tag));
+    assert_eq!(marker_in(&tag), marker);
+}

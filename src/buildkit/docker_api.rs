@@ -1,4 +1,4 @@
-//! The two Docker Engine API calls the driver makes beside dockerd's BuildKit:
+//! The Docker Engine API calls the driver makes beside BuildKit:
 //! - [`image_store`] (`GET /info`): whether dockerd keeps images in the containerd image
 //!   store or the classic one, which decides the exporters its BuildKit has;
 //! - [`push`] (`POST /images/{name}/push`): `--push` on a classic-store dockerd, whose
@@ -6,7 +6,10 @@
 //!   afterwards (`build.pushWithMoby`), as `docker push` would. The daemon pushes with the
 //!   credentials sent in `X-Registry-Auth` (from the Docker CLI config,
 //!   [`crate::credentials`]); it streams JSON progress lines and reports a failure as a
-//!   line with `errorDetail`, after a `200 OK`.
+//!   line with `errorDetail`, after a `200 OK`;
+//! - [`load`] (`POST /images/load`): `--load` when the build ran on another builder than
+//!   dockerd (a buildx docker-container builder, a pod): the image comes back as a docker
+//!   archive and is loaded into the Docker engine, as buildx does for those drivers.
 
 use std::path::{Path, PathBuf};
 
@@ -222,6 +225,76 @@ pub async fn push(
     }
 }
 
+/// Loads the docker archive `tar` into the dockerd at `socket` (streamed, never read into
+/// memory: PyTorch images are gigabytes); the names it loaded (`Loaded image: …`).
+pub async fn load(socket: &Path, tar: &Path) -> Result<Vec<String>, String> {
+    use futures::StreamExt as _;
+    use tokio::io::AsyncReadExt as _;
+    let file = tokio::fs::File::open(tar)
+        .await
+        .map_err(|e| format!("{}: {e}", tar.display()))?;
+    let chunks = futures::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; 1 << 20];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let body = http_body_util::StreamBody::new(chunks.boxed());
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri("/images/load?quiet=1")
+        .header("Host", "docker")
+        .header("User-Agent", "torchkit")
+        .header("Content-Type", "application/x-tar")
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    if !status.is_success() {
+        return Err(format!(
+            "POST /images/load answered {status}: {}",
+            body.trim()
+        ));
+    }
+    if let Some(e) = stream_error(&body) {
+        return Err(e);
+    }
+    Ok(loaded_names(&body))
+}
+
+/// The names in the load stream's `{"stream":"Loaded image: NAME\n"}` lines.
+pub fn loaded_names(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            v["stream"]
+                .as_str()?
+                .trim()
+                .strip_prefix("Loaded image: ")
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 /// Percent-encodes a path or query component: everything but letters, digits, `-._~` and
 /// `/`, which repository paths keep.
 fn percent(s: &str) -> String {
@@ -268,6 +341,13 @@ mod tests {
         let ok = "{\"status\":\"Pushed\"}\n{\"status\":\"1: digest: sha256:ab size: 1\"}\n\
                   {\"progressDetail\":{},\"aux\":{\"Tag\":\"1\",\"Digest\":\"sha256:ab\",\"Size\":1}}\n";
         assert_eq!(stream_digest(ok).as_deref(), Some("sha256:ab"));
+    }
+
+    #[test]
+    fn loaded_names_are_read_from_the_stream() {
+        let body = "{\"stream\":\"Loaded image: torchkit-e2e/reach:t1\\n\"}\n{\"stream\":\"Loaded image: other:2\\n\"}\n";
+        assert_eq!(loaded_names(body), ["torchkit-e2e/reach:t1", "other:2"]);
+        assert!(loaded_names("{\"stream\":\"Loading layer\"}").is_empty());
     }
 
     #[test]

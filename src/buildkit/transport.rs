@@ -271,23 +271,42 @@ impl Address {
         if let Some(a) = env("BUILDKIT_HOST").filter(|s| !s.is_empty()) {
             return Ok((a.parse()?, AddressSource::BuildkitHost));
         }
-        if let Some(d) = env("DOCKER_HOST").filter(|s| !s.is_empty()) {
-            return Ok((docker_host("DOCKER_HOST", &d)?, AddressSource::DockerHost));
-        }
-        if let Some((name, host)) = docker_context(&env, &read)? {
-            let from = format!("Docker context `{name}` Host");
-            return Ok((docker_host(&from, &host)?, AddressSource::DockerContext));
-        }
-        if exists(Path::new(DEFAULT_DOCKER_SOCKET)) {
-            return Ok((
-                Address::Docker(PathBuf::from(DEFAULT_DOCKER_SOCKET)),
-                AddressSource::DockerSocket,
-            ));
+        if let Some(found) = Address::docker_engine(&env, exists, &read)? {
+            return Ok(found);
         }
         Ok((
             Address::Unix(PathBuf::from(DEFAULT_BUILDKITD_SOCKET)),
             AddressSource::Default,
         ))
+    }
+
+    /// The Docker engine the Docker CLI would talk to: `DOCKER_HOST`, else the current
+    /// context, else `/var/run/docker.sock` if it exists; `None` when there is none. Also
+    /// where `--load` loads the image when the build ran on another builder.
+    pub fn docker_engine(
+        env: impl Fn(&str) -> Option<String>,
+        exists: impl Fn(&Path) -> bool,
+        read: impl Fn(&Path) -> Option<String>,
+    ) -> Result<Option<(Address, AddressSource)>, TransportError> {
+        if let Some(d) = env("DOCKER_HOST").filter(|s| !s.is_empty()) {
+            return Ok(Some((
+                docker_host("DOCKER_HOST", &d)?,
+                AddressSource::DockerHost,
+            )));
+        }
+        if let Some((name, host)) = docker_context(&env, &read)? {
+            let from = format!("Docker context `{name}` Host");
+            return Ok(Some((
+                docker_host(&from, &host)?,
+                AddressSource::DockerContext,
+            )));
+        }
+        Ok(exists(Path::new(DEFAULT_DOCKER_SOCKET)).then(|| {
+            (
+                Address::Docker(PathBuf::from(DEFAULT_DOCKER_SOCKET)),
+                AddressSource::DockerSocket,
+            )
+        }))
     }
 
     /// [`Address::resolve`] with the process environment and file system.

@@ -100,8 +100,9 @@ pub struct Args {
     /// Push the image outputs (adds `push=true` to them, as buildx does).
     #[arg(long)]
     push: bool,
-    /// Load the image into Docker's images, as buildx's `--load` does on its docker
-    /// driver: with no `--tag`, an untagged image (its ID is printed). Needs dockerd.
+    /// Load the image into Docker's images, as buildx's `--load` does: with no `--tag`, an
+    /// untagged image (its ID is printed). On another builder than dockerd the image comes
+    /// back as a docker archive and is loaded into the Docker engine (DOCKER_HOST, …).
     #[arg(long)]
     load: bool,
     /// Progress output: auto, tty, plain, rawjson or quiet.
@@ -757,16 +758,14 @@ async fn build(p: Prepared) -> Result<(), Failed> {
         .map_err(|e| build_error(BuildError::from(e), None))?;
     let addr = client.address().to_string();
     let dockerd = options.exporters.iter().any(|e| e.kind == "image") && is_dockerd(&client).await;
-    if load && !dockerd {
-        return Err(Failed::Error(anyhow::Error::new(Hinted::new(
-            format!("--load puts the image into Docker's images, and {addr} is not dockerd"),
-            Some(
-                "build through Docker (`--addr docker://`, or DOCKER_HOST), or write an archive \
-                 and load it: `-o type=docker,dest=- | docker load`"
-                    .into(),
-            ),
-        ))));
-    }
+    // `--load` on another builder than dockerd (a buildx docker-container builder, a pod,
+    // a remote buildkitd): the image comes back as a docker archive, loaded into the Docker
+    // engine afterwards, as buildx does for those drivers.
+    let load_into = if load && !dockerd {
+        Some(load_through_archive(&addr, &mut options.exporters)?)
+    } else {
+        None
+    };
     if dockerd {
         // As buildx's docker driver does: dockerd's `moby` exporter stores the image under
         // its normalised name in Docker's image store (so `docker run` finds it) and still
@@ -896,6 +895,24 @@ async fn build(p: Prepared) -> Result<(), Failed> {
             }
         }
     }
+    if let Some((engine, _dir, tar)) = &load_into {
+        let names = crate::buildkit::docker_api::load(engine, tar)
+            .await
+            .map_err(|e| {
+                Failed::Error(anyhow::Error::new(Hinted::new(
+                    format!(
+                        "loading the image into Docker at {}: {e}",
+                        engine.display()
+                    ),
+                    Some("the build itself succeeded; `-o type=docker,dest=FILE` writes the archive for `docker load -i FILE`".into()),
+                )))
+            })?;
+        if !quiet {
+            for n in &names {
+                eprintln!("Loaded image: {n}");
+            }
+        }
+    }
     update_local_cache_indexes(&local_cache_exports, &response)?;
     if let Some(path) = &metadata_file {
         write_metadata(path, &build_ref, &response)?;
@@ -904,6 +921,71 @@ async fn build(p: Prepared) -> Result<(), Failed> {
         crate::cli::write_stdout(format!("{digest}\n").as_bytes())?;
     }
     Ok(())
+}
+
+/// `--load` through a builder that is not dockerd: the image exporters become one `docker`
+/// archive exporter into a private temporary file (an exporter that pushes stays as well),
+/// and the Docker engine to load it into is found as the Docker CLI finds it. Returns the
+/// engine's socket, the temporary directory (removed when dropped) and the archive path.
+fn load_through_archive(
+    addr: &str,
+    exporters: &mut Vec<crate::buildkit::output::Exporter>,
+) -> Result<(PathBuf, tempfile::TempDir, PathBuf), Failed> {
+    let engine = Address::docker_engine(
+        |k| std::env::var(k).ok(),
+        |p| p.exists(),
+        |p| std::fs::read_to_string(p).ok(),
+    )
+    .map_err(|e| Failed::Error(hinted(e)))?;
+    let Some((Address::Docker(socket), _)) = engine else {
+        return Err(Failed::Error(anyhow::Error::new(Hinted::new(
+            format!(
+                "--load puts the image into Docker's images: the build runs on {addr}, and no \
+                 Docker engine was found to load it into (DOCKER_HOST, the Docker context, \
+                 /var/run/docker.sock)"
+            ),
+            Some(
+                "set DOCKER_HOST to the Docker engine's socket, or write an archive: \
+                 `-o type=docker,dest=image.tar`"
+                    .into(),
+            ),
+        ))));
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("torchkit-load-")
+        .tempdir()
+        .map_err(|e| {
+            Failed::Error(anyhow::anyhow!(
+                "creating a temporary directory for --load: {e}"
+            ))
+        })?;
+    let tar = dir.path().join("image.tar");
+    archive_for_load(exporters, &tar);
+    Ok((socket, dir, tar))
+}
+
+/// [`load_through_archive`]'s rewrite of the exporters: the `image` exporters' names go to
+/// one `docker` exporter writing `tar`; those that push stay.
+fn archive_for_load(exporters: &mut Vec<crate::buildkit::output::Exporter>, tar: &Path) {
+    let mut names = Vec::new();
+    exporters.retain(|e| {
+        if e.kind != "image" {
+            return true;
+        }
+        if let Some(n) = e.attrs.get("name").filter(|n| !n.is_empty()) {
+            names.push(n.clone());
+        }
+        e.attrs.get("push").map(String::as_str) == Some("true")
+    });
+    let mut attrs = BTreeMap::new();
+    if !names.is_empty() {
+        attrs.insert("name".to_string(), names.join(","));
+    }
+    exporters.push(crate::buildkit::output::Exporter {
+        kind: "docker".into(),
+        attrs,
+        dest: crate::buildkit::output::Destination::File(tar.to_path_buf()),
+    });
 }
 
 /// A flag that names a file to write: not a directory, in a directory that exists.
@@ -1201,6 +1283,28 @@ fn write_json_file(flag: &str, path: &Path, json: &serde_json::Value) -> anyhow:
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn load_on_another_builder_exports_one_docker_archive() {
+        use crate::buildkit::output::{parse_output, Destination};
+        let mut exporters = vec![
+            parse_output("type=image,name=a:1").unwrap(),
+            parse_output("type=image,name=reg/b:2,push=true").unwrap(),
+            parse_output("type=local,dest=out").unwrap(),
+        ];
+        super::archive_for_load(&mut exporters, std::path::Path::new("/t/image.tar"));
+        let kinds: Vec<&str> = exporters.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["image", "local", "docker"]);
+        assert_eq!(exporters[0].attrs["push"], "true");
+        assert_eq!(exporters[2].attrs["name"], "a:1,reg/b:2");
+        assert_eq!(exporters[2].dest, Destination::File("/t/image.tar".into()));
+        // `--load` alone: an unnamed archive (Docker loads it by ID).
+        let mut only = vec![parse_output("type=image").unwrap()];
+        super::archive_for_load(&mut only, std::path::Path::new("/t/i.tar"));
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].kind, "docker");
+        assert!(!only[0].attrs.contains_key("name"));
+    }
+
     use super::*;
 
     #[test]
