@@ -149,22 +149,37 @@ async fn request(
     uri: &str,
     auth: Option<String>,
 ) -> Result<(hyper::StatusCode, String), String> {
+    let mut req = hyper::Request::builder().method(method).uri(uri);
+    if let Some(a) = auth {
+        req = req.header("X-Registry-Auth", a);
+    }
+    send(socket, req, Empty::<Bytes>::new()).await
+}
+
+/// Sends `req` with `body` on a fresh connection to the Docker socket: the status and the
+/// whole answer.
+async fn send<B>(
+    socket: &Path,
+    req: hyper::http::request::Builder,
+    body: B,
+) -> Result<(hyper::StatusCode, String), String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = tokio::net::UnixStream::connect(socket)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(uri)
+    let req = req
         .header("Host", "docker")
-        .header("User-Agent", "torchkit");
-    if let Some(a) = auth {
-        req = req.header("X-Registry-Auth", a);
-    }
-    let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+        .header("User-Agent", "torchkit")
+        .body(body)
+        .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let body = resp
@@ -244,31 +259,11 @@ pub async fn load(socket: &Path, tar: &Path) -> Result<Vec<String>, String> {
             Err(e) => Some((Err(e), f)),
         }
     });
-    let body = http_body_util::StreamBody::new(chunks.boxed());
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
     let req = hyper::Request::builder()
         .method("POST")
         .uri("/images/load?quiet=1")
-        .header("Host", "docker")
-        .header("User-Agent", "torchkit")
-        .header("Content-Type", "application/x-tar")
-        .body(body)
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let body = String::from_utf8_lossy(&body);
+        .header("Content-Type", "application/x-tar");
+    let (status, body) = send(socket, req, http_body_util::StreamBody::new(chunks.boxed())).await?;
     if !status.is_success() {
         return Err(format!(
             "POST /images/load answered {status}: {}",
