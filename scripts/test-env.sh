@@ -349,6 +349,7 @@ busybox_base() {  # a ~2 MB image from Debian's busybox-static; no pull from any
 # sections 5.1 and 6.1). Add a row to serve another release.
 #  torch  cuda cudnn torchvision torchaudio arch list
 STANDIN_TORCH='
+2.5.1  11.8 90100 0.20.1 2.5.1  3.7;5.0;6.0;7.0;7.5;8.0;8.6;9.0
 2.7.0  11.8 90100 0.22.0 2.7.0  3.7;5.0;6.0;7.0;7.5;8.0;8.6;9.0
 2.7.0  12.6 90501 0.22.0 2.7.0  5.0;6.0;7.0;7.5;8.0;8.6;9.0
 2.7.0  12.8 90701 0.22.0 2.7.0  7.5;8.0;8.6;9.0;10.0;12.0+PTX

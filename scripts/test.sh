@@ -11,9 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export RT=${RT:-/var/lib/torchkit-test-env}
-# Every official tag the examples and tests resolve to is served by the same stand-in.
+# Every official tag the examples and tests resolve to is served by a stand-in
+# (examples/legacy-driver resolves to torch 2.5.1 with CUDA 11.8; tests/e2e_layers.rs builds
+# every example).
 export STANDIN=1
-export STANDIN_REFS=${STANDIN_REFS:-"pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime pytorch/pytorch:2.8.0-cuda12.8-cudnn9-devel"}
+export STANDIN_REFS=${STANDIN_REFS:-"pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime pytorch/pytorch:2.8.0-cuda12.8-cudnn9-devel pytorch/pytorch:2.5.1-cuda11.8-cudnn9-runtime"}
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 

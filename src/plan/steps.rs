@@ -683,6 +683,11 @@ pub(super) fn apt_command(pkgs: &[String], keep: bool, ca: bool) -> Vec<String> 
         opts.push_str(&format!(
             " -o Dir::Cache::Archives={APT_CACHE_DIR}/archives -o APT::Keep-Downloaded-Packages=true"
         ));
+    } else {
+        // No cache mount (release): the .debs land in /var/cache/apt/archives, which the
+        // layer would keep on the same bases (tests/e2e_layers.rs found them); apt-get
+        // deletes what it downloaded once the install succeeds.
+        opts.push_str(" -o APT::Keep-Downloaded-Packages=false");
     }
     if ca {
         opts.push_str(&format!(" -o Acquire::https::CAInfo={CA_SECRET_PATH}"));
