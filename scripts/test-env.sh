@@ -142,8 +142,10 @@ hub_path() {
   case "${r%%:*}" in */*) echo "$r" ;; *) echo "library/$r" ;; esac
 }
 pid_is() {  # pid_is PIDFILE NAME: the pid in PIDFILE is alive and its command is NAME
+  # (a process, not a thread of another one: /proc/<tid> answers too, with its own comm)
   local p; p=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ -r "/proc/$p/comm" ] && [ "$(cat "/proc/$p/comm")" = "$2" ]
+  [ -n "$p" ] && [ -r "/proc/$p/comm" ] && [ "$(cat "/proc/$p/comm")" = "$2" ] \
+    && [ "$(awk '/^Tgid:/ {print $2}' "/proc/$p/status" 2>/dev/null)" = "$p" ]
 }
 save_state() {
   { for v in ENGINE BUILDX_SUITE SOCK DATA EXEC REG C8D MIRROR BRIDGE BRIDGE_CIDR NS STANDIN STANDIN_REFS STANDIN_REF REGNAME; do
@@ -263,6 +265,15 @@ CDI
   [ "$MIRROR" = 1 ] && cfg+=("\"registry-mirrors\": [\"http://$REG\"]")
   (IFS=,; echo "{${cfg[*]}}") > "$RT/daemon.json"
   mkdir -p "$DATA" "$EXEC"
+  # A pid file left by a dockerd that is gone (a machine restart reuses its pid for another
+  # process): dockerd refuses to start while the pid in it is alive, whatever it runs.
+  # The same for its managed containerd, which dockerd would take for still running.
+  if [ -e "$RT/dockerd.pid" ] && ! pid_is "$RT/dockerd.pid" dockerd; then
+    rm -f "$RT/dockerd.pid"
+  fi
+  if [ -e "$EXEC/containerd/containerd.pid" ] && ! pid_is "$EXEC/containerd/containerd.pid" containerd; then
+    rm -f "$EXEC/containerd/containerd.pid"
+  fi
   # shellcheck disable=SC2086
   PATH=$RT/bin:/usr/sbin:/usr/bin:/sbin:/bin setsid nohup "$RT/bin/dockerd" \
     --config-file "$RT/daemon.json" -H "unix://$SOCK" --data-root "$DATA" --exec-root "$EXEC" \
