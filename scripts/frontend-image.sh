@@ -3,6 +3,7 @@
 #
 #   scripts/frontend-image.sh            # → localhost:5000/torchkit/frontend:dev
 #   IMAGE=localhost:5000/torchkit/frontend:v1 scripts/frontend-image.sh
+#   (tests/e2e_frontend.rs tests it with TORCHKIT_TEST_FRONTEND=localhost:5000/torchkit/frontend:v1)
 #
 # 1. a static torchkit (glibc static-pie, [profile.frontend]) with cargo, in
 #    target/static so that it does not disturb the debug builds in target/;

@@ -21,6 +21,11 @@
 //! These tests FAIL, never skip, when the daemon or the frontend image is missing: run
 //! `scripts/test-env.sh up` (as root, with `STANDIN=1`) and then
 //! `scripts/frontend-image.sh` (which builds the static binary and pushes the image).
+//!
+//! `TORCHKIT_TEST_FRONTEND=<image>` tests another frontend image than
+//! `localhost:5000/torchkit/frontend:dev` (several checkouts sharing one registry each push
+//! their own: `IMAGE=<image> scripts/frontend-image.sh`): the cases' `# syntax=` lines are
+//! rewritten to it in copies.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -30,7 +35,8 @@ use std::sync::OnceLock;
 mod support;
 use support::{serial, TestCommand};
 
-const FRONTEND: &str = "localhost:5000/torchkit/frontend:dev";
+/// The frontend image the cases name, unless `TORCHKIT_TEST_FRONTEND` names another.
+const DEFAULT_FRONTEND: &str = "localhost:5000/torchkit/frontend:dev";
 const REGISTRY: &str = "127.0.0.1:5000";
 const TEST_ENV: &str = "/var/lib/torchkit-test-env";
 const IMAGE: &str = "torchkit-e2e-frontend";
@@ -39,8 +45,41 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The frontend image under test: `TORCHKIT_TEST_FRONTEND`, else [`DEFAULT_FRONTEND`].
+fn frontend() -> String {
+    std::env::var("TORCHKIT_TEST_FRONTEND")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_FRONTEND.to_string())
+}
+
+/// A case directory, or, when [`frontend`] is not the image its spec names, a copy of it
+/// whose `# syntax=` line names [`frontend`].
 fn case(name: &str) -> PathBuf {
-    root().join("tests/e2e-frontend").join(name)
+    let dir = root().join("tests/e2e-frontend").join(name);
+    if frontend() == DEFAULT_FRONTEND {
+        return dir;
+    }
+    let copy = std::env::temp_dir().join(format!(
+        "torchkit-e2e-frontend-{}-case-{name}",
+        std::process::id()
+    ));
+    if !copy.exists() {
+        support::copy_dir(&dir, &copy);
+        syntax_to_frontend(&copy.join("torchkit.toml"));
+    }
+    copy
+}
+
+/// Point the `# syntax=` line of `spec` at [`frontend`].
+fn syntax_to_frontend(spec: &std::path::Path) {
+    let text = std::fs::read_to_string(spec).unwrap();
+    let text = text.replacen(
+        &format!("# syntax={DEFAULT_FRONTEND}"),
+        &format!("# syntax={}", frontend()),
+        1,
+    );
+    std::fs::write(spec, text).unwrap();
 }
 
 /// This run's copy of the `basic` case, with a file unique to the run in its context. The
@@ -59,6 +98,7 @@ fn basic() -> PathBuf {
             std::process::id()
         ));
         support::copy_dir(&case("basic"), &dir);
+        syntax_to_frontend(&dir.join("torchkit.toml"));
         std::fs::write(dir.join("app/run-id.txt"), format!("{nanos}\n")).unwrap();
         dir
     })
@@ -127,10 +167,15 @@ fn require_environment() {
                 text(&b)
             ));
         }
-        match registry_head("torchkit/frontend", "dev") {
+        let image = frontend();
+        let (name, tag) = image
+            .strip_prefix("localhost:5000/")
+            .and_then(|r| r.rsplit_once(':'))
+            .ok_or_else(|| format!("TORCHKIT_TEST_FRONTEND={image}: expected localhost:5000/NAME:TAG"))?;
+        match registry_head(name, tag) {
             Ok(l) if l.contains(" 200") => Ok(()),
             Ok(l) => Err(format!(
-                "the frontend image {FRONTEND} is not in the registry ({l}).\nRun `scripts/frontend-image.sh` to build and push it."
+                "the frontend image {image} is not in the registry ({l}).\nRun `IMAGE={image} scripts/frontend-image.sh` to build and push it."
             )),
             Err(e) => Err(format!(
                 "no registry at {REGISTRY} ({e}).\nRun `scripts/test-env.sh up` (as root, STANDIN=1), then `scripts/frontend-image.sh`."
@@ -270,7 +315,7 @@ fn torchkit_build_with_the_frontend_image_matches_torchkit_build() {
             "--progress",
             "plain",
             "--frontend",
-            FRONTEND,
+            &frontend(),
             "-t",
             &tag,
         ])
@@ -382,6 +427,203 @@ fn the_ca_secret_reaches_pip_through_the_frontend() {
         "ls /run/secrets 2>/dev/null | wc -l",
     ]));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
+}
+
+/// An HTTPS package index on this host, reached by RUN containers through the docker
+/// bridge, whose certificate is signed by a CA of the test's own: pip reaches it only when
+/// it is given that CA. It serves one pure-Python wheel, `tkca` 1.0.
+struct CaIndex {
+    dir: tempfile::TempDir,
+    server: std::process::Child,
+    host: String,
+    url: String,
+}
+
+impl CaIndex {
+    fn start() -> CaIndex {
+        let host = support::host_gateway();
+        assert!(!host.is_empty(), "no docker bridge gateway");
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        let (_, cert, key) = support::make_certs_for(&certs, &host);
+        let root = dir.path().join("www");
+        let script = r#"
+import base64, hashlib, os, sys, zipfile
+root = sys.argv[1]
+name, version = "tkca", "1.0"
+files = os.path.join(root, "files")
+os.makedirs(files)
+wheel = "%s-%s-py3-none-any.whl" % (name, version)
+info = "%s-%s.dist-info" % (name, version)
+entries = {
+    name + "/__init__.py": "VERSION = %r\n" % version,
+    info + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version),
+    info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: torchkit-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for path, text in entries.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append("%s,sha256=%s,%d" % (path, digest, len(text.encode())))
+record.append(info + "/RECORD,,")
+entries[info + "/RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(os.path.join(files, wheel), "w") as z:
+    for path, text in entries.items():
+        z.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), text)
+sha = hashlib.sha256(open(os.path.join(files, wheel), "rb").read()).hexdigest()
+os.makedirs(os.path.join(root, "simple", name))
+with open(os.path.join(root, "simple", name, "index.html"), "w") as out:
+    out.write('<!DOCTYPE html><html><body><a href="../../files/%s#sha256=%s">%s</a></body></html>\n' % (wheel, sha, wheel))
+"#;
+        let st = Command::new("python3")
+            .args(["-c", script])
+            .arg(&root)
+            .status()
+            .expect("python3");
+        assert!(st.success(), "writing the index failed");
+        let serve = r#"
+import functools, http.server, ssl, sys
+host, port, root, cert, key = sys.argv[1:6]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+server = http.server.ThreadingHTTPServer((host, int(port)), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+        let port = std::net::TcpListener::bind((host.as_str(), 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Command::new("python3")
+            .args(["-c", serve, &host, &port.to_string()])
+            .arg(&root)
+            .arg(&cert)
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 HTTPS server");
+        support::wait_for(
+            "the HTTPS index did not start",
+            std::time::Duration::from_secs(20),
+            || std::net::TcpStream::connect((host.as_str(), port)).ok(),
+        );
+        let url = format!("https://{host}:{port}/simple");
+        CaIndex {
+            dir,
+            server,
+            host,
+            url,
+        }
+    }
+
+    /// The CA that signed the index's certificate, and nothing else.
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("certs/ca.pem")
+    }
+
+    /// A project whose pip step installs `tkca` from this index, with `extra` spec lines
+    /// under `[image]`, and an epoch unique to the run (the daemon's cache outlives runs,
+    /// and a port may repeat).
+    fn project(&self, name: &str, extra: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join("torchkit.toml"),
+            format!(
+                "# syntax={}\n[torch]\nversion = \"2.8.0\"\ncuda = \"12.8\"\n\
+                 [python]\npackages = [\"tkca\"]\nindex_url = \"{}\"\n\
+                 [image]\nuser = \"root\"\ncmd = [\"python\", \"-c\", \"import tkca; print(tkca.VERSION)\"]\n{extra}\
+                 [cache]\nepoch = \"{}\"\n",
+                frontend(),
+                self.url,
+                support::unique(name)
+            ),
+        )
+        .unwrap();
+        dir
+    }
+}
+
+impl Drop for CaIndex {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// `--secret id=torchkit-ca,src=…` alone, no build-arg, is enough through the frontend:
+/// pip reaches an index only that CA vouches for, so the secret was used. Without the
+/// secret the same spec fails on the certificate (the CA is what made it work), a spec
+/// that needs no CA builds without it (the optional mount is absent, not an error), and
+/// `TORCHKIT_CA_SECRET=1` still makes the secret required.
+#[test]
+fn the_ca_secret_alone_is_enough_through_the_frontend() {
+    require_environment();
+    let index = CaIndex::start();
+    let ca = index.ca();
+    let secret = format!("id=torchkit-ca,src={}", ca.display());
+    let build = |dir: &PathBuf, extra: &[&str], tag: &str| {
+        run(docker()
+            .current_dir(dir)
+            .args(["buildx", "build", "--progress", "plain"])
+            .args(extra)
+            .args(["-t", tag, "-f", "torchkit.toml", "."]))
+    };
+    let retries = "env = { PIP_RETRIES = \"0\" }\n";
+
+    // Without the secret: pip does not trust the index.
+    let dir = index.project("no-secret", retries);
+    let o = build(&dir, &[], &format!("{IMAGE}:ca-missing"));
+    let out = text(&o);
+    assert!(!o.status.success(), "built without the CA:\n{out}");
+    assert!(out.contains("CERTIFICATE_VERIFY_FAILED"), "{out}");
+
+    // The secret alone: installed from the index, and the bundle is in no layer.
+    let dir = index.project("secret-only", retries);
+    let tag = format!("{IMAGE}:ca-secret-only");
+    let o = build(&dir, &["--secret", &secret], &tag);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ok(docker().args(["run", "--rm", &tag]));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1.0");
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    let ca_line = pem.lines().nth(1).expect("a PEM body line");
+    let o = ok(docker().args([
+        "run",
+        "--rm",
+        &tag,
+        "sh",
+        "-c",
+        &format!("ls -A /run/secrets 2>/dev/null | wc -l; grep -rlF '{ca_line}' /etc /root /run /tmp /usr/local/lib 2>/dev/null | wc -l"),
+    ]));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "0\n0\n");
+
+    // No secret, and none needed (pip told to trust the host): the optional mount is
+    // simply absent.
+    let trusted = format!(
+        "env = {{ PIP_RETRIES = \"0\", PIP_TRUSTED_HOST = \"{}\" }}\n",
+        index.host
+    );
+    let dir = index.project("no-ca-needed", &trusted);
+    let tag = format!("{IMAGE}:ca-not-needed");
+    let o = build(&dir, &[], &tag);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ok(docker().args(["run", "--rm", &tag]));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1.0");
+
+    // TORCHKIT_CA_SECRET=1 without the secret: the build fails on the missing secret.
+    let dir = index.project("required", retries);
+    let o = build(
+        &dir,
+        &["--build-arg", "TORCHKIT_CA_SECRET=1"],
+        &format!("{IMAGE}:ca-required"),
+    );
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("torchkit-ca"), "{out}");
+    assert!(!out.contains("CERTIFICATE_VERIFY_FAILED"), "{out}");
 }
 
 /// `docker buildx build --print=<subrequest>` (buildx 0.13: behind BUILDX_EXPERIMENTAL=1)

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use torchkit::llb;
-use torchkit::plan::{self, BaseMeta, CompileOptions, Plan};
+use torchkit::plan::{self, BaseMeta, CaSecret, CompileOptions, Plan};
 use torchkit::resolve;
 use torchkit::spec;
 use torchkit::vocab::Profile;
@@ -107,7 +107,7 @@ fn resolution_run() -> Plan {
             config: None,
         },
         requirements: Some(&requirements),
-        ca_bundle: false,
+        ca_secret: CaSecret::None,
     })
     .unwrap()
     .expect("the quickstart has something to resolve")
@@ -210,7 +210,7 @@ fn every_example_compiles_for_every_measured_buildkit() {
             for profile in PROFILES {
                 let (spec, res) = load(&dir);
                 let opts = CompileOptions {
-                    ca_bundle: true,
+                    ca_secret: CaSecret::Required,
                     context_excludes: vec!["data/".into()],
                     supported: supported.clone(),
                     ..options(profile)

@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::Value;
 use torchkit::llb;
 use torchkit::plan::graph::{self, EdgeKind, Graph, NodeKind};
-use torchkit::plan::{self, CompileOptions, NoCache, Plan};
+use torchkit::plan::{self, CaSecret, CompileOptions, NoCache, Plan};
 use torchkit::resolve;
 use torchkit::spec;
 use torchkit::vocab::{Profile, Step};
@@ -246,7 +246,7 @@ fn graphs_show_what_the_llb_holds() {
         }
     }
     let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-    let variants: [(&str, CompileOptions); 4] = [
+    let variants: [(&str, CompileOptions); 5] = [
         (
             "--no-cache",
             CompileOptions {
@@ -264,15 +264,22 @@ fn graphs_show_what_the_llb_holds() {
         (
             "ca bundle",
             CompileOptions {
-                ca_bundle: true,
+                ca_secret: CaSecret::Required,
                 ..options(Profile::Dev)
+            },
+        ),
+        (
+            "optional ca secret (the frontend's default)",
+            CompileOptions {
+                ca_secret: CaSecret::Optional,
+                ..options(Profile::Test)
             },
         ),
         (
             "locked",
             CompileOptions {
                 lock: Some(plan_lock()),
-                ca_bundle: true,
+                ca_secret: CaSecret::Required,
                 ..options(Profile::Test)
             },
         ),
@@ -304,7 +311,7 @@ fn resolution_run() -> Plan {
             config: None,
         },
         requirements: Some(&requirements),
-        ca_bundle: false,
+        ca_secret: CaSecret::None,
     })
     .unwrap()
     .expect("the quickstart has something to resolve")

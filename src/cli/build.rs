@@ -22,7 +22,7 @@
 //!   | `cache-imports` | `--import-cache`, JSON `[{"Type":…,"Attrs":{…}}]` as buildctl sends it |
 //!   | `build-arg:SOURCE_DATE_EPOCH` | the environment (also sent in driver mode: the daemon stamps exporters with it) |
 //!   | `build-arg:TORCHKIT_PROFILE`, `…_CUDA`, `…_FLAVOR`, `…_DRIVER`, `…_GPU` | `--profile`, `--cuda`, `--flavor`, `--driver`/`--detect`, `--gpu`/`--detect` |
-//!   | `build-arg:TORCHKIT_CA_BUNDLE=1` | `--ca-bundle` (the secret `torchkit-ca` is in the session) |
+//!   | `build-arg:TORCHKIT_CA_BUNDLE=1` / `=0` | `--ca-bundle` (the secret `torchkit-ca` is in the session) / no CA secret; neither with `--secret id=torchkit-ca` (the frontend mounts it optionally) |
 //!   | `build-arg:TORCHKIT_LOCKED=1` | `--locked` (the frontend installs `torchkit.lock` when it is current either way) |
 //!
 //! The session always carries the locals `context` (the context directory, `.dockerignore`
@@ -55,7 +55,7 @@ use crate::cli::{hinted, Hinted};
 use crate::error::Hint;
 use crate::frontend::options;
 use crate::frontend::solve::{build_spec, SolveError};
-use crate::plan::{CompileOptions, NoCache, PinError, CA_SECRET_ID};
+use crate::plan::{CaSecret, CompileOptions, NoCache, PinError, CA_SECRET_ID};
 use crate::vocab::{GpuList, Step};
 
 /// Flags of `torchkit build`.
@@ -396,7 +396,7 @@ fn prepare(args: Args, source_date_epoch: Option<&str>) -> anyhow::Result<Prepar
     let compile = CompileOptions {
         build_token: Some(token::random_token()),
         context_excludes,
-        ca_bundle: args.ca_bundle.is_some(),
+        ca_secret: driver_ca(args.ca_bundle.is_some(), &secret_ids),
         no_cache,
         labels,
         target: args.target,
@@ -661,6 +661,31 @@ fn base_source(
     Ok(source)
 }
 
+/// How the driver's steps get the CA secret: required when `--ca-bundle` or `--secret
+/// id=torchkit-ca` gives it (the session has it: a build without it cannot happen), else
+/// not mounted.
+fn driver_ca(ca_bundle: bool, secret_ids: &[String]) -> CaSecret {
+    if ca_bundle || secret_ids.iter().any(|i| i == CA_SECRET_ID) {
+        CaSecret::Required
+    } else {
+        CaSecret::None
+    }
+}
+
+/// `TORCHKIT_CA_BUNDLE` for `--frontend`: `1` with `--ca-bundle` (required, as in the
+/// driver); `0` when the session has no CA secret, so that the frontend's graph is the
+/// driver's; unset with `--secret id=torchkit-ca`, which the frontend then mounts as it
+/// does for `docker build` (optional, used as it is there).
+fn frontend_ca_arg(ca_bundle: bool, secret_ids: &[String]) -> Option<&'static str> {
+    if ca_bundle {
+        Some("1")
+    } else if secret_ids.iter().any(|i| i == CA_SECRET_ID) {
+        None
+    } else {
+        Some("0")
+    }
+}
+
 /// The frontend options of `--frontend` mode (see the module docs).
 fn frontend_options(
     args: &Args,
@@ -721,8 +746,13 @@ fn frontend_options(
     for (k, v) in overrides.to_build_args() {
         arg(&k, v);
     }
-    if args.ca_bundle.is_some() {
-        arg("TORCHKIT_CA_BUNDLE", "1".into());
+    let secret_ids: Vec<String> = args
+        .secrets
+        .iter()
+        .filter_map(|s| parse_secret_spec(s).ok().map(|(id, _)| id))
+        .collect();
+    if let Some(v) = frontend_ca_arg(args.ca_bundle.is_some(), &secret_ids) {
+        arg(options::ARG_CA_BUNDLE, v.into());
     }
     if args.locked {
         arg("TORCHKIT_LOCKED", "1".into());
@@ -1306,6 +1336,18 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_ca_secret_is_required_in_the_driver_and_sent_to_the_frontend_as_given() {
+        let ca = vec![CA_SECRET_ID.to_string()];
+        let other = vec!["netrc".to_string()];
+        assert_eq!(driver_ca(true, &[]), CaSecret::Required);
+        assert_eq!(driver_ca(false, &ca), CaSecret::Required);
+        assert_eq!(driver_ca(false, &other), CaSecret::None);
+        assert_eq!(frontend_ca_arg(true, &[]), Some("1"));
+        assert_eq!(frontend_ca_arg(false, &ca), None);
+        assert_eq!(frontend_ca_arg(false, &other), Some("0"));
+    }
 
     #[test]
     fn metadata_embeds_json_and_base64_json() {

@@ -9,7 +9,7 @@ use crate::buildkit::session::read_context_excludes;
 use crate::buildkit::token;
 use crate::cli::common::{self, SpecArgs};
 use crate::llb;
-use crate::plan::{self, CompileOptions, NoCache};
+use crate::plan::{self, CaSecret, CompileOptions, NoCache};
 use crate::vocab::Step;
 
 /// Flags of `torchkit llb`.
@@ -52,7 +52,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut opts = CompileOptions {
         build_token: Some(token::random_token()),
         no_cache,
-        ca_bundle: args.ca_secret,
+        ca_secret: if args.ca_secret {
+            CaSecret::Required
+        } else {
+            CaSecret::None
+        },
         target: args.target,
         context_excludes: read_context_excludes(&loaded.path, &context_dir)
             .map_err(crate::cli::hinted)?,

@@ -23,7 +23,7 @@ use crate::cli::build::Failed;
 use crate::cli::common::{self, Loaded, SpecArgs};
 use crate::cli::{hinted, Hinted};
 use crate::lock::{self, Lock, LockStatus, LockedBase, LockedSet, Policy, SpecInputs, LOCK_FILE};
-use crate::plan::{self, CompileOptions, CA_SECRET_ID};
+use crate::plan::{self, CaSecret, CompileOptions, CA_SECRET_ID};
 
 /// Flags of `torchkit lock`.
 #[derive(Debug, clap::Args)]
@@ -259,7 +259,11 @@ async fn resolve(
     .map_err(hinted)?;
     let spec = loaded.spec.clone();
     let resolution = loaded.resolution.clone();
-    let ca_bundle = args.ca_bundle.is_some();
+    let ca_secret = if args.ca_bundle.is_some() {
+        CaSecret::Required
+    } else {
+        CaSecret::None
+    };
     let built = client
         .build(options, move |bridge| async move {
             // The lock is made on the base the spec resolves to, before any lock pins it.
@@ -270,7 +274,7 @@ async fn resolve(
                 resolution: &resolution,
                 base: base.clone().into(),
                 requirements: requirements.as_deref(),
-                ca_bundle,
+                ca_secret,
             })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             // Nothing to ask (no apt, no Python packages): an empty result, the lock pins

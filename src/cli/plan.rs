@@ -205,7 +205,12 @@ fn mount(m: &Mount) -> String {
                 format!("{sharing:?}").to_lowercase()
             )
         }
-        Mount::Secret { dest, id } => format!("mount {dest} <- secret {id}"),
+        Mount::Secret {
+            dest,
+            id,
+            optional: false,
+        } => format!("mount {dest} <- secret {id}"),
+        Mount::Secret { dest, id, .. } => format!("mount {dest} <- secret {id} (if given)"),
         Mount::Node {
             dest,
             node,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use super::subrequest::Subrequest;
 use crate::buildkit::output::CacheEntry;
 use crate::error::Hint;
-use crate::plan::NoCache;
+use crate::plan::{CaSecret, NoCache};
 use crate::vocab::{names, BuildArgError, Overrides, ParseError, Step};
 
 /// `BUILDKIT_FRONTEND_OPT_<i>`: one `key=value` frontend option each, `i` = 0, 1, …
@@ -48,10 +48,13 @@ pub const IMAGE_CONTEXT_SCHEME: &str = "docker-image://";
 
 // The override build-args (`TORCHKIT_CUDA`, `…_FLAVOR`, `…_DRIVER`, `…_GPU`, `…_PROFILE`)
 // are the vocabulary's: `crate::vocab::names`, read by `Overrides::from_build_args`.
-/// `--build-arg TORCHKIT_CA_SECRET=1`: mount the secret `torchkit-ca` (a CA bundle, passed
-/// with `--secret id=torchkit-ca,src=…`) into the steps that download.
+/// `--build-arg TORCHKIT_CA_SECRET=…`: how the steps that download get the secret
+/// `torchkit-ca` (a CA bundle, passed with `--secret id=torchkit-ca,src=…`). Unset: mounted
+/// when the build has it and used only then ([`CaSecret::Optional`]), so the secret alone
+/// is enough; `1`: required, a build without it fails; `0`: never mounted.
 pub const ARG_CA_SECRET: &str = "TORCHKIT_CA_SECRET";
-/// The same as [`ARG_CA_SECRET`], as `torchkit build --frontend --ca-bundle` sends it.
+/// The same as [`ARG_CA_SECRET`], as `torchkit build --frontend` sends it (`1` with
+/// `--ca-bundle`, `0` when the driver has no CA secret to give).
 pub const ARG_CA_BUNDLE: &str = "TORCHKIT_CA_BUNDLE";
 /// `--build-arg TORCHKIT_LOCKED=1`: fail unless `torchkit.lock` beside the spec is current
 /// (what `torchkit build --locked` is for the driver).
@@ -201,8 +204,8 @@ pub struct FrontendOptions {
     pub cache_imports: Vec<CacheEntry>,
     /// `TORCHKIT_CUDA`, `…_FLAVOR`, `…_DRIVER`, `…_GPU`, `…_PROFILE`.
     pub overrides: Overrides,
-    /// `TORCHKIT_CA_SECRET` (or `TORCHKIT_CA_BUNDLE`).
-    pub ca_bundle: bool,
+    /// `TORCHKIT_CA_SECRET` (or `TORCHKIT_CA_BUNDLE`): optional unless set.
+    pub ca_secret: CaSecret,
     /// `TORCHKIT_LOCKED`: a missing or stale `torchkit.lock` fails the build.
     pub locked: bool,
     /// `SOURCE_DATE_EPOCH`.
@@ -392,13 +395,16 @@ pub fn parse(
         return Err(OptionsError::UnknownBuildArg(unknown.to_string()));
     }
     let overrides = Overrides::from_build_args(opts)?;
-    let mut ca_bundle = false;
+    // Unset: optional. `1` (either name) makes it required; `0` turns it off.
+    let mut ca_secret = CaSecret::Optional;
     for name in [ARG_CA_SECRET, ARG_CA_BUNDLE] {
-        match arg(name).as_deref() {
-            None | Some("0") | Some("false") => {}
-            Some("1") | Some("true") => ca_bundle = true,
-            Some(v) => return Err(bad(name, v, "expected 1 or 0")),
-        }
+        ca_secret = match (arg(name).as_deref(), ca_secret) {
+            (None, ca) => ca,
+            (Some("0") | Some("false"), CaSecret::Required) => CaSecret::Required,
+            (Some("0") | Some("false"), _) => CaSecret::None,
+            (Some("1") | Some("true"), _) => CaSecret::Required,
+            (Some(v), _) => return Err(bad(name, v, "expected 1 or 0")),
+        };
     }
     let locked = match arg(ARG_LOCKED).as_deref() {
         None | Some("0") | Some("false") => false,
@@ -424,7 +430,7 @@ pub fn parse(
         labels,
         cache_imports,
         overrides,
-        ca_bundle,
+        ca_secret,
         locked,
         source_date_epoch,
         subrequest,
@@ -477,7 +483,38 @@ mod tests {
         assert_eq!(o.context_key, "context");
         assert_eq!(o.no_cache, NoCache::Off);
         assert!(o.target.is_none() && o.labels.is_empty() && o.cache_imports.is_empty());
-        assert!(!o.ca_bundle);
+        // The CA secret is mounted when the build has it: `--secret id=torchkit-ca` alone
+        // is enough.
+        assert_eq!(o.ca_secret, CaSecret::Optional);
+    }
+
+    #[test]
+    fn the_ca_secret_is_optional_unless_a_build_arg_says_otherwise() {
+        let ca = |pairs: &[(&str, &str)]| parse(&opts(pairs), None).unwrap().ca_secret;
+        assert_eq!(ca(&[]), CaSecret::Optional);
+        for name in ["TORCHKIT_CA_SECRET", "TORCHKIT_CA_BUNDLE"] {
+            let key = format!("build-arg:{name}");
+            assert_eq!(ca(&[(&key, "1")]), CaSecret::Required, "{name}=1");
+            assert_eq!(ca(&[(&key, "true")]), CaSecret::Required, "{name}=true");
+            assert_eq!(ca(&[(&key, "0")]), CaSecret::None, "{name}=0");
+            assert_eq!(ca(&[(&key, "false")]), CaSecret::None, "{name}=false");
+        }
+        // A `1` under either name wins over a `0` under the other.
+        assert_eq!(
+            ca(&[
+                ("build-arg:TORCHKIT_CA_SECRET", "0"),
+                ("build-arg:TORCHKIT_CA_BUNDLE", "1")
+            ]),
+            CaSecret::Required
+        );
+        assert_eq!(
+            ca(&[
+                ("build-arg:TORCHKIT_CA_SECRET", "1"),
+                ("build-arg:TORCHKIT_CA_BUNDLE", "0")
+            ]),
+            CaSecret::Required
+        );
+        assert!(parse(&opts(&[("build-arg:TORCHKIT_CA_SECRET", "yes")]), None).is_err());
     }
 
     #[test]
@@ -531,7 +568,7 @@ mod tests {
                 gpus_attached: None,
             }
         );
-        assert!(o.ca_bundle);
+        assert_eq!(o.ca_secret, CaSecret::Required);
         assert_eq!(o.source_date_epoch, Some(1_700_000_000));
         assert_eq!(o.labels.get("org.example.a").map(String::as_str), Some("1"));
         assert_eq!(o.target, Some(Step::User));
@@ -542,7 +579,7 @@ mod tests {
         let all = parse(&opts(&[("no-cache", "")]), None).unwrap();
         assert_eq!(all.no_cache, NoCache::All);
         let driver_style = parse(&opts(&[("build-arg:TORCHKIT_CA_BUNDLE", "1")]), None).unwrap();
-        assert!(driver_style.ca_bundle);
+        assert_eq!(driver_style.ca_secret, CaSecret::Required);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::plan::{Plan, CA_SECRET_ID};
+use crate::plan::{CaSecret, Mount, Plan};
 use crate::spec::{Span, Spec};
 
 use crate::vocab::names::{
@@ -192,8 +192,12 @@ pub fn outline(spec: &Spec, plan: &Plan, opts: &FrontendOptions) -> BTreeMap<Str
         ),
         (
             ARG_CA_SECRET,
-            "1: mount the secret torchkit-ca (a CA bundle) in the steps that download",
-            u8::from(opts.ca_bundle).to_string(),
+            "The secret torchkit-ca (a CA bundle) in the steps that download: unset, used when given; 1, required; 0, never mounted",
+            match plan.ca_secret {
+                CaSecret::Optional => String::new(),
+                CaSecret::Required => "1".into(),
+                CaSecret::None => "0".into(),
+            },
             None,
         ),
         (
@@ -224,8 +228,13 @@ pub fn outline(spec: &Spec, plan: &Plan, opts: &FrontendOptions) -> BTreeMap<Str
         })
         .collect();
     let cache = plan.cache_ids();
-    txt.push_str("\nSECRET\tREQUIRED\n");
-    let _ = writeln!(txt, "{CA_SECRET_ID}\t{}", opts.ca_bundle);
+    let secrets = secrets(plan);
+    if !secrets.is_empty() {
+        txt.push_str("\nSECRET\tREQUIRED\n");
+        for (id, required) in &secrets {
+            let _ = writeln!(txt, "{id}\t{required}");
+        }
+    }
     if !cache.is_empty() {
         txt.push_str("\nCACHE MOUNT\n");
         for id in &cache {
@@ -234,11 +243,27 @@ pub fn outline(spec: &Spec, plan: &Plan, opts: &FrontendOptions) -> BTreeMap<Str
     }
     let outline = json!({
         "args": args,
-        "secrets": [{"Name": CA_SECRET_ID, "Required": opts.ca_bundle}],
+        "secrets": secrets
+            .iter()
+            .map(|(id, required)| json!({"Name": id, "Required": required}))
+            .collect::<Vec<_>>(),
         "cache": cache.iter().map(|id| json!({"ID": id})).collect::<Vec<_>>(),
         "sources": sources(spec),
     });
     answer(&outline, txt)
+}
+
+/// The secrets the plan's steps mount, by id, each once, and whether the build fails
+/// without it (any of its mounts required): the CA bundle as the plan mounts it (optional
+/// by default in the frontend) and the spec's `[python]`/`[system] secrets`.
+fn secrets(plan: &Plan) -> BTreeMap<String, bool> {
+    let mut out: BTreeMap<String, bool> = BTreeMap::new();
+    for m in plan.steps.iter().flat_map(|s| s.mounts()) {
+        if let Mount::Secret { id, optional, .. } = m {
+            *out.entry(id.clone()).or_default() |= !optional;
+        }
+    }
+    out
 }
 
 /// `pb.Location` as Go's encoding/json writes it, over the spec (source 0).

@@ -565,6 +565,81 @@ async fn outline_lists_build_args_with_this_builds_values() {
     );
 }
 
+/// Without `TORCHKIT_CA_SECRET` the outline lists `torchkit-ca` as not required (the
+/// frontend mounts it as optional), and the build-arg as unset.
+#[tokio::test]
+async fn outline_says_the_ca_secret_is_optional_by_default() {
+    let outline = |pairs: &'static [(&'static str, &'static str)]| async move {
+        let (out, seen) = run_fake(&[("dockerfile", "torchkit.toml", FULL_SPEC)], pairs).await;
+        out.expect("answered");
+        returned_json(&seen)
+    };
+    let v = outline(&[
+        ("filename", "torchkit.toml"),
+        ("requestid", "frontend.outline"),
+    ])
+    .await;
+    assert_eq!(
+        v["secrets"],
+        serde_json::json!([{"Name": "torchkit-ca", "Required": false}])
+    );
+    let ca = v["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Name"] == "TORCHKIT_CA_SECRET")
+        .unwrap();
+    assert_eq!(ca["Value"], "");
+    // `0`: nothing mounts it, so the outline lists no secret.
+    let v = outline(&[
+        ("filename", "torchkit.toml"),
+        ("requestid", "frontend.outline"),
+        ("build-arg:TORCHKIT_CA_SECRET", "0"),
+    ])
+    .await;
+    assert_eq!(v["secrets"], serde_json::json!([]));
+}
+
+/// The CA mounts of the execs of a solved definition: `optional` of each.
+fn ca_mounts(def: &pb::Definition) -> Vec<bool> {
+    let dump = llb::dump(def).unwrap();
+    dump["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["exec"]["mounts"].as_array())
+        .flatten()
+        .filter(|m| m["dest"] == crate::plan::CA_SECRET_PATH)
+        .map(|m| m["secret"]["optional"].as_bool().unwrap())
+        .collect()
+}
+
+/// `--secret id=torchkit-ca,src=…` alone is enough: without a build-arg the steps that
+/// download mount the secret as optional; `TORCHKIT_CA_SECRET=1` makes it required (a
+/// build without it fails), `=0` leaves it out.
+#[tokio::test]
+async fn the_ca_secret_is_mounted_as_optional_unless_a_build_arg_says_otherwise() {
+    for (value, want) in [
+        (None, Some(true)),
+        (Some("1"), Some(false)),
+        (Some("0"), None),
+    ] {
+        let mut opts = vec![("filename", "torchkit.toml")];
+        if let Some(v) = value {
+            opts.push(("build-arg:TORCHKIT_CA_SECRET", v));
+        }
+        let (out, seen) = run_fake(&[("dockerfile", "torchkit.toml", FULL_SPEC)], &opts).await;
+        out.expect("build");
+        let (_, _, def) = &seen.solves[2];
+        let mounts = ca_mounts(def);
+        match want {
+            // apt, pip's resolve and install.
+            Some(optional) => assert_eq!(mounts, vec![optional; 3], "{value:?}"),
+            None => assert!(mounts.is_empty(), "{value:?}: {mounts:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn describe_lists_what_torchkit_answers() {
     let (out, seen) = run_fake(

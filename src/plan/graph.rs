@@ -316,8 +316,8 @@ impl Builder<'_> {
                     let from = self.cache(id);
                     self.edge(from, to, EdgeKind::Cache, dest, dest.clone());
                 }
-                Mount::Secret { dest, id } => {
-                    let from = self.secret(id);
+                Mount::Secret { dest, id, optional } => {
+                    let from = self.secret(id, *optional);
                     self.edge(from, to, EdgeKind::Secret, dest, dest.clone());
                 }
                 Mount::Node {
@@ -386,9 +386,13 @@ impl Builder<'_> {
         id
     }
 
-    fn secret(&mut self, secret_id: &str) -> String {
+    fn secret(&mut self, secret_id: &str, optional: bool) -> String {
         if let Some((_, n)) = self.secrets.iter().find(|(s, _)| s == secret_id) {
             return n.id.clone();
+        }
+        let mut details = vec![format!("id {secret_id}")];
+        if optional {
+            details.push("optional: used when the build has it".into());
         }
         let id = format!("secret{}", self.secrets.len() + 1);
         self.secrets.push((
@@ -397,7 +401,7 @@ impl Builder<'_> {
                 id: id.clone(),
                 kind: NodeKind::Secret,
                 heading: "secret".into(),
-                details: vec![format!("id {secret_id}")],
+                details,
                 rule: None,
                 rerun: None,
                 source: None,
@@ -939,7 +943,7 @@ pub fn mermaid_text(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::plan::{
-        plan, CompileOptions, NoCache, CA_SECRET_ID, CA_SECRET_PATH, CONSTRAINTS_MOUNT,
+        plan, CaSecret, CompileOptions, NoCache, CA_SECRET_ID, CA_SECRET_PATH, CONSTRAINTS_MOUNT,
         EPOCH_MOUNT, LOCK_MOUNT, REQUIREMENTS_MOUNT, RESOLVED_MOUNT, RESOLVE_SCRIPT_MOUNT,
     };
     use crate::resolve::resolve;
@@ -1362,7 +1366,7 @@ copy = ["src/"]
             python: "six==1.16.0 --hash=sha256:00\n".into(),
             python_count: 1,
         });
-        o.ca_bundle = true;
+        o.ca_secret = CaSecret::Required;
         let g = graph_of("", o);
         assert!(!ids(&g).contains(&"resolver"));
         assert!(!g.nodes.iter().any(|n| n.kind == NodeKind::Resolve));

@@ -388,7 +388,9 @@ fn with_mounts(
                     None => m,
                 }
             }
-            Mount::Secret { dest, id } => llb::Mount::secret(dest, id),
+            Mount::Secret { dest, id, optional } => {
+                llb::Mount::secret(dest, id).optional(*optional)
+            }
             Mount::Node {
                 dest,
                 node: id,

@@ -123,8 +123,9 @@ pub struct CompileOptions {
     pub session_id: Option<String>,
     /// `.dockerignore` patterns of the context, as `local.excludepatterns`.
     pub context_excludes: Vec<String>,
-    /// Pass the CA bundle secret (`torchkit-ca`) to the steps that download.
-    pub ca_bundle: bool,
+    /// Whether the steps that download mount the CA bundle secret (`torchkit-ca`), and
+    /// whether a build without it fails.
+    pub ca_secret: CaSecret,
     /// `--no-cache` / `--no-cache-filter`.
     pub no_cache: NoCache,
     /// Labels added by the caller (`--label`, frontend `label:*`); they override the spec.
@@ -236,6 +237,10 @@ pub struct Plan {
     pub epoch: Option<String>,
     /// Steps that take the per-build bust node (re-run on every build, caches kept).
     pub busted: Vec<StepName>,
+    /// How the steps that download get the CA bundle secret (absent from the JSON when
+    /// they do not).
+    #[serde(skip_serializing_if = "CaSecret::is_none")]
+    pub ca_secret: CaSecret,
     /// The helper nodes the steps mount or copy from, each one op of the graph.
     pub nodes: Vec<Node>,
     /// The steps, in order; each runs on the root filesystem of the one before.
@@ -448,6 +453,10 @@ pub enum Mount {
         dest: String,
         /// Secret id.
         id: String,
+        /// A missing secret leaves the mount point absent instead of failing the exec
+        /// (BuildKit's `SecretOpt.optional`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        optional: bool,
     },
     /// A path of a helper node.
     Node {
@@ -704,10 +713,46 @@ pub struct ImagePlan {
     pub base_config: Option<serde_json::Value>,
 }
 
+/// How the steps that download (apt, pip and their resolution) get the CA bundle secret
+/// [`CA_SECRET_ID`], for TLS-intercepting proxies and private indexes. The secret is a
+/// mount while the step runs, never data of the graph or a layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaSecret {
+    /// No mount: pip and apt trust the base image's CAs (the driver without `--ca-bundle`,
+    /// the frontend with `TORCHKIT_CA_SECRET=0`).
+    #[default]
+    None,
+    /// Mounted, and a build without the secret fails: `torchkit build --ca-bundle`, the
+    /// frontend with `TORCHKIT_CA_SECRET=1`. pip and apt are pointed at it by env and option.
+    Required,
+    /// Mounted if the client has the secret, else absent; the steps use it only when the
+    /// file is there (a shell test, [`CA_IF_PRESENT`]). The frontend's default, so that
+    /// `--secret id=torchkit-ca,src=…` alone is enough.
+    Optional,
+}
+
+impl CaSecret {
+    /// No CA secret at all.
+    pub fn is_none(&self) -> bool {
+        *self == CaSecret::None
+    }
+
+    /// The plan mounts the secret (required or optional).
+    pub fn is_mounted(self) -> bool {
+        self != CaSecret::None
+    }
+}
+
 /// The id of the CA bundle secret passed to downloading steps.
 pub const CA_SECRET_ID: &str = crate::spec::CA_SECRET_ID;
 /// Where the CA bundle secret is mounted.
 pub const CA_SECRET_PATH: &str = "/run/secrets/torchkit-ca";
+/// How a step with an optional CA secret ([`CaSecret::Optional`]) runs its argv:
+/// `/bin/sh -c CA_IF_PRESENT sh ARGV…` points pip (and Python's `ssl`) at the bundle only
+/// when the secret is there and not empty, then `exec`s the argv unparsed.
+pub const CA_IF_PRESENT: &str = "if [ -s /run/secrets/torchkit-ca ]; then export PIP_CERT=/run/secrets/torchkit-ca SSL_CERT_FILE=/run/secrets/torchkit-ca; fi; exec \"$@\"";
+
 /// Apt download cache mount point (kept outside /var/cache/apt so that the images'
 /// `docker-clean` hook does not empty it).
 pub const APT_CACHE_DIR: &str = "/var/cache/torchkit/apt";

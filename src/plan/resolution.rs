@@ -22,11 +22,12 @@ use crate::vocab::{Profile, Step as StepName};
 
 use super::policy::Policy;
 use super::steps::{
-    base_plan, base_step, ca_mount, constraints_mount, constraints_node, exec_run, files_node,
-    index_args, number, pip_env, pip_install, secret_mounts, step, used_nodes, PLATFORM,
+    apt_ca, base_plan, base_step, ca_mount, constraints_mount, constraints_node, exec_run,
+    files_node, index_args, number, pip_env, pip_install, secret_mounts, step, used_nodes, with_ca,
+    PLATFORM,
 };
 use super::{
-    BaseMeta, CompileError, CompileOptions, Exec, Mount, NodeId, Output, Plan, CA_SECRET_PATH,
+    BaseMeta, CaSecret, CompileError, CompileOptions, Exec, Mount, NodeId, Output, Plan,
     CONSTRAINTS_MOUNT, REQUIREMENTS_MOUNT,
 };
 
@@ -51,8 +52,8 @@ pub struct ResolutionInputs<'a> {
     pub base: BaseMeta,
     /// The requirements file's content (`[python] requirements`, read from the context).
     pub requirements: Option<&'a [u8]>,
-    /// Mount the `torchkit-ca` secret for downloads.
-    pub ca_bundle: bool,
+    /// How the downloads get the `torchkit-ca` secret.
+    pub ca_secret: CaSecret,
 }
 
 /// The plan of the resolution run, or `None` when the spec has neither apt nor Python
@@ -66,7 +67,7 @@ pub fn resolution_run(i: &ResolutionInputs<'_>) -> Result<Option<Plan>, CompileE
     }
     let opts = CompileOptions {
         base: i.base.clone(),
-        ca_bundle: i.ca_bundle,
+        ca_secret: i.ca_secret,
         ..CompileOptions::default()
     };
     let base = base_plan(spec, i.resolution, &opts)?;
@@ -77,18 +78,14 @@ pub fn resolution_run(i: &ResolutionInputs<'_>) -> Result<Option<Plan>, CompileE
     // The first exec writes a fresh directory; the next continues it.
     let mut out_mount = Mount::Scratch { dest: out.into() };
     if has_apt {
-        let ca = if i.ca_bundle {
-            format!(" -o Acquire::https::CAInfo={CA_SECRET_PATH}")
-        } else {
-            String::new()
-        };
+        let (ca_setup, ca) = apt_ca(i.ca_secret);
         // Names were validated by the spec (letters, digits, + - . = ~ :).
         let script = format!(
-            "set -eu; apt-get{ca} update -qq >/dev/null; apt-get{ca} install -s --no-install-recommends {} > {out}/{APT_SIMULATION}",
+            "set -eu; {ca_setup}apt-get{ca} update -qq >/dev/null; apt-get{ca} install -s --no-install-recommends {} > {out}/{APT_SIMULATION}",
             spec.system.apt.join(" ")
         );
         let mut mounts = vec![out_mount];
-        mounts.extend(ca_mount(i.ca_bundle));
+        mounts.extend(ca_mount(i.ca_secret));
         mounts.extend(secret_mounts(&spec.system.secrets));
         steps.push(step(
             spec,
@@ -129,7 +126,7 @@ pub fn resolution_run(i: &ResolutionInputs<'_>) -> Result<Option<Plan>, CompileE
         );
         args.extend(index_args(spec));
         let mut mounts = vec![out_mount];
-        mounts.extend(ca_mount(i.ca_bundle));
+        mounts.extend(ca_mount(i.ca_secret));
         mounts.extend(secret_mounts(&spec.python.secrets));
         mounts.push(constraints_mount());
         let mut what = vec![];
@@ -178,7 +175,12 @@ pub fn resolution_run(i: &ResolutionInputs<'_>) -> Result<Option<Plan>, CompileE
             spec,
             StepName::Pip,
             format!("pip install --dry-run --report {}", what.join(" ")),
-            exec_run(args, pip_env(i.ca_bundle), mounts, None),
+            exec_run(
+                with_ca(i.ca_secret, args),
+                pip_env(i.ca_secret),
+                mounts,
+                None,
+            ),
             None,
             if spec.python.packages.is_empty() {
                 "python.requirements"
@@ -198,6 +200,7 @@ pub fn resolution_run(i: &ResolutionInputs<'_>) -> Result<Option<Plan>, CompileE
         platform: PLATFORM.into(),
         base,
         resolution: i.resolution.clone(),
+        ca_secret: i.ca_secret,
         epoch: None,
         busted: applied.busted,
         nodes,

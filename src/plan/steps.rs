@@ -10,11 +10,11 @@ use crate::vocab::{Profile, Step as StepName};
 use super::policy::Policy;
 use super::verify::{self, VerifyStage};
 use super::{
-    BasePlan, CacheRule, CacheSharing, CompileError, CompileOptions, Exec, ImagePlan, LockedSet,
-    Mount, Node, NodeFile, NodeId, NodeSource, Output, Plan, ResolveRun, Run, Step, APT_CACHE_DIR,
-    CA_SECRET_ID, CA_SECRET_PATH, CONSTRAINTS_MOUNT, DEFAULT_PATH, LOCK_MOUNT, PIP_CACHE_DIR,
-    REQUIREMENTS_MOUNT, RESOLVED_DIR, RESOLVED_FILE, RESOLVED_MOUNT, RESOLVE_SCRIPT,
-    RESOLVE_SCRIPT_MOUNT,
+    BasePlan, CaSecret, CacheRule, CacheSharing, CompileError, CompileOptions, Exec, ImagePlan,
+    LockedSet, Mount, Node, NodeFile, NodeId, NodeSource, Output, Plan, ResolveRun, Run, Step,
+    APT_CACHE_DIR, CA_IF_PRESENT, CA_SECRET_ID, CA_SECRET_PATH, CONSTRAINTS_MOUNT, DEFAULT_PATH,
+    LOCK_MOUNT, PIP_CACHE_DIR, REQUIREMENTS_MOUNT, RESOLVED_DIR, RESOLVED_FILE, RESOLVED_MOUNT,
+    RESOLVE_SCRIPT, RESOLVE_SCRIPT_MOUNT,
 };
 
 /// The platform torchkit builds for.
@@ -179,6 +179,7 @@ pub fn plan(spec: &Spec, res: &Resolution, opts: &CompileOptions) -> Result<Plan
         resolution: res.clone(),
         epoch: spec.cache.epoch.clone(),
         busted: applied.busted,
+        ca_secret: opts.ca_secret,
         nodes,
         steps,
         output: if opts.target == Some(StepName::Verify) {
@@ -218,7 +219,7 @@ impl Builder<'_> {
                 owner: None,
             });
         }
-        m.extend(ca_mount(self.opts.ca_bundle));
+        m.extend(ca_mount(self.opts.ca_secret));
         m.extend(secret_mounts(match tool {
             "apt" => &self.spec.system.secrets,
             _ => &self.spec.python.secrets,
@@ -247,7 +248,7 @@ impl Builder<'_> {
             StepName::Apt,
             title,
             self.exec(
-                apt_command(apt, self.cached, self.opts.ca_bundle),
+                apt_command(apt, self.cached, self.opts.ca_secret),
                 vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
                 self.download_mounts("apt", APT_CACHE_DIR),
             ),
@@ -272,7 +273,11 @@ impl Builder<'_> {
                 "pip install --require-hashes -r torchkit.lock ({} packages)",
                 l.python_count
             ),
-            self.exec(args, pip_env(self.opts.ca_bundle), mounts),
+            self.exec(
+                with_ca(self.opts.ca_secret, args),
+                pip_env(self.opts.ca_secret),
+                mounts,
+            ),
             None,
             if spec.python.packages.is_empty() {
                 "python.requirements"
@@ -337,10 +342,14 @@ impl Builder<'_> {
             spec,
             name,
             title,
-            self.exec(install, pip_env(self.opts.ca_bundle), mounts),
+            self.exec(
+                with_ca(self.opts.ca_secret, install),
+                pip_env(self.opts.ca_secret),
+                mounts,
+            ),
             Some(ResolveRun {
                 title: format!("resolve {what}"),
-                args,
+                args: with_ca(self.opts.ca_secret, args),
                 mounts: resolve_mounts,
                 ignore_cache: false,
             }),
@@ -407,23 +416,55 @@ pub(super) fn exec_run(
     }
 }
 
-/// The spec's secrets of a step (`[python] secrets`, `[system] secrets`).
+/// The spec's secrets of a step (`[python] secrets`, `[system] secrets`): required.
 pub(super) fn secret_mounts(secrets: &[crate::spec::SecretMount]) -> Vec<Mount> {
     secrets
         .iter()
         .map(|s| Mount::Secret {
             dest: s.dest.clone(),
             id: s.id.clone(),
+            optional: false,
         })
         .collect()
 }
 
-/// The CA bundle secret, when asked for.
-pub(super) fn ca_mount(ca_bundle: bool) -> Option<Mount> {
-    ca_bundle.then(|| Mount::Secret {
+/// The CA bundle secret, unless the plan has none; optional as [`CaSecret::Optional`].
+pub(super) fn ca_mount(ca: CaSecret) -> Option<Mount> {
+    ca.is_mounted().then(|| Mount::Secret {
         dest: CA_SECRET_PATH.into(),
         id: CA_SECRET_ID.into(),
+        optional: ca == CaSecret::Optional,
     })
+}
+
+/// An argv that downloads with pip, as it runs under `ca`: unchanged, or, with an optional
+/// secret, behind [`CA_IF_PRESENT`] (the argv stays an argv: no shell parses it).
+pub(super) fn with_ca(ca: CaSecret, args: Vec<String>) -> Vec<String> {
+    match ca {
+        CaSecret::None | CaSecret::Required => args,
+        CaSecret::Optional => ["/bin/sh", "-c", CA_IF_PRESENT, "sh"]
+            .into_iter()
+            .map(String::from)
+            .chain(args)
+            .collect(),
+    }
+}
+
+/// For an apt shell script under `ca`: what runs first and the options every `apt-get`
+/// takes. A required secret is always apt's CA file; an optional one only when it is there
+/// and not empty (`$ca` then holds the option, else nothing).
+pub(super) fn apt_ca(ca: CaSecret) -> (String, String) {
+    match ca {
+        CaSecret::None => (String::new(), String::new()),
+        CaSecret::Required => (
+            String::new(),
+            format!(" -o Acquire::https::CAInfo={CA_SECRET_PATH}"),
+        ),
+        CaSecret::Optional => (
+            format!("ca=; if [ -s {CA_SECRET_PATH} ]; then ca='-o Acquire::https::CAInfo={CA_SECRET_PATH}'; fi; "),
+            " $ca".to_string(),
+        ),
+    }
 }
 
 /// The torch constraints, read-only.
@@ -674,7 +715,7 @@ pub fn base_context_names(spec: &Spec, res: &Resolution) -> Result<Vec<String>, 
     Ok(names)
 }
 
-pub(super) fn apt_command(pkgs: &[String], keep: bool, ca: bool) -> Vec<String> {
+pub(super) fn apt_command(pkgs: &[String], keep: bool, ca: CaSecret) -> Vec<String> {
     // No binary package caches (/var/cache/apt/pkgcache.bin and srcpkgcache.bin, 78 MB on
     // Debian bookworm) in the layer, as Docker's debian images' docker-clean does; bases
     // without that file would otherwise keep them.
@@ -689,9 +730,8 @@ pub(super) fn apt_command(pkgs: &[String], keep: bool, ca: bool) -> Vec<String> 
         // deletes what it downloaded once the install succeeds.
         opts.push_str(" -o APT::Keep-Downloaded-Packages=false");
     }
-    if ca {
-        opts.push_str(&format!(" -o Acquire::https::CAInfo={CA_SECRET_PATH}"));
-    }
+    let (ca_setup, ca_opt) = apt_ca(ca);
+    opts.push_str(&ca_opt);
     let mkdir = if keep {
         format!("mkdir -p {APT_CACHE_DIR}/archives/partial; ")
     } else {
@@ -700,7 +740,7 @@ pub(super) fn apt_command(pkgs: &[String], keep: bool, ca: bool) -> Vec<String> 
     // Package names were validated by the spec (letters, digits, + - . = ~ :), so they
     // are safe to join into the shell line.
     let script = format!(
-        "set -eu; {mkdir}apt-get{opts} update; apt-get{opts} install -y --no-install-recommends {}; rm -rf /var/lib/apt/lists/*",
+        "set -eu; {ca_setup}{mkdir}apt-get{opts} update; apt-get{opts} install -y --no-install-recommends {}; rm -rf /var/lib/apt/lists/*",
         pkgs.join(" ")
     );
     vec!["/bin/sh".into(), "-c".into(), script]
@@ -728,13 +768,15 @@ pub(super) fn index_args(spec: &Spec) -> Vec<String> {
     a
 }
 
-pub(super) fn pip_env(ca_bundle: bool) -> Vec<(String, String)> {
+/// pip's env; with a required CA secret, pip and Python's `ssl` trust only the bundle (an
+/// optional one is set by [`with_ca`] when present).
+pub(super) fn pip_env(ca: CaSecret) -> Vec<(String, String)> {
     let mut env = vec![
         ("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into()),
         ("PIP_NO_INPUT".into(), "1".into()),
         ("PIP_ROOT_USER_ACTION".into(), "ignore".into()),
     ];
-    if ca_bundle {
+    if ca == CaSecret::Required {
         env.push(("PIP_CERT".into(), CA_SECRET_PATH.into()));
         env.push(("SSL_CERT_FILE".into(), CA_SECRET_PATH.into()));
     }

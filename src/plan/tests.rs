@@ -464,10 +464,105 @@ fn image_config_inherits_the_base_and_adds_torchkit() {
     );
 }
 
+/// The CA secret mount of an exec op in the LLB dump.
+fn ca_secret_of(op: &Value) -> Option<Value> {
+    op["exec"]["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["dest"] == CA_SECRET_PATH)
+        .map(|m| m["secret"].clone())
+}
+
+/// An optional CA secret (the frontend's default): every exec that downloads mounts it as
+/// optional and uses it only when the file is there, pip through [`CA_IF_PRESENT`] (no
+/// `PIP_CERT` in the env, which would fail pip when the file is absent), apt through a shell
+/// test; the plan says so.
+#[test]
+fn an_optional_ca_secret_is_used_only_when_present() {
+    let opts = CompileOptions {
+        ca_secret: CaSecret::Optional,
+        ..CompileOptions::default()
+    };
+    let c = compiled(&spec_with(""), &opts);
+    assert_eq!(c.plan.ca_secret, CaSecret::Optional);
+    let plan_json = serde_json::to_value(&c.plan).unwrap();
+    assert_eq!(plan_json["ca_secret"], "optional");
+    let ops = ops(&c);
+    let mut downloads: Vec<&Value> = vec![op(&ops, "apt")];
+    for s in ["pip", "requirements"] {
+        downloads.push(op(&ops, s));
+        downloads.push(resolve_op(&ops, s));
+    }
+    for o in &downloads {
+        let name = &o["metadata"]["custom_name"];
+        let secret = ca_secret_of(o).unwrap_or_else(|| panic!("{name}: no CA mount"));
+        assert_eq!(secret["id"], CA_SECRET_ID, "{name}");
+        assert_eq!(secret["optional"], true, "{name}");
+        let env = o["exec"]["env"].to_string();
+        assert!(!env.contains("PIP_CERT"), "{name}: {env}");
+        assert!(!env.contains("SSL_CERT_FILE"), "{name}: {env}");
+    }
+    for o in &downloads[1..] {
+        let args: Vec<&str> = o["exec"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args[..4],
+            ["/bin/sh", "-c", CA_IF_PRESENT, "sh"],
+            "{args:?}"
+        );
+        assert_eq!(args[4], "python", "the argv follows, unparsed: {args:?}");
+    }
+    assert!(CA_IF_PRESENT.contains(&format!("[ -s {CA_SECRET_PATH} ]")));
+    assert!(CA_IF_PRESENT.contains(&format!("PIP_CERT={CA_SECRET_PATH}")));
+    let apt = op(&ops, "apt")["exec"]["args"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        apt.contains(&format!(
+            "ca=; if [ -s {CA_SECRET_PATH} ]; then ca='-o Acquire::https::CAInfo={CA_SECRET_PATH}'; fi;"
+        )),
+        "{apt}"
+    );
+    assert!(
+        apt.contains(" $ca update;") && apt.contains(" $ca install "),
+        "{apt}"
+    );
+    assert!(!op(&ops, "user")["exec"]["mounts"]
+        .to_string()
+        .contains("secret"));
+
+    // Required (`--ca-bundle`, `TORCHKIT_CA_SECRET=1`): a mount that must be there, pip
+    // and apt pointed at it unconditionally. None: no mount at all.
+    let required = compiled(
+        &spec_with(""),
+        &CompileOptions {
+            ca_secret: CaSecret::Required,
+            ..CompileOptions::default()
+        },
+    );
+    let ops = self::ops(&required);
+    assert_eq!(ca_secret_of(op(&ops, "pip")).unwrap()["optional"], false);
+    assert_eq!(op(&ops, "pip")["exec"]["args"][0], "python");
+    let none = compiled(&spec_with(""), &CompileOptions::default());
+    assert!(serde_json::to_value(&none.plan)
+        .unwrap()
+        .get("ca_secret")
+        .is_none());
+    for o in self::ops(&none) {
+        assert!(o.get("exec").is_none() || ca_secret_of(&o).is_none(), "{o}");
+    }
+}
+
 #[test]
 fn ca_bundle_is_a_secret_mount_never_data() {
     let opts = CompileOptions {
-        ca_bundle: true,
+        ca_secret: CaSecret::Required,
         ..CompileOptions::default()
     };
     let c = compiled(&spec_with(""), &opts);
@@ -985,7 +1080,7 @@ fn the_llb_is_the_plan_and_nothing_else() {
                     digest: Some(DIGEST.into()),
                     config: None,
                 },
-                ca_bundle: true,
+                ca_secret: CaSecret::Required,
                 source_date_epoch: Some(1_700_000_000),
                 session_id: Some("s1".into()),
                 context_excludes: vec![".git".into(), "*.pyc".into()],
@@ -1022,7 +1117,7 @@ fn the_llb_is_the_plan_and_nothing_else() {
             config: None,
         },
         requirements: Some(b"six==1.16.0\n"),
-        ca_bundle: true,
+        ca_secret: CaSecret::Required,
     })
     .unwrap()
     .unwrap();
@@ -1064,6 +1159,7 @@ fn lower_follows_a_plan_edited_by_hand() {
     mounts.push(Mount::Secret {
         dest: "/run/secrets/extra".into(),
         id: "extra".into(),
+        optional: false,
     });
     let after = ops_of(&lower(&p).unwrap().definition);
     assert!(mount_dests(op(&after, "apt")).contains(&"/run/secrets/extra".to_string()));
@@ -1159,7 +1255,7 @@ fn run_inputs<'a>(spec: &'a Spec, res: &'a crate::resolve::Resolution) -> Resolu
             config: Some(serde_json::json!({"config": {"Env": ["PATH=/opt/conda/bin:/usr/bin"]}})),
         },
         requirements: Some(b"six==1.16.0\n"),
-        ca_bundle: true,
+        ca_secret: CaSecret::Required,
     }
 }
 
@@ -1283,7 +1379,7 @@ fn a_resolution_run_asks_only_what_the_spec_has() {
     let res = resolve(&spec.request()).unwrap();
     let mut i = run_inputs(&spec, &res);
     i.requirements = None;
-    i.ca_bundle = false;
+    i.ca_secret = CaSecret::None;
     let run = resolution_run(&i).unwrap().unwrap();
     let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["base", "pip"]);

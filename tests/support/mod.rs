@@ -245,6 +245,12 @@ pub fn registry_retag(host: &str, repo: &str, from: &str, to: &str) {
 /// Writes a CA and a server certificate for `tk.test` / 127.0.0.1 with openssl; returns
 /// (ca.pem, server cert, server key).
 pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    make_certs_for(dir, "127.0.0.1")
+}
+
+/// [`make_certs`] for a server at `ip` (and `tk.test`): the docker bridge's gateway, say,
+/// for a server that RUN containers reach.
+pub fn make_certs_for(dir: &Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
         let st = std::process::Command::new("openssl")
             .args(args)
@@ -287,7 +293,7 @@ pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     ]);
     std::fs::write(
         dir.join("ext.cnf"),
-        "subjectAltName=DNS:tk.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        format!("subjectAltName=DNS:tk.test,IP:{ip}\nextendedKeyUsage=serverAuth\n"),
     )
     .unwrap();
     run(&[
